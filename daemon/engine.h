@@ -1,0 +1,196 @@
+/*
+ * engine.h - the data factory: tasks, code versions, configs, dataset
+ * versions, runs, the work queue and results, over the catalog and the store.
+ *
+ * The engine is the one owner of vdfs's state. The FUSE view (fs/) and the
+ * HTTP API (daemon/http.c) are thin translations of it: they parse, call one
+ * function here, and turn the -errno it returns into an errno for the kernel
+ * or a status code for the executor. Everything a user or an executor can
+ * change goes through this header.
+ *
+ * Threads: every function may be called from any thread at any time. The
+ * engine serializes state changes internally; long work (chunking and
+ * hashing a submission, reading chunks) runs outside its lock.
+ *
+ * Ownership: out-parameters are filled by the engine and owned by the caller
+ * afterwards (vd_buf / vd_strv / json_t / structs with their own *_free).
+ * Input pointers are only read during the call.
+ *
+ * Errors: 0 (or a documented count) on success, -errno on failure. Where a
+ * `why` buffer is taken, a one-line reason for the user is appended to it
+ * on failure (and the failure is logged).
+ */
+#ifndef VD_ENGINE_H
+#define VD_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "buf.h"
+#include "id.h"
+#include "util.h"
+
+typedef struct vd_engine vd_engine;
+
+struct vd_engine_opts {
+	const char *state_dir;   /* created if missing */
+	int lease_ms;            /* how long a lease lives without heartbeat; 0 = 30000 */
+	int heartbeat_ms;        /* what executors are told to use; 0 = lease_ms / 3 */
+};
+
+int vd_engine_open(vd_engine **out, const struct vd_engine_opts *o);
+/* Stops background threads, wakes long-polls, closes the catalog. */
+void vd_engine_close(vd_engine *e);
+/* The enrollment token executors must present (STATE/token). */
+const char *vd_engine_token(const vd_engine *e);
+/* Makes every long-poll return at once; used at shutdown before
+ * the HTTP server is stopped. */
+void vd_engine_wake_all(vd_engine *e);
+
+/*
+ * Names. Task names and data names (and each component of a path inside a
+ * tree) are 1..255 bytes, any bytes but NUL, '/' and control characters
+ * (< 0x20, 0x7f), and not "." or "..". Anything else is -EINVAL.
+ */
+bool vd_engine_name_valid(const char *name);
+
+/* ---- tasks, code and config ------------------------------------------ */
+
+int vd_engine_task_create(vd_engine *e, const char *task);   /* -EEXIST, -EINVAL */
+bool vd_engine_task_exists(vd_engine *e, const char *task);
+int vd_engine_task_list(struct vd_strv *out, vd_engine *e);  /* sorted */
+
+/* The current code bytes (empty when no function was written yet). */
+int vd_engine_function_read(struct vd_buf *out, vd_engine *e, const char *task);
+/* Store p[0..n) as the task's code. A content equal to the current code is
+ * no new version (returns 0); a new one returns 1 and may start runs. */
+int vd_engine_function_write(char code_id[VD_ID_SIZE], vd_engine *e,
+			     const char *task, const void *p, size_t n);
+/* The config text as written (empty when never written). */
+int vd_engine_config_read(struct vd_buf *out, vd_engine *e, const char *task);
+/* Parse and store. A bad line is -EINVAL with "line N: reason" in why. */
+int vd_engine_config_write(struct vd_buf *why, vd_engine *e, const char *task,
+			   const void *p, size_t n);
+/* The task's settle time for trees, in ms (config `settle`, default 2 s). */
+int vd_engine_settle_ms(vd_engine *e, const char *task);
+
+/* ---- dataset versions -------------------------------------------------- */
+
+enum vd_kind { VD_KIND_FILE = 1, VD_KIND_TREE = 2 };
+
+struct vd_version_info {
+	char data_id[VD_ID_SIZE];
+	char name[256];        /* the data/ name it was submitted under */
+	enum vd_kind kind;
+	uint64_t size;         /* logical bytes, summed over files for a tree */
+	uint64_t nfiles;
+	uint64_t stored;       /* bytes newly stored when it was sealed */
+	int64_t time_ms;       /* when it was sealed */
+};
+
+/*
+ * Seal the content of fd (read with pread from offset 0 to EOF) as a version
+ * of task under data name `name`. Returns 1 when a new version was made, 0
+ * when the content was known already (no new version, no new work; the name
+ * now points to it), -E2BIG for a record over the hard cap (offset in why),
+ * -ENOENT for an unknown task. Durable on return.
+ */
+int vd_engine_submit_file(struct vd_version_info *out, struct vd_buf *why,
+			  vd_engine *e, const char *task, const char *name, int fd);
+/* The same for a real directory tree: regular files and subdirectories,
+ * recursively (paths joined with '/'; empty directories are not kept;
+ * symlinks and special files are skipped with a log line). */
+int vd_engine_submit_tree(struct vd_version_info *out, struct vd_buf *why,
+			  vd_engine *e, const char *task, const char *name,
+			  const char *dir);
+
+/* Names currently in data/, sorted. */
+int vd_engine_data_list(struct vd_strv *out, vd_engine *e, const char *task);
+/* The latest version submitted under name. -ENOENT. */
+int vd_engine_data_get(struct vd_version_info *out, vd_engine *e,
+		       const char *task, const char *name);
+/* Forget the name (its versions stay). -ENOENT. */
+int vd_engine_data_unlink(vd_engine *e, const char *task, const char *name);
+
+/* Data IDs of the task's versions, sorted. */
+int vd_engine_version_list(struct vd_strv *out, vd_engine *e, const char *task);
+int vd_engine_version_get(struct vd_version_info *out, vd_engine *e,
+			  const char *task, const char *data_id);   /* -ENOENT */
+/* The most recently sealed version of the task. -ENOENT when none. */
+int vd_engine_version_latest(char data_id[VD_ID_SIZE], vd_engine *e,
+			     const char *task);
+
+/*
+ * Content. A file is a list of extents, each a whole stored chunk, in order:
+ * ext[i].off is where the chunk starts in the file, ext[i].len its length.
+ * A file version's manifest has one file with path "". A tree's files are
+ * sorted by path; directories are implied by the paths.
+ */
+struct vd_extent {
+	char id[VD_ID_SIZE];
+	uint64_t off;
+	uint64_t len;
+};
+struct vd_file {
+	char *path;
+	uint64_t size;
+	size_t n;
+	struct vd_extent *ext;
+};
+struct vd_manifest {
+	enum vd_kind kind;
+	size_t nfiles;
+	struct vd_file *files;
+};
+int vd_engine_manifest_get(struct vd_manifest **out, vd_engine *e,
+			   const char *data_id);                 /* -ENOENT */
+void vd_manifest_free(struct vd_manifest *m);
+/* Append a stored chunk's bytes to out, verified against its ID. */
+int vd_engine_chunk_read(struct vd_buf *out, vd_engine *e, const char *chunk_id);
+
+/* ---- what versions/<id>/ shows --------------------------------------- */
+
+enum vd_gen { VD_GEN_STATUS, VD_GEN_META, VD_GEN_LOG };
+/* status: one line, first word queued | running | done | failed.
+ * meta: meta.json. log: the run log. -ENOENT for an unknown version. */
+int vd_engine_render(struct vd_buf *out, vd_engine *e, const char *task,
+		     const char *data_id, enum vd_gen which);
+/* The aggregated result of the version's newest-code run, as a file of
+ * stored chunks. -ENOENT until that run is done. Free with vd_file_free. */
+int vd_engine_result_get(struct vd_file **out, vd_engine *e, const char *task,
+			 const char *data_id);
+void vd_file_free(struct vd_file *f);
+/* The mount's README text. */
+int vd_engine_render_readme(struct vd_buf *out, vd_engine *e);
+/* Registered executors' names, sorted, and one's state as text. */
+int vd_engine_executor_list(struct vd_strv *out, vd_engine *e);
+int vd_engine_executor_render(struct vd_buf *out, vd_engine *e, const char *name);
+
+/* ---- the executor protocol (docs/protocol.md) ------------------------
+ *
+ * Each takes the parsed request and fills the reply. Errors map to HTTP:
+ * -EINVAL 400, -EACCES 401, -EPERM 403, -ENOENT 404, -ESTALE 409 (late or
+ * duplicate), -EFBIG 413, -EAGAIN 204 (no work within the wait),
+ * -ESHUTDOWN 503; anything else 500. `why` gets the message for the JSON
+ * error body.
+ */
+int vd_engine_api_register(json_t **reply, struct vd_buf *why, vd_engine *e,
+			   const json_t *req);
+/* Blocks up to the request's wait_ms (capped at 30 s). */
+int vd_engine_api_lease(json_t **reply, struct vd_buf *why, vd_engine *e,
+			const json_t *req);
+int vd_engine_api_heartbeat(json_t **reply, struct vd_buf *why, vd_engine *e,
+			    const char *lease_id);
+/* meta is the result's JSON header line; out the raw output bytes. */
+int vd_engine_api_result(json_t **reply, struct vd_buf *why, vd_engine *e,
+			 const char *lease_id, const json_t *meta,
+			 const void *out, size_t outlen);
+int vd_engine_api_code(struct vd_buf *out, struct vd_buf *why, vd_engine *e,
+		       const char *code_id);
+int vd_engine_api_chunk(struct vd_buf *out, struct vd_buf *why, vd_engine *e,
+			const char *chunk_id);
+int vd_engine_api_status(json_t **reply, vd_engine *e);
+int vd_engine_api_metrics(struct vd_buf *out, vd_engine *e);
+
+#endif

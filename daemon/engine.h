@@ -37,6 +37,8 @@ struct vd_engine_opts {
 	const char *state_dir;   /* created if missing */
 	int lease_ms;            /* how long a lease lives without heartbeat; 0 = 30000 */
 	int heartbeat_ms;        /* what executors are told to use; 0 = lease_ms / 3 */
+	size_t chunk_avg;        /* a new store's average chunk size, a power of
+				  * two (0 = 1 MiB); an existing store keeps its own */
 };
 
 int vd_engine_open(vd_engine **out, const struct vd_engine_opts *o);

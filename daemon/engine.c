@@ -1,0 +1,685 @@
+/*
+ * engine.c - opening the state directory; tasks, code versions and configs.
+ *
+ * The state directory holds:
+ *   secret     the store's ID key (192 random bytes, 0600)
+ *   token      the enrollment token executors present (0600)
+ *   catalog/   the RocksDB database (docs/catalog.md)
+ *   packs/     the chunk store's pack files
+ * Everything else (the mount's staging area, the url file) belongs to vdfsd.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine_int.h"
+
+void vd_engine_key(struct vd_buf *out, const char *prefix, const char *a,
+		   const char *b, const char *c)
+{
+	/* Keys are built from validated names (no '/', bounded length), so
+	 * the cap is never reached in practice; a failed append leaves a
+	 * truncated key that simply matches nothing. */
+	vd_buf_reset(out);
+	vd_buf_adds(out, prefix);
+	const char *parts[3] = { a, b, c };
+	for (int i = 0; i < 3 && parts[i]; i++) {
+		vd_buf_add(out, "/", 1);
+		vd_buf_adds(out, parts[i]);
+	}
+}
+
+bool vd_engine_name_valid(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+	if (n == 0 || n > 255)
+		return false;
+	if (!strcmp(name, ".") || !strcmp(name, ".."))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		if (ch == '/' || ch < 0x20 || ch == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+/* ---- config ------------------------------------------------------------ */
+
+void vd_config_default(struct vd_config *c)
+{
+	c->level = 1;
+	c->reduce = VD_REDUCE_CONCAT;
+	c->format = VD_FORMAT_LINES;
+	c->timeout_s = 300;
+	c->retries = 3;
+	c->replicas = 1;
+	c->settle_ms = 2000;
+	c->rerun = VD_RERUN_LATEST;
+	c->allow_empty = false;
+	c->unit_size = 8u << 20;
+}
+
+static int parse_int(long *out, const char *v, long lo, long hi)
+{
+	char *end;
+	errno = 0;
+	long x = strtol(v, &end, 10);
+	if (errno || end == v || *end || x < lo || x > hi)
+		return -EINVAL;
+	*out = x;
+	return 0;
+}
+
+static int parse_size(uint64_t *out, const char *v)
+{
+	char *end;
+	errno = 0;
+	unsigned long long x = strtoull(v, &end, 10);
+	if (errno || end == v || v[0] == '-')
+		return -EINVAL;
+	unsigned shift = 0;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	default: break;
+	}
+	if ((*end == 'i' || *end == 'B') && shift)
+		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+	if (*end || x == 0 || x > (1ull << 40) >> shift)
+		return -EINVAL;
+	*out = x << shift;
+	return 0;
+}
+
+static char *trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t n = strlen(s);
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+		s[--n] = '\0';
+	return s;
+}
+
+/* One `key = value` line into c. -EINVAL with the reason in why. */
+static int config_line(struct vd_config *c, struct vd_buf *why, char *key,
+		       char *val)
+{
+	long x;
+	if (!strcmp(key, "level")) {
+		if (parse_int(&x, val, 1, 5))
+			goto bad_range;
+		c->level = (int)x;
+	} else if (!strcmp(key, "reduce")) {
+		if (!strcmp(val, "concat"))
+			c->reduce = VD_REDUCE_CONCAT;
+		else if (!strcmp(val, "sum"))
+			c->reduce = VD_REDUCE_SUM;
+		else
+			goto bad_choice;
+	} else if (!strcmp(key, "format")) {
+		if (!strcmp(val, "lines"))
+			c->format = VD_FORMAT_LINES;
+		else if (!strcmp(val, "csv"))
+			c->format = VD_FORMAT_CSV;
+		else if (!strcmp(val, "whole"))
+			c->format = VD_FORMAT_WHOLE;
+		else
+			goto bad_choice;
+	} else if (!strcmp(key, "timeout")) {
+		if (parse_int(&x, val, 1, 7 * 86400))
+			goto bad_range;
+		c->timeout_s = (int)x;
+	} else if (!strcmp(key, "retries")) {
+		if (parse_int(&x, val, 1, 100))
+			goto bad_range;
+		c->retries = (int)x;
+	} else if (!strcmp(key, "replicas")) {
+		if (parse_int(&x, val, 1, 1))
+			goto unsupported;
+		c->replicas = (int)x;
+	} else if (!strcmp(key, "settle")) {
+		char *end;
+		errno = 0;
+		double s = strtod(val, &end);
+		if (errno || end == val || *end || !(s >= 0 && s <= 3600))
+			goto bad_range;
+		c->settle_ms = (int)(s * 1000.0 + 0.5);
+	} else if (!strcmp(key, "rerun")) {
+		if (!strcmp(val, "latest"))
+			c->rerun = VD_RERUN_LATEST;
+		else if (!strcmp(val, "none"))
+			c->rerun = VD_RERUN_NONE;
+		else
+			goto bad_choice;
+	} else if (!strcmp(key, "allow_empty")) {
+		if (!strcmp(val, "true") || !strcmp(val, "yes") || !strcmp(val, "1"))
+			c->allow_empty = true;
+		else if (!strcmp(val, "false") || !strcmp(val, "no") || !strcmp(val, "0"))
+			c->allow_empty = false;
+		else
+			goto bad_choice;
+	} else if (!strcmp(key, "unit_size")) {
+		if (parse_size(&c->unit_size, val) || c->unit_size < 4096)
+			goto bad_range;
+	} else {
+		vd_buf_addf(why, "unknown key '%s'", key);
+		return -EINVAL;
+	}
+	return 0;
+bad_range:
+	vd_buf_addf(why, "%s: '%s' is not a valid value", key, val);
+	return -EINVAL;
+bad_choice:
+	vd_buf_addf(why, "%s: '%s' is not one of the allowed values", key, val);
+	return -EINVAL;
+unsupported:
+	vd_buf_addf(why, "%s: only 1 is supported so far", key);
+	return -EINVAL;
+}
+
+int vd_config_parse(struct vd_config *out, struct vd_buf *why, const char *text,
+		    size_t n)
+{
+	struct vd_config c;
+	struct vd_buf line = VD_BUF_INIT(VD_CONFIG_MAX);
+	int rc = 0, lineno = 0;
+	vd_config_default(&c);
+	if (memchr(text, '\0', n)) {
+		vd_buf_adds(why, "config contains a NUL byte");
+		return -EINVAL;
+	}
+	for (size_t pos = 0; pos < n;) {
+		const char *nl = memchr(text + pos, '\n', n - pos);
+		size_t len = nl ? (size_t)(nl - (text + pos)) : n - pos;
+		lineno++;
+		vd_buf_reset(&line);
+		if ((rc = vd_buf_add(&line, text + pos, len)))
+			goto out;
+		pos += len + (nl ? 1 : 0);
+		char *s = trim(line.data ? line.data : (char *)"");
+		if (!*s || *s == '#')
+			continue;
+		char *eq = strchr(s, '=');
+		if (!eq) {
+			vd_buf_addf(why, "line %d: expected 'key = value'", lineno);
+			rc = -EINVAL;
+			goto out;
+		}
+		*eq = '\0';
+		char *key = trim(s), *val = trim(eq + 1);
+		char *hash = strchr(val, '#');
+		if (hash) {
+			*hash = '\0';
+			val = trim(val);
+		}
+		size_t mark = why->len;
+		vd_buf_addf(why, "line %d: ", lineno);
+		if ((rc = config_line(&c, why, key, val)))
+			goto out;
+		why->len = mark;     /* no error: drop the prefix again */
+		if (why->data)
+			why->data[mark] = '\0';
+	}
+	*out = c;
+out:
+	vd_buf_release(&line);
+	return rc;
+}
+
+void vd_config_output_key(struct vd_buf *out, const struct vd_config *c)
+{
+	static const char *formats[] = { "lines", "csv", "whole" };
+	vd_buf_addf(out, "format=%s\nallow_empty=%d\n", formats[c->format],
+		    c->allow_empty ? 1 : 0);
+}
+
+/* ---- tasks --------------------------------------------------------------- */
+
+int vd_engine_task_json(json_t **out, vd_engine *e, const char *task)
+{
+	struct vd_buf k = VD_BUF_INIT(1024);
+	int rc;
+	if (!vd_engine_name_valid(task))
+		return -ENOENT;
+	vd_engine_key(&k, "t", task, NULL, NULL);
+	rc = vd_catalog_get_json(out, e->cat, vd_buf_cstr(&k));
+	vd_buf_release(&k);
+	return rc;
+}
+
+int vd_engine_task_config(struct vd_config *out, char **text, vd_engine *e,
+			  const char *task)
+{
+	json_t *t = NULL;
+	int rc = vd_engine_task_json(&t, e, task);
+	if (rc)
+		return rc;
+	const char *cfg = json_string_value(json_object_get(t, "config"));
+	if (!cfg)
+		cfg = "";
+	struct vd_buf why = VD_BUF_INIT(1024);
+	/* Stored configs were validated when written; a failure here would
+	 * mean a damaged catalog, and defaults are the safest reading. */
+	if (vd_config_parse(out, &why, cfg, strlen(cfg))) {
+		vd_warn("task %s: stored config no longer parses: %s", task,
+			vd_buf_cstr(&why));
+		vd_config_default(out);
+	}
+	vd_buf_release(&why);
+	if (text) {
+		*text = strdup(cfg);
+		if (!*text)
+			rc = -ENOMEM;
+	}
+	json_decref(t);
+	return rc;
+}
+
+int vd_engine_task_create(vd_engine *e, const char *task)
+{
+	struct vd_buf k = VD_BUF_INIT(1024);
+	vd_catalog_batch *b = NULL;
+	json_t *t = NULL;
+	int rc;
+	if (!vd_engine_name_valid(task))
+		return -EINVAL;
+	if ((rc = vd_catalog_batch_new(&b)))
+		return rc;
+	vd_engine_key(&k, "t", task, NULL, NULL);
+	pthread_mutex_lock(&e->lock);
+	rc = vd_catalog_has(e->cat, vd_buf_cstr(&k));
+	if (rc != 0) {
+		rc = rc > 0 ? -EEXIST : rc;
+		goto out;
+	}
+	t = json_pack("{s:s, s:I, s:n, s:s, s:n, s:[]}", "name", task, "created",
+		      (json_int_t)vd_now_ms(), "code", "config", "", "latest",
+		      "codes");
+	if (!t) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), t)))
+		goto out;
+	rc = vd_catalog_commit(e->cat, b, true);
+	if (!rc)
+		vd_info("task %s created", task);
+out:
+	pthread_mutex_unlock(&e->lock);
+	json_decref(t);
+	vd_catalog_batch_free(b);
+	vd_buf_release(&k);
+	return rc;
+}
+
+bool vd_engine_task_exists(vd_engine *e, const char *task)
+{
+	struct vd_buf k = VD_BUF_INIT(1024);
+	if (!vd_engine_name_valid(task))
+		return false;
+	vd_engine_key(&k, "t", task, NULL, NULL);
+	bool yes = vd_catalog_has(e->cat, vd_buf_cstr(&k)) == 1;
+	vd_buf_release(&k);
+	return yes;
+}
+
+/* Collects the part of each key after a fixed prefix. */
+static int collect_suffix(void *ctx, const char *key, size_t klen,
+			  const char *val, size_t vlen)
+{
+	struct { struct vd_strv *sv; size_t skip; } *c = ctx;
+	return vd_strv_pushn(c->sv, key + c->skip, klen - c->skip);
+}
+
+int vd_engine_list_suffix(struct vd_strv *out, vd_engine *e, const char *prefix)
+{
+	struct { struct vd_strv *sv; size_t skip; } c = { out, strlen(prefix) };
+	return vd_catalog_scan(e->cat, prefix, collect_suffix, &c);
+}
+
+int vd_engine_task_list(struct vd_strv *out, vd_engine *e)
+{
+	return vd_engine_list_suffix(out, e, "t/");
+}
+
+int vd_engine_function_read(struct vd_buf *out, vd_engine *e, const char *task)
+{
+	json_t *t = NULL;
+	char *val = NULL;
+	size_t len;
+	int rc = vd_engine_task_json(&t, e, task);
+	if (rc)
+		return rc;
+	const char *code = json_string_value(json_object_get(t, "code"));
+	if (code) {
+		struct vd_buf k = VD_BUF_INIT(128);
+		vd_engine_key(&k, "code", code, NULL, NULL);
+		rc = vd_catalog_get(&val, &len, e->cat, vd_buf_cstr(&k));
+		vd_buf_release(&k);
+		if (!rc)
+			rc = vd_buf_add(out, val, len);
+	}
+	free(val);
+	json_decref(t);
+	return rc;
+}
+
+/* Runs a new code version starts (lock held, adds to b, names in `made`):
+ * every version that has no run yet (it waited for a function), and with
+ * rerun = latest the latest version. */
+static int runs_for_new_code(vd_catalog_batch *b, struct vd_strv *made,
+			     vd_engine *e, const char *task, const json_t *t,
+			     const char *code)
+{
+	struct vd_strv ids = { 0 };
+	struct vd_config cfg;
+	int rc;
+	if ((rc = vd_engine_task_config(&cfg, NULL, e, task)))
+		return rc;
+	if ((rc = vd_engine_version_list(&ids, e, task)))
+		goto out;
+	const char *latest = json_string_value(json_object_get(t, "latest"));
+	for (size_t i = 0; i < ids.n; i++) {
+		struct vd_buf k = VD_BUF_INIT(1024);
+		json_t *v = NULL;
+		vd_engine_key(&k, "v", task, ids.v[i], NULL);
+		rc = vd_catalog_get_json(&v, e->cat, vd_buf_cstr(&k));
+		vd_buf_release(&k);
+		if (rc)
+			goto out;
+		bool waiting = json_array_size(json_object_get(v, "runs")) == 0;
+		bool is_latest = latest && !strcmp(latest, ids.v[i]);
+		json_decref(v);
+		if (!waiting && !(is_latest && cfg.rerun == VD_RERUN_LATEST))
+			continue;
+		rc = vd_engine_run_add(b, e, task, ids.v[i], code, NULL);
+		if (rc < 0)
+			goto out;
+		if (rc > 0 && (rc = vd_strv_push(made, ids.v[i])))
+			goto out;
+	}
+	rc = 0;
+out:
+	vd_strv_release(&ids);
+	return rc;
+}
+
+int vd_engine_function_write(char code_id[VD_ID_SIZE], vd_engine *e,
+			     const char *task, const void *p, size_t n)
+{
+	struct vd_buf k = VD_BUF_INIT(1024);
+	struct vd_strv made = { 0 };
+	vd_catalog_batch *b = NULL;
+	json_t *t = NULL;
+	int rc;
+	if (n > VD_CODE_MAX)
+		return -EFBIG;
+	vd_id_of(code_id, &e->key, p, n);
+	if ((rc = vd_catalog_batch_new(&b)))
+		return rc;
+	pthread_mutex_lock(&e->lock);
+	if ((rc = vd_engine_task_json(&t, e, task)))
+		goto out;
+	const char *cur = json_string_value(json_object_get(t, "code"));
+	if (cur && !strcmp(cur, code_id)) {
+		rc = 0;
+		goto out;
+	}
+	vd_engine_key(&k, "code", code_id, NULL, NULL);
+	vd_catalog_batch_put(b, vd_buf_cstr(&k), p, n);
+	json_object_set_new(t, "code", json_string(code_id));
+	json_t *codes = json_object_get(t, "codes");
+	json_array_append_new(codes, json_pack("{s:s, s:I}", "id", code_id, "time",
+					       (json_int_t)vd_now_ms()));
+	vd_engine_key(&k, "t", task, NULL, NULL);
+	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), t)))
+		goto out;
+	if ((rc = runs_for_new_code(b, &made, e, task, t, code_id)))
+		goto out;
+	if ((rc = vd_catalog_commit(e->cat, b, true)))
+		goto out;
+	vd_info("task %s: new code version %s (%zu bytes, %zu runs)", task,
+		code_id, n, made.n);
+	for (size_t i = 0; i < made.n; i++)
+		vd_engine_run_activate(e, task, made.v[i], code_id);
+	rc = 1;
+out:
+	pthread_mutex_unlock(&e->lock);
+	vd_strv_release(&made);
+	json_decref(t);
+	vd_catalog_batch_free(b);
+	vd_buf_release(&k);
+	return rc;
+}
+
+int vd_engine_config_read(struct vd_buf *out, vd_engine *e, const char *task)
+{
+	json_t *t = NULL;
+	int rc = vd_engine_task_json(&t, e, task);
+	if (rc)
+		return rc;
+	const char *cfg = json_string_value(json_object_get(t, "config"));
+	rc = vd_buf_adds(out, cfg ? cfg : "");
+	json_decref(t);
+	return rc;
+}
+
+int vd_engine_config_write(struct vd_buf *why, vd_engine *e, const char *task,
+			   const void *p, size_t n)
+{
+	struct vd_buf k = VD_BUF_INIT(1024);
+	struct vd_config cfg;
+	vd_catalog_batch *b = NULL;
+	json_t *t = NULL;
+	int rc;
+	if (n > VD_CONFIG_MAX) {
+		vd_buf_addf(why, "config is larger than %u bytes", VD_CONFIG_MAX);
+		return -EFBIG;
+	}
+	if ((rc = vd_config_parse(&cfg, why, p, n))) {
+		vd_warn("task %s: config refused: %s", task, vd_buf_cstr(why));
+		return rc;
+	}
+	if ((rc = vd_catalog_batch_new(&b)))
+		return rc;
+	pthread_mutex_lock(&e->lock);
+	if ((rc = vd_engine_task_json(&t, e, task)))
+		goto out;
+	json_object_set_new(t, "config", json_stringn(p, n));
+	vd_engine_key(&k, "t", task, NULL, NULL);
+	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), t)))
+		goto out;
+	rc = vd_catalog_commit(e->cat, b, true);
+out:
+	pthread_mutex_unlock(&e->lock);
+	json_decref(t);
+	vd_catalog_batch_free(b);
+	vd_buf_release(&k);
+	return rc;
+}
+
+int vd_engine_settle_ms(vd_engine *e, const char *task)
+{
+	struct vd_config cfg;
+	if (vd_engine_task_config(&cfg, NULL, e, task))
+		vd_config_default(&cfg);
+	return cfg.settle_ms;
+}
+
+/* ---- open and close -------------------------------------------------- */
+
+/* STATE/token: 32 random bytes as hex, created once, 0600. */
+static int load_token(vd_engine *e)
+{
+	struct vd_buf path = VD_BUF_INIT(PATH_MAX), tok = VD_BUF_INIT(256);
+	int rc;
+	vd_buf_addf(&path, "%s/token", e->state);
+	rc = vd_read_file(&tok, vd_buf_cstr(&path));
+	if (rc == -ENOENT) {
+		unsigned char raw[32];
+		char hex[66];
+		if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+			rc = -EIO;
+			goto out;
+		}
+		for (size_t i = 0; i < sizeof raw; i++)
+			snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+		hex[64] = '\n';
+		hex[65] = '\0';
+		if ((rc = vd_write_file_atomic(vd_buf_cstr(&path), hex, 65, 0600)))
+			goto out;
+		vd_buf_reset(&tok);
+		vd_buf_add(&tok, hex, 64);
+	} else if (rc) {
+		goto out;
+	}
+	while (tok.len && (tok.data[tok.len - 1] == '\n' || tok.data[tok.len - 1] == '\r'))
+		tok.data[--tok.len] = '\0';
+	if (tok.len < 16 || tok.len >= sizeof e->token) {
+		vd_err("%s: token must be 16 to %zu characters", vd_buf_cstr(&path),
+		       sizeof e->token - 1);
+		rc = -EINVAL;
+		goto out;
+	}
+	memcpy(e->token, tok.data, tok.len + 1);
+	rc = 0;
+out:
+	vd_buf_release(&path);
+	vd_buf_release(&tok);
+	return rc;
+}
+
+/* The store's chunking parameters are fixed when the store is made (cuts
+ * must stay the same for dedup to work) and kept in the catalog. */
+static int load_chunking(vd_engine *e, size_t avg)
+{
+	json_t *j = NULL;
+	vd_catalog_batch *b = NULL;
+	int rc = vd_catalog_get_json(&j, e->cat, "meta/chunking");
+	if (rc == 0) {
+		e->chunking.min_size = json_integer_value(json_object_get(j, "min"));
+		e->chunking.avg_size = json_integer_value(json_object_get(j, "avg"));
+		e->chunking.max_size = json_integer_value(json_object_get(j, "max"));
+		e->chunking.hard_max = json_integer_value(json_object_get(j, "hard_max"));
+		rc = vd_chunker_params_check(&e->chunking);
+		if (rc)
+			vd_err("catalog: bad chunking parameters");
+		goto out;
+	}
+	if (rc != -ENOENT)
+		goto out;
+	vd_chunker_params_default(&e->chunking);
+	if (avg) {
+		e->chunking.avg_size = avg;
+		e->chunking.min_size = avg / 4;
+		e->chunking.max_size = avg * 4;
+	}
+	if ((rc = vd_chunker_params_check(&e->chunking))) {
+		vd_err("chunk size %zu is not a power of two >= 4096", avg);
+		goto out;
+	}
+	j = json_pack("{s:I, s:I, s:I, s:I}", "min", (json_int_t)e->chunking.min_size,
+		      "avg", (json_int_t)e->chunking.avg_size, "max",
+		      (json_int_t)e->chunking.max_size, "hard_max",
+		      (json_int_t)e->chunking.hard_max);
+	if ((rc = vd_catalog_batch_new(&b)))
+		goto out;
+	if ((rc = vd_catalog_batch_put_json(b, "meta/chunking", j)))
+		goto out;
+	rc = vd_catalog_commit(e->cat, b, true);
+out:
+	vd_catalog_batch_free(b);
+	json_decref(j);
+	return rc;
+}
+
+int vd_engine_open(vd_engine **out, const struct vd_engine_opts *o)
+{
+	struct vd_buf p = VD_BUF_INIT(PATH_MAX);
+	vd_engine *e = calloc(1, sizeof *e);
+	int rc;
+	if (!e)
+		return -ENOMEM;
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&e->work, &ca);
+	pthread_cond_init(&e->tick, &ca);
+	pthread_condattr_destroy(&ca);
+	e->lease_ms = o->lease_ms > 0 ? o->lease_ms : 30000;
+	e->heartbeat_ms = o->heartbeat_ms > 0 ? o->heartbeat_ms : e->lease_ms / 3;
+	e->started_mono = vd_mono_ms();
+	if (!(e->state = strdup(o->state_dir))) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if ((rc = vd_mkdir_p(e->state, 0700))) {
+		vd_err("cannot create %s: %s", e->state, strerror(-rc));
+		goto fail;
+	}
+	vd_buf_addf(&p, "%s/secret", e->state);
+	if ((rc = vd_key_load_or_create(&e->key, vd_buf_cstr(&p)))) {
+		vd_err("%s: %s", vd_buf_cstr(&p), strerror(-rc));
+		goto fail;
+	}
+	if ((rc = load_token(e)))
+		goto fail;
+	vd_buf_reset(&p);
+	vd_buf_addf(&p, "%s/catalog", e->state);
+	if ((rc = vd_catalog_open(&e->cat, vd_buf_cstr(&p))))
+		goto fail;
+	if ((rc = load_chunking(e, o->chunk_avg)))
+		goto fail;
+	vd_buf_reset(&p);
+	vd_buf_addf(&p, "%s/packs", e->state);
+	if ((rc = vd_store_open(&e->store, vd_buf_cstr(&p), e->cat, &e->key)))
+		goto fail;
+	if ((rc = vd_engine_sched_start(e)))
+		goto fail;
+	vd_buf_release(&p);
+	*out = e;
+	return 0;
+fail:
+	vd_buf_release(&p);
+	vd_engine_close(e);
+	return rc;
+}
+
+void vd_engine_close(vd_engine *e)
+{
+	if (!e)
+		return;
+	vd_engine_sched_stop(e);
+	if (e->store)
+		vd_store_close(e->store);
+	if (e->cat)
+		vd_catalog_close(e->cat);
+	pthread_cond_destroy(&e->work);
+	pthread_cond_destroy(&e->tick);
+	pthread_mutex_destroy(&e->lock);
+	free(e->state);
+	free(e);
+}
+
+const char *vd_engine_token(const vd_engine *e)
+{
+	return e->token;
+}
+
+void vd_engine_wake_all(vd_engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	e->stopping = true;
+	pthread_cond_broadcast(&e->work);
+	pthread_mutex_unlock(&e->lock);
+}

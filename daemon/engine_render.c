@@ -1,0 +1,468 @@
+/*
+ * engine_render.c - what people read: status, meta.json, log, result.csv,
+ * the README, executors' state, /v1/status and /metrics.
+ *
+ * A version's "current run" is the run of the newest code that has one (the
+ * last entry of the version record's run list). An active run is described
+ * from memory (it changes by the unit); a finished one from its record.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_int.h"
+
+static const char *current_code(const json_t *v)
+{
+	json_t *runs = json_object_get(v, "runs");
+	size_t n = json_array_size(runs);
+	return n ? json_string_value(json_array_get(runs, n - 1)) : NULL;
+}
+
+static int run_json(json_t **out, vd_engine *e, const char *task, const char *data,
+		    const char *code)
+{
+	struct vd_buf k = VD_BUF_INIT(1024);
+	vd_buf_addf(&k, "r/%s/%s/%s", task, data, code);
+	int rc = vd_catalog_get_json(out, e->cat, vd_buf_cstr(&k));
+	vd_buf_release(&k);
+	return rc;
+}
+
+static struct vd_run *active_run(vd_engine *e, const char *task, const char *data,
+				 const char *code)
+{
+	for (struct vd_run *r = e->runs; r; r = r->next)
+		if (!strcmp(r->data, data) && !strcmp(r->code, code) &&
+		    !strcmp(r->task, task))
+			return r;
+	return NULL;
+}
+
+/* Is there a registered executor that could take a run of this level? */
+static bool capable_executor(vd_engine *e, int level)
+{
+	for (struct vd_executor *x = e->execs; x; x = x->next)
+		if (x->level >= level)
+			return true;
+	return false;
+}
+
+static int render_status(struct vd_buf *out, vd_engine *e, const char *task,
+			 const char *data, const json_t *v)
+{
+	const char *code = current_code(v);
+	json_t *rj = NULL;
+	int rc = 0;
+	if (!code)
+		return vd_buf_adds(out, "queued: waiting for a function\n");
+	pthread_mutex_lock(&e->lock);
+	struct vd_run *r = active_run(e, task, data, code);
+	if (r) {
+		if (r->finishing)
+			rc = vd_buf_addf(out, "running %zu/%zu units (combining results)\n",
+					 r->ndone, r->nunits);
+		else if (r->started)
+			rc = vd_buf_addf(out, "running %zu/%zu units\n", r->ndone, r->nunits);
+		else if (!capable_executor(e, r->cfg.level))
+			rc = vd_buf_addf(out, "queued %zu/%zu units: waiting for an "
+					 "executor of level >= %d\n", r->ndone,
+					 r->nunits, r->cfg.level);
+		else
+			rc = vd_buf_addf(out, "queued %zu/%zu units\n", r->ndone, r->nunits);
+		pthread_mutex_unlock(&e->lock);
+		return rc;
+	}
+	pthread_mutex_unlock(&e->lock);
+	if ((rc = run_json(&rj, e, task, data, code)))
+		return rc;
+	const char *state = json_string_value(json_object_get(rj, "state"));
+	if (state && !strcmp(state, "done")) {
+		json_int_t t0 = json_integer_value(json_object_get(rj, "started"));
+		json_int_t t1 = json_integer_value(json_object_get(rj, "finished"));
+		if (!t0)
+			t0 = json_integer_value(json_object_get(rj, "created"));
+		rc = vd_buf_addf(out, "done %lld/%lld units in %.1f s\n",
+				 (long long)json_integer_value(json_object_get(rj, "units")),
+				 (long long)json_integer_value(json_object_get(rj, "units")),
+				 (double)(t1 - t0) / 1000.0);
+	} else if (state && !strcmp(state, "failed")) {
+		const char *err = json_string_value(json_object_get(rj, "error"));
+		rc = vd_buf_addf(out, "failed: %s\n", err ? err : "unknown reason");
+	} else {
+		/* queued in the catalog but not in memory: it could not be
+		 * planned (logged at start). */
+		rc = vd_buf_adds(out, "queued: waiting to be planned (see the daemon log)\n");
+	}
+	json_decref(rj);
+	return rc;
+}
+
+static int render_meta(struct vd_buf *out, vd_engine *e, const char *task,
+		       const char *data, json_t *v)
+{
+	struct vd_buf st = VD_BUF_INIT(4096);
+	json_t *m = json_deep_copy(v), *runs = json_array(), *rj = NULL;
+	int rc = 0;
+	if (!m || !runs) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	json_object_set_new(m, "task", json_string(task));
+	json_object_del(m, "runs");
+	const char *code = current_code(v);
+	json_object_set_new(m, "code_id", code ? json_string(code) : json_null());
+	render_status(&st, e, task, data, v);
+	if (st.len && st.data[st.len - 1] == '\n')
+		st.data[--st.len] = '\0';
+	json_object_set_new(m, "status", json_string(vd_buf_cstr(&st)));
+	json_t *codes = json_object_get(v, "runs");
+	size_t i;
+	json_t *c;
+	json_array_foreach(codes, i, c) {
+		const char *cid = json_string_value(c);
+		json_t *one = NULL;
+		if (!cid || run_json(&one, e, task, data, cid))
+			continue;
+		json_object_del(one, "task");
+		json_object_del(one, "data_id");
+		json_t *res = json_object_get(one, "result");
+		if (res) {
+			/* The extents are internal; name and size are enough. */
+			json_t *brief = json_pack("{s:O, s:O}", "data_id",
+						  json_object_get(res, "data_id"), "size",
+						  json_object_get(res, "size"));
+			json_object_set_new(one, "result", brief);
+		}
+		pthread_mutex_lock(&e->lock);
+		struct vd_run *r = active_run(e, task, data, cid);
+		if (r) {
+			json_object_set_new(one, "state", json_string(r->started ? "running"
+								      : "queued"));
+			json_object_set_new(one, "units", json_integer((json_int_t)r->nunits));
+			json_object_set_new(one, "units_done", json_integer((json_int_t)r->ndone));
+		}
+		pthread_mutex_unlock(&e->lock);
+		json_int_t t0 = json_integer_value(json_object_get(one, "started"));
+		json_int_t t1 = json_integer_value(json_object_get(one, "finished"));
+		if (t0 && t1)
+			json_object_set_new(one, "duration_ms", json_integer(t1 - t0));
+		if (cid == code || !strcmp(cid, code)) {
+			/* The newest run's record also shows at the top. */
+			rj = json_incref(one);
+		}
+		json_array_append_new(runs, one);
+	}
+	json_object_set_new(m, "runs", runs);
+	runs = NULL;
+	if (rj) {
+		static const char *lift[] = { "units", "units_done", "executors", "result",
+					      "started", "finished", "duration_ms" };
+		for (size_t j = 0; j < sizeof lift / sizeof *lift; j++) {
+			json_t *x = json_object_get(rj, lift[j]);
+			if (x)
+				json_object_set(m, lift[j], x);
+		}
+	}
+	char *text = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS);
+	if (!text) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = vd_buf_adds(out, text);
+	if (!rc)
+		rc = vd_buf_add(out, "\n", 1);
+	free(text);
+out:
+	json_decref(rj);
+	json_decref(runs);
+	json_decref(m);
+	vd_buf_release(&st);
+	return rc;
+}
+
+static int add_log_line(void *ctx, const char *key, size_t klen, const char *val,
+			size_t vlen)
+{
+	struct vd_buf *out = ctx;
+	int rc = vd_buf_add(out, val, vlen);
+	return rc ? rc : vd_buf_add(out, "\n", 1);
+}
+
+int vd_engine_render(struct vd_buf *out, vd_engine *e, const char *task,
+		     const char *data_id, enum vd_gen which)
+{
+	json_t *v = NULL;
+	int rc = vd_engine_version_json(&v, e, task, data_id);
+	if (rc)
+		return rc;
+	switch (which) {
+	case VD_GEN_STATUS:
+		rc = render_status(out, e, task, data_id, v);
+		break;
+	case VD_GEN_META:
+		rc = render_meta(out, e, task, data_id, v);
+		break;
+	case VD_GEN_LOG: {
+		struct vd_buf k = VD_BUF_INIT(1024);
+		vd_buf_addf(&k, "lg/%s/%s/", task, data_id);
+		rc = vd_catalog_scan(e->cat, vd_buf_cstr(&k), add_log_line, out);
+		vd_buf_release(&k);
+		break;
+	}
+	default:
+		rc = -EINVAL;
+	}
+	json_decref(v);
+	return rc;
+}
+
+int vd_engine_result_get(struct vd_file **out, vd_engine *e, const char *task,
+			 const char *data_id)
+{
+	json_t *v = NULL, *rj = NULL;
+	struct vd_file *f = NULL;
+	int rc = vd_engine_version_json(&v, e, task, data_id);
+	if (rc)
+		return rc;
+	const char *code = current_code(v);
+	if (!code) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if ((rc = run_json(&rj, e, task, data_id, code)))
+		goto out;
+	json_t *res = json_object_get(rj, "result");
+	if (!res) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if (!(f = calloc(1, sizeof *f)) || !(f->path = strdup("result.csv"))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = vd_engine_extents_parse(f, json_object_get(res, "chunks"))))
+		goto out;
+	*out = f;
+	f = NULL;
+out:
+	vd_file_free(f);
+	json_decref(rj);
+	json_decref(v);
+	return rc;
+}
+
+int vd_engine_render_readme(struct vd_buf *out, vd_engine *e)
+{
+	(void)e;
+	return vd_buf_adds(out,
+		"vdfs - a versioned data factory\n"
+		"\n"
+		"  mkdir tasks/NAME                 make a function (a task)\n"
+		"  cp script tasks/NAME/function    its code; each new content is a code version\n"
+		"  cp settings tasks/NAME/config    optional: key = value lines\n"
+		"                                   (level, reduce, format, timeout, retries,\n"
+		"                                    settle, rerun, unit_size, allow_empty)\n"
+		"  cp data tasks/NAME/data/         submit a file; cp -r submits a tree\n"
+		"  ls tasks/NAME/versions/          every submitted content, by data ID\n"
+		"  cat tasks/NAME/latest/status     queued | running | done | failed\n"
+		"  cat tasks/NAME/latest/result.csv the result, once done\n"
+		"  cat tasks/NAME/latest/meta.json  what produced it: code ID, sizes, times\n"
+		"  cat tasks/NAME/latest/log        one line per unit: executor, exit, time\n"
+		"  ls executors/                    the machines lending their cores\n"
+		"\n"
+		"Executors: vdfs-executor --server URL --token-file STATE/token\n"
+		"Everything under versions/ is immutable.\n");
+}
+
+int vd_engine_executor_list(struct vd_strv *out, vd_engine *e)
+{
+	int rc = 0;
+	pthread_mutex_lock(&e->lock);
+	for (struct vd_executor *x = e->execs; x && !rc; x = x->next)
+		rc = vd_strv_push(out, x->name);
+	pthread_mutex_unlock(&e->lock);
+	if (!rc)
+		vd_strv_sort(out);
+	return rc;
+}
+
+/* How long ago an executor was seen, in ms; -1 when never since start. */
+static int64_t seen_ago(const struct vd_executor *x)
+{
+	return x->last_seen_ms == INT64_MIN ? -1 : vd_mono_ms() - x->last_seen_ms;
+}
+
+static const char *exec_state(vd_engine *e, const struct vd_executor *x)
+{
+	int64_t ago = seen_ago(x);
+	if (x->active > 0)
+		return "busy";
+	/* An executor long-polls continuously; silence for several lease
+	 * terms means it is gone. */
+	if (ago < 0 || ago > 3LL * e->lease_ms + VD_LEASE_WAIT_MAX_MS)
+		return "offline";
+	return "idle";
+}
+
+int vd_engine_executor_render(struct vd_buf *out, vd_engine *e, const char *name)
+{
+	int rc = -ENOENT;
+	pthread_mutex_lock(&e->lock);
+	for (struct vd_executor *x = e->execs; x; x = x->next) {
+		if (strcmp(x->name, name))
+			continue;
+		char reg[32];
+		int64_t ago = seen_ago(x);
+		vd_format_time(reg, x->registered_ms);
+		rc = vd_buf_addf(out, "name: %s\nstate: %s\nlevel: %d\nslots: %d\n"
+				 "running: %d\nunits_done: %llu\nunits_failed: %llu\n",
+				 x->name, exec_state(e, x), x->level, x->slots, x->active,
+				 (unsigned long long)x->units_done,
+				 (unsigned long long)x->units_failed);
+		if (ago >= 0)
+			vd_buf_addf(out, "last_seen: %.1f s ago\n", (double)ago / 1000.0);
+		else
+			vd_buf_adds(out, "last_seen: not since the daemon started\n");
+		vd_buf_addf(out, "registered: %s\nhost: %s\n", reg, x->host ? x->host : "{}");
+		break;
+	}
+	pthread_mutex_unlock(&e->lock);
+	return rc;
+}
+
+/* ---- operators ------------------------------------------------------- */
+
+struct run_counts {
+	json_int_t queued, done, failed;
+};
+
+static int count_run(void *ctx, const char *key, size_t klen, const char *val,
+		     size_t vlen)
+{
+	struct run_counts *c = ctx;
+	if (memmem(val, vlen, "\"state\":\"done\"", 14))
+		c->done++;
+	else if (memmem(val, vlen, "\"state\":\"failed\"", 16))
+		c->failed++;
+	else
+		c->queued++;
+	return 0;
+}
+
+int vd_engine_api_status(json_t **reply, vd_engine *e)
+{
+	struct vd_strv tasks = { 0 };
+	json_t *r = NULL, *tj = json_array(), *xj = json_array();
+	int rc = vd_engine_task_list(&tasks, e);
+	if (rc || !tj || !xj) {
+		rc = rc ? rc : -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < tasks.n; i++) {
+		struct vd_strv ids = { 0 };
+		struct vd_buf k = VD_BUF_INIT(1024);
+		struct run_counts c = { 0 };
+		json_int_t running = 0;
+		vd_engine_version_list(&ids, e, tasks.v[i]);
+		vd_buf_addf(&k, "r/%s/", tasks.v[i]);
+		vd_catalog_scan(e->cat, vd_buf_cstr(&k), count_run, &c);
+		pthread_mutex_lock(&e->lock);
+		for (struct vd_run *run = e->runs; run; run = run->next)
+			if (!strcmp(run->task, tasks.v[i]) && run->started)
+				running++;
+		pthread_mutex_unlock(&e->lock);
+		json_array_append_new(tj, json_pack("{s:s, s:I, s:{s:I, s:I, s:I, s:I}}",
+			"name", tasks.v[i], "versions", (json_int_t)ids.n, "runs",
+			"queued", c.queued - running, "running", running, "done", c.done,
+			"failed", c.failed));
+		vd_strv_release(&ids);
+		vd_buf_release(&k);
+	}
+	json_int_t pending = 0, leased = 0;
+	pthread_mutex_lock(&e->lock);
+	for (struct vd_executor *x = e->execs; x; x = x->next)
+		json_array_append_new(xj, json_pack("{s:s, s:i, s:i, s:s, s:I, s:I, s:I, s:i}",
+			"name", x->name, "level", x->level, "slots", x->slots, "state",
+			exec_state(e, x), "last_seen_ms", (json_int_t)seen_ago(x),
+			"units_done", (json_int_t)x->units_done, "units_failed",
+			(json_int_t)x->units_failed, "running", x->active));
+	for (struct vd_run *run = e->runs; run; run = run->next)
+		for (size_t u = 0; u < run->nunits; u++) {
+			pending += run->units[u].state == VD_UNIT_PENDING;
+			leased += run->units[u].state == VD_UNIT_LEASED;
+		}
+	pthread_mutex_unlock(&e->lock);
+	r = json_pack("{s:I, s:O, s:O, s:{s:I, s:I}}", "uptime_s",
+		      (json_int_t)((vd_mono_ms() - e->started_mono) / 1000), "tasks", tj,
+		      "executors", xj, "units", "pending", pending, "leased", leased);
+	if (!r) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	*reply = r;
+out:
+	json_decref(tj);
+	json_decref(xj);
+	vd_strv_release(&tasks);
+	return rc;
+}
+
+int vd_engine_api_metrics(struct vd_buf *out, vd_engine *e)
+{
+	uint64_t pending = 0, leased = 0, runs = 0, execs = 0;
+	pthread_mutex_lock(&e->lock);
+	for (struct vd_run *r = e->runs; r; r = r->next, runs++)
+		for (size_t u = 0; u < r->nunits; u++) {
+			pending += r->units[u].state == VD_UNIT_PENDING;
+			leased += r->units[u].state == VD_UNIT_LEASED;
+		}
+	for (struct vd_executor *x = e->execs; x; x = x->next)
+		execs++;
+	int rc = vd_buf_addf(out,
+		"# HELP vdfs_units_leased_total Units handed to executors.\n"
+		"# TYPE vdfs_units_leased_total counter\n"
+		"vdfs_units_leased_total %llu\n"
+		"# HELP vdfs_units_done_total Unit results accepted.\n"
+		"# TYPE vdfs_units_done_total counter\n"
+		"vdfs_units_done_total %llu\n"
+		"# HELP vdfs_units_failed_total Failed unit attempts.\n"
+		"# TYPE vdfs_units_failed_total counter\n"
+		"vdfs_units_failed_total %llu\n"
+		"# HELP vdfs_leases_expired_total Leases that ran out without a result.\n"
+		"# TYPE vdfs_leases_expired_total counter\n"
+		"vdfs_leases_expired_total %llu\n"
+		"# HELP vdfs_results_late_total Results refused as late or duplicate.\n"
+		"# TYPE vdfs_results_late_total counter\n"
+		"vdfs_results_late_total %llu\n"
+		"# HELP vdfs_versions_sealed_total Dataset versions sealed since start.\n"
+		"# TYPE vdfs_versions_sealed_total counter\n"
+		"vdfs_versions_sealed_total %llu\n"
+		"# HELP vdfs_ingest_bytes_total Logical bytes of sealed versions.\n"
+		"# TYPE vdfs_ingest_bytes_total counter\n"
+		"vdfs_ingest_bytes_total %llu\n"
+		"# HELP vdfs_stored_bytes_total Bytes newly written to the store by sealing.\n"
+		"# TYPE vdfs_stored_bytes_total counter\n"
+		"vdfs_stored_bytes_total %llu\n"
+		"# HELP vdfs_units_pending Units waiting for an executor.\n"
+		"# TYPE vdfs_units_pending gauge\n"
+		"vdfs_units_pending %llu\n"
+		"# HELP vdfs_units_leased Units being computed.\n"
+		"# TYPE vdfs_units_leased gauge\n"
+		"vdfs_units_leased %llu\n"
+		"# HELP vdfs_runs_active Runs queued or running.\n"
+		"# TYPE vdfs_runs_active gauge\n"
+		"vdfs_runs_active %llu\n"
+		"# HELP vdfs_executors Registered executors.\n"
+		"# TYPE vdfs_executors gauge\n"
+		"vdfs_executors %llu\n",
+		(unsigned long long)e->m_leased, (unsigned long long)e->m_accepted,
+		(unsigned long long)e->m_failed, (unsigned long long)e->m_expired,
+		(unsigned long long)e->m_late, (unsigned long long)e->m_versions,
+		(unsigned long long)e->m_bytes_in, (unsigned long long)e->m_bytes_stored,
+		(unsigned long long)pending, (unsigned long long)leased,
+		(unsigned long long)runs, (unsigned long long)execs);
+	pthread_mutex_unlock(&e->lock);
+	return rc;
+}

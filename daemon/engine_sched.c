@@ -786,9 +786,11 @@ int vd_engine_api_register(json_t **reply, struct vd_buf *why, vd_engine *e,
 	}
 	if ((rc = vd_catalog_batch_new(&b)))
 		return rc;
-	rec = json_pack("{s:s, s:I, s:I, s:O, s:I}", "name", name, "level",
+	/* "o" steals the reference: a new one for the caller's host. */
+	rec = json_pack("{s:s, s:I, s:I, s:o, s:I}", "name", name, "level",
 			(json_int_t)level, "slots", (json_int_t)slots, "host",
-			host ? host : json_object(), "registered", (json_int_t)vd_now_ms());
+			host ? json_incref(host) : json_object(), "registered",
+			(json_int_t)vd_now_ms());
 	if (!rec) {
 		rc = -ENOMEM;
 		goto out;

@@ -1,0 +1,63 @@
+/*
+ * client.h - the executor's side of HTTP: one libcurl easy handle per
+ * thread, reused between requests so that connections stay alive, with the
+ * bearer token on every request.
+ *
+ * A vd_client is used by one thread at a time.
+ */
+#ifndef VD_CLIENT_H
+#define VD_CLIENT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "buf.h"
+
+struct vd_client {
+	CURL *curl;
+	char *base;                  /* server URL without a trailing '/' */
+	struct curl_slist *auth;     /* the Authorization header */
+	const atomic_bool *abort;    /* when it turns true, a transfer stops */
+	bool resp_too_big;           /* the last response went over its cap */
+	char err[CURL_ERROR_SIZE];   /* libcurl's text for the last failure */
+};
+
+/* A request body: the concatenation of n pieces, sent without copying. */
+struct vd_client_piece {
+	const void *p;
+	size_t n;
+};
+
+/* curl_global_init must have been called. abort may be NULL. */
+int vd_client_init(struct vd_client *c, const char *base, const char *token,
+		   const atomic_bool *abort);
+void vd_client_release(struct vd_client *c);
+
+/*
+ * One request: method "GET", "POST" or "PUT" on path (starting with '/').
+ * The response body is appended to resp (may be NULL to drop it); its cap
+ * applies. timeout_ms bounds the whole transfer (0: none, but a transfer
+ * stalled for a minute is dropped). Returns 0 with *status for any HTTP
+ * answer; -ECONNREFUSED, -ETIMEDOUT, -EIO for transport failures (text in
+ * c->err), -ECANCELED when the abort flag stopped it, -EFBIG when the
+ * response was over resp's cap.
+ */
+int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
+		 const char *method, const char *path, const char *ctype,
+		 const struct vd_client_piece *body, size_t nbody, long timeout_ms);
+
+/*
+ * JSON round trip: req (NULL: empty body) is sent as application/json; a
+ * 200 reply is parsed into *reply (NULL for 204). For any other status
+ * *reply is NULL and why gets the server's "error" text (or the raw body).
+ * Returns like vd_client_do, and -EBADMSG for a 200 reply that is not JSON.
+ */
+int vd_client_json(long *status, json_t **reply, struct vd_buf *why,
+		   struct vd_client *c, const char *method, const char *path,
+		   const json_t *req, long timeout_ms);
+
+#endif

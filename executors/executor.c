@@ -1,0 +1,1185 @@
+/*
+ * executor.c - vdfs-executor: register with a vdfsd, pull units over HTTP,
+ * run the task's function on each and send the output back.
+ *
+ * Threads:
+ *  - the main thread is the dispatcher: it long-polls POST /v1/leases for
+ *    as many units as there are free slots and queues what it gets;
+ *  - --slots worker threads take units off the queue, fetch code and
+ *    chunks (verified, cached), run the function (runner.c) and PUT the
+ *    result;
+ *  - one heartbeat thread renews every lease held, queued or running, on
+ *    its own schedule, so that no function, download or upload can delay
+ *    it; a 409/404 answer cancels the unit (the runner kills it).
+ * Each thread has its own vd_client (curl handle).
+ *
+ * Shutdown (SIGTERM/SIGINT): the dispatcher stops taking leases (an
+ * outstanding long-poll is abandoned: whatever it might have leased to us
+ * expires and goes back to the queue), the workers finish what they hold
+ * and report it, then the process exits 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "buf.h"
+#include "client.h"
+#include "id.h"
+#include "runner.h"
+#include "util.h"
+
+#define EX_LEASE_WAIT_MS 20000
+/* The long-poll may be held wait_ms by the server; allow for transfer. */
+#define EX_LEASE_TIMEOUT_MS (EX_LEASE_WAIT_MS + 15000)
+#define EX_REQ_TIMEOUT_MS 30000
+#define EX_BACKOFF_MIN_MS 500
+#define EX_BACKOFF_MAX_MS 5000
+#define EX_FETCH_TRIES 4
+#define EX_RESULT_TRIES 5
+#define EX_OUT_CAP ((size_t)1 << 30)
+/* Code is capped at 64 MiB by the daemon, chunks far lower; this only
+ * bounds what a misbehaving server can make us hold. */
+#define EX_BLOB_MAX ((size_t)256 << 20)
+#define EX_DEFAULT_TIMEOUT_S 300
+
+/* A unit held by this executor, from the lease reply to the result. */
+struct lease {
+	struct lease *next_queued;   /* exec.lock */
+	struct lease *next_active;   /* exec.lock */
+	json_t *j;                   /* the lease object from the server */
+	char id[VD_ID_SIZE];
+	/* Set by the heartbeat thread when the server says the lease is no
+	 * longer ours, or on a fatal error: the runner kills the function and
+	 * the unit is dropped without a result. */
+	atomic_bool cancel;
+};
+
+struct exec {
+	/* Configuration: set before any thread starts, read-only after. */
+	const char *server;
+	char *token;
+	int level;
+	int slots;
+	char name[VD_ID_SIZE * 2];
+	char *cache;          /* cache root; code/ and chunks/ below it */
+	char *selfdir;        /* directory of this binary, first on PATH */
+	bool once;
+	struct vd_key key;    /* from registration: verifies downloads */
+	int lease_ms;
+	int heartbeat_ms;
+
+	pthread_mutex_t lock;
+	/* Signalled when a unit is queued, a slot is freed, or on stop. */
+	pthread_cond_t cond;
+	struct lease *queue_head;    /* lock: leased, not started; FIFO */
+	struct lease *queue_tail;    /* lock */
+	struct lease *active;        /* lock: every lease held (for heartbeats) */
+	int held;                    /* lock: leases held = slots in use */
+	bool workers_stop;           /* lock: workers leave once the queue is empty */
+	atomic_bool heartbeat_stop;  /* the heartbeat thread leaves */
+	int fatal;                   /* lock: exit code of a fatal error, else 0 */
+};
+
+/* Set from the signal handler (and on fatal errors): take no more leases.
+ * Lock-free atomic, so safe to store from a handler. */
+static atomic_bool g_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	atomic_store(&g_stop, true);
+}
+
+/* Sleep ms in short steps, returning early once stop is set. */
+static void nap(int ms, const atomic_bool *stop)
+{
+	while (ms > 0 && !(stop && atomic_load(stop))) {
+		int step = ms < 100 ? ms : 100;
+		struct timespec ts = { 0, (long)step * 1000000L };
+
+		nanosleep(&ts, NULL);
+		ms -= step;
+	}
+}
+
+static int backoff_next(int ms)
+{
+	return ms * 2 > EX_BACKOFF_MAX_MS ? EX_BACKOFF_MAX_MS : ms * 2;
+}
+
+/* A 401 anywhere means our token is wrong: nothing we send will be taken.
+ * Say so once, cancel everything and make main exit 1. */
+static void set_fatal(struct exec *x, const char *what)
+{
+	struct lease *l;
+
+	pthread_mutex_lock(&x->lock);
+	if (!x->fatal) {
+		fprintf(stderr, "vdfs-executor: %s: the server refused the token "
+			"(401); check --token-file\n", what);
+		x->fatal = 1;
+	}
+	for (l = x->active; l; l = l->next_active)
+		atomic_store(&l->cancel, true);
+	pthread_cond_broadcast(&x->cond);
+	pthread_mutex_unlock(&x->lock);
+	atomic_store(&g_stop, true);
+}
+
+/* ---- text helpers ----------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	size_t len, i;
+	unsigned cp;
+
+	if (p[0] < 0x80)
+		return 1;
+	if ((p[0] & 0xe0) == 0xc0) {
+		len = 2;
+		cp = p[0] & 0x1f;
+	} else if ((p[0] & 0xf0) == 0xe0) {
+		len = 3;
+		cp = p[0] & 0x0f;
+	} else if ((p[0] & 0xf8) == 0xf0) {
+		len = 4;
+		cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* A JSON string of arbitrary bytes (stderr may be binary, and the tail may
+ * cut a character): invalid UTF-8 and NUL become '?'. */
+static json_t *json_text(const char *s, size_t n)
+{
+	char *t = malloc(n + 1);
+	size_t i = 0;
+	json_t *j;
+
+	if (!t)
+		return NULL;
+	while (i < n) {
+		size_t k = s[i] ? utf8_len((const unsigned char *)s + i, n - i) : 0;
+
+		if (!k) {
+			t[i++] = '?';
+			continue;
+		}
+		memcpy(t + i, s + i, k);
+		i += k;
+	}
+	j = json_stringn(t, n);
+	free(t);
+	return j;
+}
+
+/* ---- cache ------------------------------------------------------------ */
+
+/*
+ * Make cache/<kind>/<id> hold the verified bytes of id, downloading them
+ * from /v1/<kind>/<id> if the cache lacks them or holds something else.
+ * -ENOENT: the server does not know the ID; -EBADMSG: it sent other bytes;
+ * -EACCES: 401; -EIO and other: transport trouble after retries.
+ */
+static int cache_ensure(uint64_t *size, struct exec *x, struct vd_client *c,
+			const char *kind, const char *id, bool executable,
+			const char *path)
+{
+	struct vd_buf data = VD_BUF_INIT(EX_BLOB_MAX);
+	struct vd_buf url = VD_BUF_INIT(256);
+	char got[VD_ID_SIZE];
+	int rc, tries, wait = EX_BACKOFF_MIN_MS;
+	long status = 0;
+
+	/* Cached files are re-hashed on use: a cache entry torn by a crash
+	 * (they are not fsync'd) or altered must not reach a function. */
+	if (vd_read_file(&data, path) == 0) {
+		vd_id_of(got, &x->key, data.data ? data.data : "", data.len);
+		if (strcmp(got, id) == 0) {
+			*size = data.len;
+			rc = 0;
+			goto out;
+		}
+		vd_warn("cache: %s does not hash to its name; fetching again", path);
+		unlink(path);
+	}
+	vd_buf_reset(&data);
+	rc = vd_buf_addf(&url, "/v1/%s/%s", kind, id);
+	if (rc)
+		goto out;
+	for (tries = 0; tries < EX_FETCH_TRIES; tries++) {
+		vd_buf_reset(&data);
+		rc = vd_client_do(&status, &data, c, "GET", url.data, NULL, NULL, 0,
+				  0);
+		if (rc == 0 && status < 500)
+			break;
+		vd_warn("GET %s: %s; retrying", url.data,
+			rc ? c->err : "server error");
+		nap(wait, NULL);
+		wait = backoff_next(wait);
+	}
+	if (rc)
+		goto out;
+	if (status == 401) {
+		rc = -EACCES;
+	} else if (status == 404) {
+		rc = -ENOENT;
+	} else if (status != 200) {
+		vd_warn("GET %s: HTTP %ld", url.data, status);
+		rc = -EIO;
+	}
+	if (rc)
+		goto out;
+	vd_id_of(got, &x->key, data.data ? data.data : "", data.len);
+	if (strcmp(got, id) != 0) {
+		vd_warn("GET %s: the bytes hash to %s", url.data, got);
+		rc = -EBADMSG;
+		goto out;
+	}
+	rc = vd_runner_install(path, data.data ? data.data : "", data.len,
+			       executable ? 0755 : 0644);
+	if (rc) {
+		vd_warn("cache: cannot write %s: %s", path, strerror(-rc));
+		goto out;
+	}
+	*size = data.len;
+out:
+	vd_buf_release(&data);
+	vd_buf_release(&url);
+	return rc;
+}
+
+/* ---- one unit ----------------------------------------------------------- */
+
+static const char *jstr(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? s : "";
+}
+
+static json_int_t jint(const json_t *o, const char *k, json_int_t dflt)
+{
+	const json_t *v = json_object_get(o, k);
+
+	return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+
+/* PUT the result. Network trouble and 5xx are retried with backoff. */
+static void send_result(struct exec *x, struct vd_client *c, struct lease *l,
+			const struct vd_run_result *r)
+{
+	struct vd_buf path = VD_BUF_INIT(256), why = VD_BUF_INIT(1024);
+	struct vd_client_piece pieces[2];
+	json_t *meta;
+	char *line = NULL;
+	int tries, rc = 0, wait = EX_BACKOFF_MIN_MS;
+	long status = 0;
+
+	meta = json_pack("{s:i, s:i, s:s, s:I, s:o, s:I}", "exit", r->exit,
+			 "signal", r->signal, "reason", r->reason,
+			 "ms", (json_int_t)r->ms,
+			 "stderr", json_text(r->err, r->errlen),
+			 "out_bytes", (json_int_t)r->out.len);
+	line = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
+	if (!line || vd_buf_addf(&path, "/v1/results/%s", l->id)) {
+		vd_err("lease %s: cannot build the result", l->id);
+		goto out;
+	}
+	/* The line ends with the newline that separates it from the output. */
+	{
+		size_t n = strlen(line);
+		char *t = realloc(line, n + 2);
+
+		if (!t) {
+			vd_err("lease %s: out of memory", l->id);
+			goto out;
+		}
+		line = t;
+		line[n] = '\n';
+		line[n + 1] = '\0';
+	}
+	pieces[0] = (struct vd_client_piece){ line, strlen(line) };
+	pieces[1] = (struct vd_client_piece){ r->out.data ? r->out.data : "",
+					      r->out.len };
+	for (tries = 0; tries < EX_RESULT_TRIES; tries++) {
+		struct vd_buf resp = VD_BUF_INIT(1 << 16);
+
+		rc = vd_client_do(&status, &resp, c, "PUT", path.data,
+				  "application/vnd.vdfs.result", pieces, 2, 0);
+		if (rc == 0 && status != 200) {
+			json_t *j = json_loadb(resp.data ? resp.data : "", resp.len,
+					       0, NULL);
+			const char *e = json_string_value(json_object_get(j, "error"));
+
+			vd_buf_reset(&why);
+			vd_buf_addf(&why, "%s", e ? e : vd_buf_cstr(&resp));
+			json_decref(j);
+		}
+		vd_buf_release(&resp);
+		if (rc == 0 && status < 500)
+			break;
+		vd_warn("lease %s: sending the result: %s; retrying", l->id,
+			rc ? c->err : vd_buf_cstr(&why));
+		nap(wait, NULL);
+		wait = backoff_next(wait);
+	}
+	if (rc)
+		vd_err("lease %s: result lost after %d tries: %s", l->id, tries, c->err);
+	else if (status == 200)
+		vd_info("lease %s: result accepted (exit %d, %zu bytes, %lld ms)",
+			l->id, r->exit, r->out.len, (long long)r->ms);
+	else if (status == 401)
+		set_fatal(x, "PUT result");
+	else if (status == 409)
+		vd_info("lease %s: result not needed any more: %s", l->id,
+			vd_buf_cstr(&why));
+	else
+		vd_warn("lease %s: result refused (HTTP %ld): %s", l->id, status,
+			vd_buf_cstr(&why));
+out:
+	free(line);
+	json_decref(meta);
+	vd_buf_release(&path);
+	vd_buf_release(&why);
+}
+
+/* A unit whose inputs cannot be had is reported as a failed attempt (so
+ * that the server's retry count sees it) unless the trouble looks
+ * transient, in which case the lease is left to expire. */
+static void input_failed(struct exec *x, struct vd_client *c, struct lease *l,
+			 const char *what, const char *id, int rc)
+{
+	struct vd_run_result r;
+
+	if (rc == -EACCES) {
+		set_fatal(x, "GET input");
+		return;
+	}
+	if (rc != -ENOENT && rc != -EBADMSG) {
+		vd_warn("lease %s: cannot fetch %s %s: %s; dropping the unit", l->id,
+			what, id, strerror(-rc));
+		return;
+	}
+	memset(&r, 0, sizeof(r));
+	vd_buf_init(&r.out, 0);
+	r.exit = 1;
+	snprintf(r.reason, sizeof(r.reason), "input: %s %s %s", what, id,
+		 rc == -ENOENT ? "unknown to the server" : "failed verification");
+	vd_warn("lease %s: %s", l->id, r.reason);
+	send_result(x, c, l, &r);
+}
+
+static int env_add(struct vd_strv *env, const char *k, const char *v)
+{
+	struct vd_buf b = VD_BUF_INIT(1 << 16);
+	int rc = vd_buf_addf(&b, "%s=%s", k, v);
+
+	if (!rc)
+		rc = vd_strv_push(env, b.data);
+	vd_buf_release(&b);
+	return rc;
+}
+
+static void run_unit(struct exec *x, struct vd_client *c, struct lease *l)
+{
+	const json_t *chunks = json_object_get(l->j, "chunks");
+	const char *code_id = jstr(l->j, "code_id");
+	const char *header = jstr(l->j, "header");
+	struct vd_buf codepath = VD_BUF_INIT(PATH_MAX);
+	struct vd_strv chunkpaths = { 0 }, env = { 0 };
+	struct vd_run_input *in = NULL;
+	struct vd_run_spec spec;
+	struct vd_run_result r;
+	char workdir[PATH_MAX] = "";
+	char unitstr[32];
+	uint64_t skip, size;
+	size_t i, nin = 0, nchunks = json_array_size(chunks);
+	json_int_t timeout_s;
+	const char *tmp = getenv("TMPDIR");
+	int rc;
+
+	memset(&r, 0, sizeof(r));
+	if (!vd_id_valid(code_id) || !json_is_array(chunks)) {
+		vd_warn("lease %s: malformed lease (code_id or chunks); dropping", l->id);
+		goto out;
+	}
+	rc = vd_buf_addf(&codepath, "%s/code/%s", x->cache, code_id);
+	if (!rc)
+		rc = cache_ensure(&size, x, c, "code", code_id, true, codepath.data);
+	if (rc) {
+		input_failed(x, c, l, "code", code_id, rc);
+		goto out;
+	}
+	in = calloc(nchunks + 1, sizeof(*in));
+	if (!in) {
+		vd_err("lease %s: out of memory", l->id);
+		goto out;
+	}
+	if (*header)
+		in[nin++] = (struct vd_run_input){ .mem = header, .len = strlen(header) };
+	skip = (uint64_t)jint(l->j, "skip", 0);
+	for (i = 0; i < nchunks; i++) {
+		const char *cid = jstr(json_array_get(chunks, i), "id");
+		struct vd_buf p = VD_BUF_INIT(PATH_MAX);
+
+		if (atomic_load(&l->cancel))
+			goto out;
+		if (!vd_id_valid(cid)) {
+			vd_warn("lease %s: malformed chunk ID; dropping", l->id);
+			goto out;
+		}
+		rc = vd_buf_addf(&p, "%s/chunks/%s", x->cache, cid);
+		if (!rc)
+			rc = vd_strv_push(&chunkpaths, p.data);
+		vd_buf_release(&p);
+		if (!rc)
+			rc = cache_ensure(&size, x, c, "chunks", cid, false,
+					  chunkpaths.v[chunkpaths.n - 1]);
+		if (rc) {
+			input_failed(x, c, l, "chunk", cid, rc);
+			goto out;
+		}
+		/* skip may reach past the first chunk. */
+		if (skip >= size) {
+			skip -= size;
+			continue;
+		}
+		in[nin++] = (struct vd_run_input){ .file = chunkpaths.v[chunkpaths.n - 1],
+						   .off = skip, .len = size - skip };
+		skip = 0;
+	}
+
+	snprintf(workdir, sizeof(workdir), "%s/vdfs-unit.XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(workdir)) {
+		vd_err("lease %s: cannot make a working directory in %s: %s", l->id,
+		       tmp && *tmp ? tmp : "/tmp", strerror(errno));
+		workdir[0] = '\0';
+		goto out;
+	}
+	snprintf(unitstr, sizeof(unitstr), "%lld", (long long)jint(l->j, "unit", 0));
+	rc = env_add(&env, "VDFS_TASK", jstr(l->j, "task"));
+	if (!rc)
+		rc = env_add(&env, "VDFS_DATA_ID", jstr(l->j, "data_id"));
+	if (!rc)
+		rc = env_add(&env, "VDFS_CODE_ID", code_id);
+	if (!rc)
+		rc = env_add(&env, "VDFS_UNIT", unitstr);
+	if (!rc)
+		rc = env_add(&env, "VDFS_PATH", jstr(l->j, "path"));
+	if (rc) {
+		vd_err("lease %s: out of memory", l->id);
+		goto out;
+	}
+	timeout_s = jint(l->j, "timeout_s", EX_DEFAULT_TIMEOUT_S);
+	if (timeout_s <= 0)
+		timeout_s = EX_DEFAULT_TIMEOUT_S;
+
+	memset(&spec, 0, sizeof(spec));
+	spec.exe = codepath.data;
+	spec.env = (const char *const *)env.v;
+	spec.path_first = x->selfdir;
+	spec.cwd = workdir;
+	spec.in = in;
+	spec.nin = nin;
+	spec.timeout_ms = (int64_t)timeout_s * 1000;
+	spec.out_cap = EX_OUT_CAP;
+	spec.cancel = &l->cancel;
+	if (atomic_load(&l->cancel))
+		goto out;
+	vd_debug("lease %s: running %s unit %s", l->id, jstr(l->j, "task"), unitstr);
+	rc = vd_runner_run(&r, &spec);
+	if (rc) {
+		vd_err("lease %s: cannot run the function: %s; dropping the unit",
+		       l->id, strerror(-rc));
+		goto out;
+	}
+	if (r.cancelled) {
+		vd_info("lease %s: the lease is no longer ours; unit dropped", l->id);
+		goto out;
+	}
+	if (r.exit || r.reason[0])
+		vd_info("lease %s: %s unit %s failed: exit %d%s%s", l->id,
+			jstr(l->j, "task"), unitstr, r.exit, r.reason[0] ? ", " : "",
+			r.reason);
+	send_result(x, c, l, &r);
+out:
+	if (workdir[0]) {
+		int e = vd_rm_rf(workdir);
+
+		if (e)
+			vd_warn("cannot remove %s: %s", workdir, strerror(-e));
+	}
+	vd_run_result_release(&r);
+	vd_strv_release(&env);
+	vd_strv_release(&chunkpaths);
+	vd_buf_release(&codepath);
+	free(in);
+}
+
+/* ---- threads ---------------------------------------------------------- */
+
+struct worker {
+	struct exec *x;
+	pthread_t t;
+	int started;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct exec *x = w->x;
+	struct vd_client c;
+
+	if (vd_client_init(&c, x->server, x->token, NULL)) {
+		vd_err("worker: cannot set up HTTP");
+		return NULL;
+	}
+	for (;;) {
+		struct lease *l, **pp;
+
+		pthread_mutex_lock(&x->lock);
+		while (!x->queue_head && !x->workers_stop)
+			pthread_cond_wait(&x->cond, &x->lock);
+		l = x->queue_head;
+		if (!l) {
+			pthread_mutex_unlock(&x->lock);
+			break;
+		}
+		x->queue_head = l->next_queued;
+		if (!x->queue_head)
+			x->queue_tail = NULL;
+		pthread_mutex_unlock(&x->lock);
+
+		if (!atomic_load(&l->cancel))
+			run_unit(x, &c, l);
+
+		pthread_mutex_lock(&x->lock);
+		for (pp = &x->active; *pp; pp = &(*pp)->next_active)
+			if (*pp == l) {
+				*pp = l->next_active;
+				break;
+			}
+		x->held--;
+		pthread_cond_broadcast(&x->cond);
+		pthread_mutex_unlock(&x->lock);
+		json_decref(l->j);
+		free(l);
+	}
+	vd_client_release(&c);
+	return NULL;
+}
+
+static void *heartbeat_main(void *arg)
+{
+	struct exec *x = arg;
+	struct vd_client c;
+	struct vd_strv ids = { 0 };
+
+	if (vd_client_init(&c, x->server, x->token, NULL)) {
+		vd_err("heartbeat: cannot set up HTTP");
+		return NULL;
+	}
+	for (;;) {
+		struct lease *l;
+		size_t i;
+		bool quit;
+
+		nap(x->heartbeat_ms, &x->heartbeat_stop);
+		quit = atomic_load(&x->heartbeat_stop);
+		/* Copy the IDs: leases may be freed while we talk to the server. */
+		pthread_mutex_lock(&x->lock);
+		for (l = x->active; l && !quit; l = l->next_active)
+			if (vd_strv_push(&ids, l->id))
+				break;
+		pthread_mutex_unlock(&x->lock);
+		if (quit)
+			break;
+		for (i = 0; i < ids.n; i++) {
+			struct vd_buf path = VD_BUF_INIT(256), why = VD_BUF_INIT(1024);
+			json_t *reply = NULL, *empty = json_object();
+			long status = 0;
+			int rc = vd_buf_addf(&path, "/v1/leases/%s/heartbeat", ids.v[i]);
+
+			if (!rc)
+				rc = vd_client_json(&status, &reply, &why, &c, "POST",
+						    path.data, empty, EX_REQ_TIMEOUT_MS);
+			if (rc) {
+				vd_warn("heartbeat %s: %s", ids.v[i],
+					rc == -ENOMEM ? "out of memory" : c.err);
+			} else if (status == 401) {
+				set_fatal(x, "heartbeat");
+			} else if (status == 409 || status == 404) {
+				vd_info("heartbeat %s: HTTP %ld (%s): stopping the unit",
+					ids.v[i], status, vd_buf_cstr(&why));
+				pthread_mutex_lock(&x->lock);
+				for (l = x->active; l; l = l->next_active)
+					if (strcmp(l->id, ids.v[i]) == 0)
+						atomic_store(&l->cancel, true);
+				pthread_mutex_unlock(&x->lock);
+			} else if (status != 200) {
+				vd_warn("heartbeat %s: HTTP %ld: %s", ids.v[i], status,
+					vd_buf_cstr(&why));
+			}
+			json_decref(reply);
+			json_decref(empty);
+			vd_buf_release(&path);
+			vd_buf_release(&why);
+		}
+		vd_strv_release(&ids);
+	}
+	vd_strv_release(&ids);
+	vd_client_release(&c);
+	return NULL;
+}
+
+/* ---- registration and the dispatcher ---------------------------------- */
+
+static json_t *host_facts(void)
+{
+	struct utsname u;
+	char host[256] = "";
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	struct vd_buf os = VD_BUF_INIT(512);
+	json_t *j;
+
+	gethostname(host, sizeof(host) - 1);
+	if (uname(&u) == 0)
+		vd_buf_addf(&os, "%s %s %s", u.sysname, u.release, u.machine);
+	j = json_pack("{s:s, s:i, s:I, s:s}", "hostname", host,
+		      "cores", (int)sysconf(_SC_NPROCESSORS_ONLN),
+		      "mem_mb", (json_int_t)(pages > 0 && psize > 0 ?
+					     (long long)pages * psize / (1024 * 1024) : 0),
+		      "os", vd_buf_cstr(&os));
+	vd_buf_release(&os);
+	return j;
+}
+
+/* 0 when registered; else the process exit code (1). Retries while the
+ * server is unreachable, until stopped. */
+static int do_register(struct exec *x, struct vd_client *c)
+{
+	int wait = EX_BACKOFF_MIN_MS, rc = 1;
+	json_t *req, *reply = NULL;
+
+	req = json_pack("{s:s, s:i, s:i, s:o}", "name", x->name, "level", x->level,
+			"slots", x->slots, "host", host_facts());
+	if (!req) {
+		fprintf(stderr, "vdfs-executor: out of memory\n");
+		return 1;
+	}
+	while (!atomic_load(&g_stop)) {
+		struct vd_buf why = VD_BUF_INIT(1024);
+		const char *hk;
+		long status = 0;
+		int e = vd_client_json(&status, &reply, &why, c, "POST", "/v1/executors",
+				       req, EX_REQ_TIMEOUT_MS);
+
+		if (e == -ECANCELED) {
+			vd_buf_release(&why);
+			break;
+		}
+		if (e || status >= 500) {
+			vd_warn("register at %s: %s; retrying", x->server,
+				e ? (e == -EBADMSG ? vd_buf_cstr(&why) : c->err)
+				  : vd_buf_cstr(&why));
+			vd_buf_release(&why);
+			nap(wait, &g_stop);
+			wait = backoff_next(wait);
+			continue;
+		}
+		if (status == 401) {
+			vd_buf_release(&why);
+			set_fatal(x, "register");
+			break;
+		}
+		if (status != 200) {
+			fprintf(stderr, "vdfs-executor: register refused (HTTP %ld): %s\n",
+				status, vd_buf_cstr(&why));
+			vd_buf_release(&why);
+			break;
+		}
+		vd_buf_release(&why);
+		hk = json_string_value(json_object_get(reply, "hash_key"));
+		if (!hk || vd_key_from_hex(&x->key, hk) != 0) {
+			fprintf(stderr, "vdfs-executor: the server sent no usable hash_key\n");
+			break;
+		}
+		x->lease_ms = (int)jint(reply, "lease_ms", 30000);
+		x->heartbeat_ms = (int)jint(reply, "heartbeat_ms", x->lease_ms / 3);
+		if (x->heartbeat_ms < 100)
+			x->heartbeat_ms = 100;
+		vd_info("registered as %s at %s (level %d, %d slots, heartbeat %d ms)",
+			x->name, x->server, x->level, x->slots, x->heartbeat_ms);
+		rc = 0;
+		break;
+	}
+	json_decref(reply);
+	json_decref(req);
+	return rc;
+}
+
+/* Queue the leases of a 200 reply. */
+static void take_leases(struct exec *x, const json_t *reply)
+{
+	const json_t *arr = json_object_get(reply, "leases");
+	size_t i;
+
+	for (i = 0; i < json_array_size(arr); i++) {
+		json_t *o = json_array_get(arr, i);
+		const char *id = jstr(o, "lease");
+		struct lease *l;
+
+		if (!vd_id_valid(id)) {
+			vd_warn("lease reply without a valid lease ID; ignored");
+			continue;
+		}
+		l = calloc(1, sizeof(*l));
+		if (!l) {
+			vd_err("out of memory; lease %s left to expire", id);
+			continue;
+		}
+		memcpy(l->id, id, VD_ID_SIZE);
+		l->j = json_incref(o);
+		atomic_init(&l->cancel, false);
+		vd_info("lease %s: %s unit %lld of %lld", l->id, jstr(o, "task"),
+			(long long)jint(o, "unit", 0), (long long)jint(o, "units", 0));
+		pthread_mutex_lock(&x->lock);
+		if (x->queue_tail)
+			x->queue_tail->next_queued = l;
+		else
+			x->queue_head = l;
+		x->queue_tail = l;
+		l->next_active = x->active;
+		x->active = l;
+		x->held++;
+		pthread_cond_broadcast(&x->cond);
+		pthread_mutex_unlock(&x->lock);
+	}
+}
+
+/* The main loop: returns the process exit code. */
+static int dispatch(struct exec *x, struct vd_client *c)
+{
+	int wait = EX_BACKOFF_MIN_MS, rc;
+
+	while (!atomic_load(&g_stop)) {
+		struct vd_buf why = VD_BUF_INIT(1024);
+		json_t *req, *reply = NULL;
+		long status = 0;
+		int nfree, e;
+
+		pthread_mutex_lock(&x->lock);
+		while (x->held >= x->slots && !atomic_load(&g_stop)) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 200 * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&x->cond, &x->lock, &ts);
+		}
+		nfree = x->slots - x->held;
+		pthread_mutex_unlock(&x->lock);
+		if (atomic_load(&g_stop))
+			break;
+
+		req = json_pack("{s:s, s:i, s:i}", "executor", x->name, "max", nfree,
+				"wait_ms", EX_LEASE_WAIT_MS);
+		e = req ? vd_client_json(&status, &reply, &why, c, "POST", "/v1/leases",
+					 req, EX_LEASE_TIMEOUT_MS)
+			: -ENOMEM;
+		json_decref(req);
+		if (e == -ECANCELED) {
+			vd_buf_release(&why);
+			break;
+		}
+		if (e || status >= 500) {
+			vd_warn("lease poll: %s; retrying in %d ms",
+				e ? (e == -EBADMSG ? vd_buf_cstr(&why) : c->err)
+				  : vd_buf_cstr(&why), wait);
+			vd_buf_release(&why);
+			json_decref(reply);
+			nap(wait, &g_stop);
+			wait = backoff_next(wait);
+			continue;
+		}
+		wait = EX_BACKOFF_MIN_MS;
+		if (status == 200) {
+			take_leases(x, reply);
+		} else if (status == 204) {
+			bool idle;
+
+			pthread_mutex_lock(&x->lock);
+			idle = x->held == 0;
+			pthread_mutex_unlock(&x->lock);
+			if (x->once && idle) {
+				vd_info("no work and nothing running; leaving (--once)");
+				vd_buf_release(&why);
+				break;
+			}
+		} else if (status == 401) {
+			set_fatal(x, "lease poll");
+		} else if (status == 404) {
+			/* The server does not know us (its state was reset):
+			 * register again. */
+			vd_warn("lease poll: %s; registering again", vd_buf_cstr(&why));
+			rc = do_register(x, c);
+			if (rc) {
+				vd_buf_release(&why);
+				json_decref(reply);
+				return rc;
+			}
+		} else {
+			vd_warn("lease poll: HTTP %ld: %s", status, vd_buf_cstr(&why));
+			nap(wait * 4, &g_stop);
+		}
+		vd_buf_release(&why);
+		json_decref(reply);
+	}
+	return 0;
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vdfs-executor --server URL --token-file FILE [options]\n"
+		"\n"
+		"Pull units of work from a vdfsd, run them, send the results back.\n"
+		"\n"
+		"  --server URL        the daemon, e.g. http://10.0.0.5:7070\n"
+		"  --token-file FILE   file holding the daemon's token (STATE/token)\n"
+		"  --level N           serve functions of level <= N (1-5, default 1)\n"
+		"  --slots N           units run at once (1-256, default 1)\n"
+		"  --name NAME         executor name (default hostname-pid)\n"
+		"  --cache DIR         code and chunk cache (default\n"
+		"                      $XDG_CACHE_HOME or ~/.cache, /vdfs-executor/<server>)\n"
+		"  --once              exit when there is no work and nothing runs\n"
+		"  --verbose           log debug lines\n"
+		"  --help              this text\n");
+}
+
+static int parse_int(int *out, const char *s, int lo, int hi)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return -EINVAL;
+	*out = (int)v;
+	return 0;
+}
+
+/* Executor names are [A-Za-z0-9._-]{1,64}; a hostname may hold others. */
+static void default_name(char *out, size_t size)
+{
+	char host[256] = "";
+	struct vd_buf b = VD_BUF_INIT(512);
+	size_t i, hmax;
+
+	gethostname(host, sizeof(host) - 1);
+	if (!host[0])
+		snprintf(host, sizeof(host), "executor");
+	for (i = 0; host[i]; i++) {
+		char ch = host[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+			host[i] = '-';
+	}
+	hmax = 64 - 12;   /* room for "-<pid>" */
+	if (strlen(host) > hmax)
+		host[hmax] = '\0';
+	vd_buf_addf(&b, "%s-%ld", host, (long)getpid());
+	snprintf(out, size, "%s", vd_buf_cstr(&b));
+	vd_buf_release(&b);
+}
+
+static bool name_ok(const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (n < 1 || n > 64)
+		return false;
+	for (i = 0; i < n; i++) {
+		char ch = s[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* The cache directory for a server: an FNV-1a hash of the URL keeps caches
+ * of different daemons apart (IDs are keyed per store, so sharing would only
+ * waste space, never mix contents). */
+static char *default_cache(const char *server)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	struct vd_buf b = VD_BUF_INIT(PATH_MAX);
+	uint64_t h = 0xcbf29ce484222325ull;
+	const char *p;
+	int rc;
+
+	for (p = server; *p; p++) {
+		h ^= (unsigned char)*p;
+		h *= 0x100000001b3ull;
+	}
+	if (xdg && *xdg)
+		rc = vd_buf_addf(&b, "%s/vdfs-executor/%016llx", xdg,
+				 (unsigned long long)h);
+	else
+		rc = vd_buf_addf(&b, "%s/.cache/vdfs-executor/%016llx",
+				 home && *home ? home : "/tmp", (unsigned long long)h);
+	return rc ? NULL : vd_buf_detach(&b, NULL);
+}
+
+static char *self_dir(void)
+{
+	char path[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+	char *slash;
+
+	if (n <= 0)
+		return NULL;
+	path[n] = '\0';
+	slash = strrchr(path, '/');
+	if (!slash)
+		return NULL;
+	*slash = '\0';
+	return strdup(path[0] ? path : "/");
+}
+
+static char *read_token(const char *file)
+{
+	struct vd_buf b = VD_BUF_INIT(4096);
+	int rc = vd_read_file(&b, file);
+
+	if (rc) {
+		fprintf(stderr, "vdfs-executor: cannot read token file %s: %s\n", file,
+			strerror(-rc));
+		vd_buf_release(&b);
+		return NULL;
+	}
+	while (b.len && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r' ||
+			 b.data[b.len - 1] == ' ' || b.data[b.len - 1] == '\t'))
+		b.data[--b.len] = '\0';
+	if (!b.len || memchr(b.data, '\n', b.len) || memchr(b.data, '\r', b.len)) {
+		fprintf(stderr, "vdfs-executor: token file %s holds no single-line token\n",
+			file);
+		vd_buf_release(&b);
+		return NULL;
+	}
+	return vd_buf_detach(&b, NULL);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "server", required_argument, NULL, 's' },
+		{ "token-file", required_argument, NULL, 't' },
+		{ "level", required_argument, NULL, 'l' },
+		{ "slots", required_argument, NULL, 'n' },
+		{ "name", required_argument, NULL, 'N' },
+		{ "cache", required_argument, NULL, 'c' },
+		{ "once", no_argument, NULL, 'o' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct exec x;
+	struct vd_client c;
+	struct worker *workers = NULL;
+	struct sigaction sa;
+	const char *token_file = NULL, *cache = NULL, *name = NULL;
+	struct vd_buf dir = VD_BUF_INIT(PATH_MAX);
+	pthread_t hb;
+	bool verbose = false, hb_started = false, client_ok = false;
+	int opt, i, rc, code = 1;
+
+	memset(&x, 0, sizeof(x));
+	x.level = 1;
+	x.slots = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			x.server = optarg;
+			break;
+		case 't':
+			token_file = optarg;
+			break;
+		case 'l':
+			if (parse_int(&x.level, optarg, 1, 5)) {
+				fprintf(stderr, "vdfs-executor: --level wants 1..5\n");
+				return 2;
+			}
+			break;
+		case 'n':
+			if (parse_int(&x.slots, optarg, 1, 256)) {
+				fprintf(stderr, "vdfs-executor: --slots wants 1..256\n");
+				return 2;
+			}
+			break;
+		case 'N':
+			name = optarg;
+			break;
+		case 'c':
+			cache = optarg;
+			break;
+		case 'o':
+			x.once = true;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc || !x.server || !token_file) {
+		fprintf(stderr, "vdfs-executor: %s (see --help)\n",
+			optind < argc ? "unexpected argument"
+				      : "--server and --token-file are required");
+		return 2;
+	}
+	if (strncmp(x.server, "http://", 7) != 0 && strncmp(x.server, "https://", 8) != 0) {
+		fprintf(stderr, "vdfs-executor: --server wants an http:// URL\n");
+		return 2;
+	}
+	if (name && !name_ok(name)) {
+		fprintf(stderr, "vdfs-executor: --name wants 1..64 of [A-Za-z0-9._-]\n");
+		return 2;
+	}
+	if (name)
+		snprintf(x.name, sizeof(x.name), "%s", name);
+	else
+		default_name(x.name, sizeof(x.name));
+	vd_log_init("vdfs-executor", verbose ? VD_LOG_DEBUG : VD_LOG_INFO);
+
+	pthread_mutex_init(&x.lock, NULL);
+	pthread_cond_init(&x.cond, NULL);
+	x.token = read_token(token_file);
+	x.cache = cache ? strdup(cache) : default_cache(x.server);
+	x.selfdir = self_dir();
+	if (!x.token)
+		goto out;
+	if (!x.cache || !x.selfdir) {
+		fprintf(stderr, "vdfs-executor: cannot work out the %s directory\n",
+			x.cache ? "program's" : "cache");
+		goto out;
+	}
+	for (i = 0; i < 2; i++) {
+		vd_buf_reset(&dir);
+		rc = vd_buf_addf(&dir, "%s/%s", x.cache, i ? "chunks" : "code");
+		if (!rc)
+			rc = vd_mkdir_p(dir.data, 0755);
+		if (rc) {
+			fprintf(stderr, "vdfs-executor: cannot create %s: %s\n",
+				vd_buf_cstr(&dir), strerror(-rc));
+			goto out;
+		}
+	}
+
+	vd_runner_init();
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "vdfs-executor: cannot initialise libcurl\n");
+		goto out;
+	}
+	if (vd_client_init(&c, x.server, x.token, &g_stop)) {
+		fprintf(stderr, "vdfs-executor: cannot set up HTTP\n");
+		goto out_curl;
+	}
+	client_ok = true;
+	code = do_register(&x, &c);
+	if (code || atomic_load(&g_stop))
+		goto out_curl;
+
+	workers = calloc((size_t)x.slots, sizeof(*workers));
+	if (!workers) {
+		fprintf(stderr, "vdfs-executor: out of memory\n");
+		code = 1;
+		goto out_curl;
+	}
+	for (i = 0; i < x.slots; i++) {
+		workers[i].x = &x;
+		if (pthread_create(&workers[i].t, NULL, worker_main, &workers[i]) == 0)
+			workers[i].started = 1;
+	}
+	if (pthread_create(&hb, NULL, heartbeat_main, &x) == 0)
+		hb_started = true;
+
+	code = dispatch(&x, &c);
+
+	/* Finish what is held: workers drain the queue, then leave. */
+	pthread_mutex_lock(&x.lock);
+	x.workers_stop = true;
+	pthread_cond_broadcast(&x.cond);
+	pthread_mutex_unlock(&x.lock);
+	for (i = 0; i < x.slots; i++)
+		if (workers[i].started)
+			pthread_join(workers[i].t, NULL);
+	atomic_store(&x.heartbeat_stop, true);
+	if (hb_started)
+		pthread_join(hb, NULL);
+	vd_info("stopped");
+out_curl:
+	if (client_ok)
+		vd_client_release(&c);
+	curl_global_cleanup();
+out:
+	pthread_mutex_lock(&x.lock);
+	if (x.fatal)
+		code = x.fatal;
+	pthread_mutex_unlock(&x.lock);
+	free(workers);
+	free(x.token);
+	free(x.cache);
+	free(x.selfdir);
+	vd_buf_release(&dir);
+	pthread_mutex_destroy(&x.lock);
+	pthread_cond_destroy(&x.cond);
+	return code;
+}

@@ -1,0 +1,84 @@
+/*
+ * runner.h - run one function on one unit: a child process in its own
+ * process group, stdin fed from memory and files by a writer thread, stdout
+ * collected under a cap, the tail of stderr kept, a deadline and a
+ * cancellation flag enforced by killing the whole group.
+ *
+ * The runner knows nothing of HTTP or leases, so that it can be tested on
+ * its own with /bin/sh scripts (tests/test_runner.c).
+ *
+ * Threads: any number of runs may go on at once from different threads.
+ * The process must ignore SIGPIPE (vd_runner_init does that): a function
+ * that stops reading its stdin is normal, and the writer must see EPIPE
+ * instead of dying.
+ */
+#ifndef VD_RUNNER_H
+#define VD_RUNNER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+
+#define VD_RUN_ERR_TAIL 4096
+
+/* One piece of the function's stdin: `len` bytes at `mem`, or, when mem is
+ * NULL, `len` bytes of the file `file` from offset `off`. */
+struct vd_run_input {
+	const void *mem;
+	const char *file;
+	uint64_t off;
+	uint64_t len;
+};
+
+struct vd_run_spec {
+	const char *exe;              /* path of the executable; run as argv[0] */
+	const char *const *env;       /* NULL-terminated "NAME=value" entries set
+				       * over the inherited environment; may be NULL */
+	const char *path_first;       /* directory put first on PATH; may be NULL */
+	const char *cwd;              /* working directory; NULL = inherited */
+	const struct vd_run_input *in;
+	size_t nin;
+	int64_t timeout_ms;           /* 0 = no deadline */
+	size_t out_cap;               /* stdout over this kills with "stdout cap" */
+	atomic_bool *cancel;          /* set by another thread to kill; may be NULL */
+};
+
+struct vd_run_result {
+	/* Exit status; 128 + N when the function died of signal N; 127 when it
+	 * could not be started. When the runner killed it (timeout, stdout
+	 * cap, cancel) this is always 137 / signal 9, even if the function
+	 * happened to exit cleanly at the same moment: its output is cut. */
+	int exit;
+	int signal;
+	/* "" for a normal exit, else "timeout", "stdout cap", "cancelled",
+	 * "signal N" or "exec failed: <strerror>". */
+	char reason[160];
+	bool cancelled;
+	int64_t ms;                   /* wall time from start to exit */
+	struct vd_buf out;            /* stdout (capped at spec->out_cap) */
+	char err[VD_RUN_ERR_TAIL + 1];/* the last bytes of stderr, NUL-terminated */
+	size_t errlen;
+};
+
+/* Ignore SIGPIPE process-wide (see above). Idempotent. */
+void vd_runner_init(void);
+
+/* Run spec->exe. Returns 0 with *out filled (also for exec failures, which
+ * are a result: exit 127), or -errno when the run could not be set up
+ * (pipes, threads, memory, process table full); then *out holds nothing to
+ * release but is safe to release. */
+int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec);
+void vd_run_result_release(struct vd_run_result *r);
+
+/*
+ * Write an executable (or any file) atomically: a private temporary name,
+ * then rename. Writing happens with spawns held off, because a child forked
+ * while the file is open for writing would keep a writable descriptor to it
+ * until it execs, and exec of the file in that window fails with ETXTBSY.
+ */
+int vd_runner_install(const char *path, const void *p, size_t n, mode_t mode);
+
+#endif

@@ -1,0 +1,328 @@
+/*
+ * test_runner.c - the executor's child-process runner, with /bin/sh
+ * functions: exit codes, stdin pieces, environment, deadline, stdout cap,
+ * stderr tail, exec failure, cancellation, stragglers.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runner.h"
+#include "util.h"
+
+struct fixture {
+	char dir[64];
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_runner.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	vd_rm_rf(f->dir);
+	free(f);
+	return 0;
+}
+
+/* Install a shell script as f->dir/name and return its path (static buf). */
+static const char *script(struct fixture *f, const char *name, const char *body)
+{
+	static char path[256];
+	struct vd_buf b = VD_BUF_INIT(1 << 16);
+
+	snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+	assert_int_equal(vd_buf_addf(&b, "#!/bin/sh\n%s\n", body), 0);
+	assert_int_equal(vd_runner_install(path, b.data, b.len, 0755), 0);
+	vd_buf_release(&b);
+	return path;
+}
+
+static void spec_init(struct vd_run_spec *s, const char *exe)
+{
+	memset(s, 0, sizeof(*s));
+	s->exe = exe;
+	s->timeout_ms = 10000;
+	s->out_cap = 1 << 20;
+}
+
+static void test_exit_and_stdin(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+	char file[256];
+	struct vd_run_input in[2];
+
+	snprintf(file, sizeof(file), "%s/data", f->dir);
+	assert_int_equal(vd_write_file_atomic(file, "SKIPworld\n", 10, 0644), 0);
+	in[0] = (struct vd_run_input){ .mem = "hello ", .len = 6 };
+	in[1] = (struct vd_run_input){ .file = file, .off = 4, .len = 6 };
+	spec_init(&s, script(f, "f", "cat; echo oops >&2; exit 3"));
+	s.in = in;
+	s.nin = 2;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_int_equal(r.exit, 3);
+	assert_int_equal(r.signal, 0);
+	assert_string_equal(r.reason, "");
+	assert_int_equal(r.out.len, 12);
+	assert_memory_equal(r.out.data, "hello world\n", 12);
+	assert_string_equal(r.err, "oops\n");
+	vd_run_result_release(&r);
+}
+
+static void test_env_and_cwd(void **state)
+{
+	struct fixture *f = *state;
+	const char *env[] = { "VDFS_TASK=wc", "VDFS_UNIT=7", NULL };
+	struct vd_run_spec s;
+	struct vd_run_result r;
+	struct vd_buf want = VD_BUF_INIT(4096);
+
+	spec_init(&s, script(f, "f", "echo \"$VDFS_TASK $VDFS_UNIT\"; "
+				     "echo \"${PATH%%:*}\"; pwd"));
+	s.env = env;
+	s.path_first = "/opt/first";
+	s.cwd = f->dir;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_int_equal(r.exit, 0);
+	assert_int_equal(vd_buf_addf(&want, "wc 7\n/opt/first\n%s\n", f->dir), 0);
+	assert_string_equal(vd_buf_cstr(&r.out), want.data);
+	vd_buf_release(&want);
+	vd_run_result_release(&r);
+}
+
+static void test_timeout_kills_group(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+
+	/* The sleep is a grandchild: killing only the shell would leave it
+	 * holding stdout and the run would hang. */
+	spec_init(&s, script(f, "f", "echo started; sleep 30; echo never"));
+	s.timeout_ms = 300;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_string_equal(r.reason, "timeout");
+	assert_int_equal(r.exit, 137);
+	assert_int_equal(r.signal, 9);
+	assert_true(r.ms >= 300 && r.ms < 5000);
+	assert_string_equal(vd_buf_cstr(&r.out), "started\n");
+	vd_run_result_release(&r);
+}
+
+static void test_stdout_cap(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+
+	spec_init(&s, script(f, "f", "yes flood"));
+	s.out_cap = 1000;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_string_equal(r.reason, "stdout cap");
+	assert_int_equal(r.exit, 137);
+	assert_true(r.out.len <= 1000);
+	vd_run_result_release(&r);
+}
+
+static void test_stderr_tail(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+
+	/* 10000 lines of "x", then a marker: only the last 4 KiB are kept. */
+	spec_init(&s, script(f, "f", "i=0; while [ $i -lt 10000 ]; do echo x; "
+				     "i=$((i+1)); done >&2; echo END >&2"));
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_int_equal(r.exit, 0);
+	assert_int_equal(r.errlen, VD_RUN_ERR_TAIL);
+	assert_int_equal(strlen(r.err), VD_RUN_ERR_TAIL);
+	assert_string_equal(r.err + VD_RUN_ERR_TAIL - 6, "x\nEND\n");
+	vd_run_result_release(&r);
+}
+
+static void test_exec_failure(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/missing", f->dir);
+	spec_init(&s, path);
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_int_equal(r.exit, 127);
+	assert_string_equal(r.reason, "exec failed: No such file or directory");
+	vd_run_result_release(&r);
+
+	/* Not executable. */
+	assert_int_equal(vd_write_file_atomic(path, "data", 4, 0644), 0);
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_int_equal(r.exit, 127);
+	assert_string_equal(r.reason, "exec failed: Permission denied");
+	vd_run_result_release(&r);
+}
+
+static void test_ignores_stdin(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+	struct vd_run_input in;
+	size_t n = 8u << 20;
+	char *big = malloc(n);
+
+	assert_non_null(big);
+	memset(big, 'a', n);
+	in = (struct vd_run_input){ .mem = big, .len = n };
+	spec_init(&s, script(f, "f", "echo ok"));
+	s.in = &in;
+	s.nin = 1;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_int_equal(r.exit, 0);
+	assert_string_equal(vd_buf_cstr(&r.out), "ok\n");
+	vd_run_result_release(&r);
+	free(big);
+}
+
+static void test_signal(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+
+	spec_init(&s, script(f, "f", "kill -TERM $$"));
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_int_equal(r.signal, 15);
+	assert_int_equal(r.exit, 128 + 15);
+	assert_string_equal(r.reason, "signal 15");
+	vd_run_result_release(&r);
+}
+
+static void test_straggler(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+
+	/* A background child keeps stdout open after the function exits;
+	 * the run must end with the function, not with the straggler. */
+	spec_init(&s, script(f, "f", "sleep 30 & echo done"));
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_int_equal(r.exit, 0);
+	assert_string_equal(vd_buf_cstr(&r.out), "done\n");
+	assert_true(r.ms < 5000);
+	vd_run_result_release(&r);
+}
+
+static void *cancel_later(void *arg)
+{
+	struct timespec ts = { 0, 200 * 1000 * 1000 };
+
+	nanosleep(&ts, NULL);
+	atomic_store((atomic_bool *)arg, true);
+	return NULL;
+}
+
+static void test_cancel(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+	atomic_bool cancel;
+	pthread_t t;
+
+	atomic_init(&cancel, false);
+	spec_init(&s, script(f, "f", "sleep 30"));
+	s.cancel = &cancel;
+	assert_int_equal(pthread_create(&t, NULL, cancel_later, &cancel), 0);
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	pthread_join(t, NULL);
+	assert_true(r.cancelled);
+	assert_string_equal(r.reason, "cancelled");
+	assert_true(r.ms < 5000);
+	vd_run_result_release(&r);
+}
+
+struct par {
+	struct fixture *f;
+	const char *exe;
+	int ok;
+};
+
+static void *run_one(void *arg)
+{
+	struct par *p = arg;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+	struct vd_run_input in = { .mem = "1\n2\n3\n", .len = 6 };
+
+	spec_init(&s, p->exe);
+	s.in = &in;
+	s.nin = 1;
+	if (vd_runner_run(&r, &s) == 0 && r.exit == 0 &&
+	    strcmp(vd_buf_cstr(&r.out), "3\n") == 0)
+		p->ok = 1;
+	vd_run_result_release(&r);
+	return NULL;
+}
+
+static void test_parallel(void **state)
+{
+	struct fixture *f = *state;
+	struct par p[8];
+	pthread_t t[8];
+	const char *exe = script(f, "wc", "wc -l | tr -d ' '");
+	int i;
+
+	for (i = 0; i < 8; i++) {
+		p[i] = (struct par){ f, exe, 0 };
+		assert_int_equal(pthread_create(&t[i], NULL, run_one, &p[i]), 0);
+	}
+	for (i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(p[i].ok, 1);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_exit_and_stdin, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_env_and_cwd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_kills_group, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stdout_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stderr_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_exec_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ignores_stdin, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_signal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_straggler, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parallel, setup, teardown),
+	};
+
+	vd_runner_init();
+	vd_log_init("test_runner", VD_LOG_WARN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

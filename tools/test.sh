@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# tools/test.sh - set up, build, and run every test under ctest: first the
+# normal build (build/), then the ASan + UBSan build (build-san/).
+#
+# Environment:
+#   VDFS_TEST_SANITIZE=0   skip the sanitized pass (default 1: run it)
+#   VDFS_TEST_ARGS="..."   extra ctest arguments for both passes (e.g. "-L unit")
+#   VD_KEEP=1              keep mount tests' work directories (see docs/testing.md)
+#   VDFS_BUILD_DIR, VDFS_SAN_BUILD_DIR   build directories (default build, build-san)
+#
+# Exits non-zero if any test fails. When the normal pass fails, the sanitized
+# pass runs the unit tests only, to keep the run bounded.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+sanitize="${VDFS_TEST_SANITIZE:-1}"
+build="${VDFS_BUILD_DIR:-$root/build}"
+build_san="${VDFS_SAN_BUILD_DIR:-$root/build-san}"
+read -r -a extra <<<"${VDFS_TEST_ARGS:-}"
+jobs="$(nproc)"
+summary=()
+failed=0
+
+# run_pass NAME BUILD_DIR [CTEST ARGS...]
+run_pass() {
+	local name="$1" dir="$2" log rc=0
+	shift 2
+	log="$(mktemp "${TMPDIR:-/tmp}/vdfs-ctest.XXXXXX")"
+	echo "=== $name: ctest in ${dir#"$root"/}"
+	ctest --test-dir "$dir" --output-on-failure --no-tests=error -j "$jobs" \
+		"${extra[@]}" "$@" </dev/null 2>&1 | tee "$log" || rc=$?
+	summary+=("$name: $(grep -E '^[0-9]+% tests passed' "$log" || echo "ctest exited $rc")")
+	while IFS= read -r line; do
+		summary+=("    $line")
+	done < <(sed -n '/^The following tests FAILED:/,$p' "$log" | grep -E '^[[:space:]]+[0-9]+ - ' || true)
+	rm -f "$log"
+	if [ "$rc" != 0 ]; then
+		failed=1
+	fi
+	return 0
+}
+
+echo "=== setup and build (${build#"$root"/})"
+tools/setup.sh --build-dir "$build"
+run_pass "normal" "$build"
+
+if [ "$sanitize" != 0 ]; then
+	echo "=== build with ASan + UBSan (${build_san#"$root"/})"
+	tools/setup.sh --sanitize --build-dir "$build_san"
+	export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+	export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+	if [ -f "$root/tools/lsan.supp" ]; then
+		export LSAN_OPTIONS="suppressions=$root/tools/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+	fi
+	if [ "$failed" = 0 ]; then
+		run_pass "asan+ubsan" "$build_san"
+	else
+		echo "=== the normal pass failed: the sanitized pass runs the unit tests only"
+		run_pass "asan+ubsan (unit only)" "$build_san" -L unit
+	fi
+else
+	summary+=("asan+ubsan: skipped (VDFS_TEST_SANITIZE=0)")
+fi
+
+echo "=== summary"
+printf '%s\n' "${summary[@]}"
+if [ "$failed" != 0 ]; then
+	echo "tools/test.sh: some tests FAILED" >&2
+	exit 1
+fi
+echo "tools/test.sh: all tests passed"

@@ -1,0 +1,326 @@
+/*
+ * view_int.h - what the files of the FUSE view share: the view itself, the
+ * node (inode) table, references to places in the tree, file handles,
+ * directory listings, the manifest cache and the staging of data/ entries.
+ *
+ * Files:
+ *   view.c       mount, session loop, the fuse_lowlevel_ops table and the
+ *                dispatch of each operation by node kind
+ *   view_node.c  the node table: inode numbers, lookup counts, renames
+ *   view_tree.c  what each place in the tree is: child resolution,
+ *                attributes, cache timeouts, directory listings
+ *   view_read.c  immutable content: manifest cache, chunked reads,
+ *                copying stored files out to staging
+ *   view_data.c  tasks/NAME/data/: staging files and trees, sealing, the
+ *                settle thread
+ *
+ * Locks (never held while calling the engine's slow functions, and never
+ * two at once except where noted):
+ *   v->nlock  the node table (struct vnode fields marked so)
+ *   v->slock  the list of stages and every field of struct stage marked so;
+ *             v->scond is signalled when a stage leaves its exclusive state
+ *   v->mlock  the manifest cache
+ *   fh->lock  one file handle's buffer or chunk cache
+ */
+#ifndef VD_VIEW_INT_H
+#define VD_VIEW_INT_H
+
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 14)
+
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "engine.h"
+#include "view.h"
+
+/* How long the kernel may cache what cannot change, and what can. */
+#define VIEW_TTL_LONG 3600.0
+#define VIEW_TTL_NONE 0.0
+
+#define VIEW_FUNCTION_MAX ((size_t)64 << 20)   /* function bytes per handle */
+#define VIEW_CONFIG_MAX ((size_t)64 << 10)     /* config bytes per handle */
+#define VIEW_NAME_MAX 255
+
+enum nkind {
+	NK_ROOT,
+	NK_README,
+	NK_TASKS,
+	NK_EXECUTORS,
+	NK_EXECUTOR,    /* executors/NAME */
+	NK_TASK,        /* tasks/NAME */
+	NK_FUNCTION,
+	NK_CONFIG,
+	NK_DATA,        /* tasks/NAME/data */
+	NK_DATAENT,     /* anything under data/: staging or sealed, file or dir */
+	NK_VERSIONS,
+	NK_VERSION,     /* versions/ID */
+	NK_INPUT,       /* versions/ID/input and everything under it */
+	NK_STATUS,
+	NK_META,
+	NK_LOG,
+	NK_RESULT,
+	NK_LATEST,
+};
+
+/*
+ * One inode the kernel knows (or is about to learn). Nodes are found by
+ * (parent inode, name) while hashed, and by inode number until the kernel
+ * forgets them and no open handle or child refers to them.
+ */
+struct vnode {
+	fuse_ino_t ino;            /* immutable */
+	uint64_t gen;              /* immutable */
+	uint64_t nlookup;          /* nlock: the kernel's lookup count */
+	unsigned refs;             /* nlock: children + open handles */
+	bool hashed;               /* nlock: reachable by (parent, name) */
+	struct vnode *parent;      /* nlock: NULL for the root; changes on rename */
+	char *name;                /* nlock: changes on rename */
+	struct vnode *next_name;   /* nlock: bucket chains */
+	struct vnode *next_ino;
+	/* Immutable after creation: what the node is. */
+	enum nkind kind;
+	mode_t type;               /* S_IFDIR, S_IFREG or S_IFLNK */
+	char *task;                /* tasks/<task>/..., else NULL */
+	char *dname;               /* NK_DATAENT: the name in data/ */
+	char data_id[VD_ID_SIZE];  /* NK_VERSION and below */
+	uint64_t ckey;             /* NK_RESULT: which result (content key) */
+};
+
+/*
+ * A place in the tree, resolved without the node table: built from a node
+ * (vref_of_node) or from a parent and a name (vref_child), then looked at
+ * (vref_stat fills type and ckey). The string pointers borrow from the node
+ * or the caller for the duration of one operation.
+ */
+struct vref {
+	enum nkind kind;
+	const char *task;
+	const char *dname;
+	const char *name;              /* last component */
+	char path[PATH_MAX];           /* NK_DATAENT, NK_INPUT: path below the top, "" = top */
+	char data_id[VD_ID_SIZE];
+	mode_t type;                   /* filled by vref_stat */
+	uint64_t ckey;                 /* filled by vref_stat for NK_RESULT */
+};
+
+struct dent {
+	char *name;
+	mode_t type;
+};
+struct dlist {
+	struct dent *v;
+	size_t n;
+	size_t cap;
+};
+
+/* A cached manifest, shared by handles and lookups; refs under v->mlock. */
+struct mc_ent {
+	char id[VD_ID_SIZE];
+	struct vd_manifest *m;
+	unsigned refs;
+	uint64_t used;                 /* LRU tick */
+	bool in_cache;                 /* false: the cache was full; freed at refs 0 */
+};
+#define MC_SLOTS 32
+
+/*
+ * A data/ entry in flight. A staging file exists while a handle that may
+ * write it is open (and until the last handle on it closes); a staging tree
+ * from mkdir (or the first change to a sealed tree) until it is sealed or
+ * removed. At most one stage per (task, name) is in the list.
+ */
+struct stage {
+	struct stage *next;          /* slock */
+	char *task;                  /* immutable */
+	char *name;                  /* immutable */
+	bool is_tree;                /* immutable */
+	bool dead;                   /* slock: out of the list; freed when unused */
+	unsigned pins;               /* slock: file: open handles; tree: settle thread */
+	/* staging file */
+	int fd;                      /* immutable while pinned */
+	char *path;                  /* immutable */
+	unsigned writers;            /* slock: handles open for writing */
+	bool dirty;                  /* slock: changed (made, truncated, written) since
+				      * the last seal */
+	bool written;                /* slock: bytes written or size set since made */
+	bool unlinked;               /* slock: unlinked while open: never sealed */
+	pthread_mutex_t seal_lock;   /* serializes seals of this file */
+	/* staging tree */
+	char *dir;                   /* immutable: the real directory */
+	unsigned busy;               /* slock: operations in flight inside */
+	unsigned open_files;         /* slock: handles open inside */
+	int64_t last_change;         /* slock: vd_mono_ms of the last change */
+	bool excl;                   /* slock: being materialized or sealed */
+	bool failed;                 /* slock: the last seal failed; wait for a change */
+	bool empty;                  /* slock: holds no file; nothing to seal */
+};
+
+enum fh_kind {
+	FH_DIR,        /* a directory listing */
+	FH_GEN,        /* rendered text, read-only */
+	FH_BUF,        /* function or config: the bytes, written back on flush */
+	FH_CHUNK,      /* a stored file, read through chunks */
+	FH_STAGE,      /* a staging file in data/ */
+	FH_TREEFILE,   /* a file inside a staging tree */
+};
+
+/* One open file or directory. */
+struct vfh {
+	struct vfh *prev, *next;     /* v->fhs, under v->nlock, once opened */
+	bool linked;                 /* nlock: in v->fhs */
+	enum fh_kind kind;
+	struct vnode *node;          /* a reference (refs) */
+	pthread_mutex_t lock;        /* buf, dirty, chunk cache */
+	/* FH_DIR */
+	struct dlist list;
+	/* FH_GEN, FH_BUF */
+	struct vd_buf buf;
+	bool writable;
+	bool dirty;                  /* FH_BUF: differs from what the engine has */
+	bool written;                /* FH_BUF: a write or truncate came (not only O_TRUNC) */
+	/* FH_CHUNK */
+	struct mc_ent *ment;         /* the manifest the file is in, or NULL */
+	struct vd_file *own;         /* or a file of its own (result.csv) */
+	const struct vd_file *file;
+	size_t cached;               /* index of the extent in chunk, or SIZE_MAX */
+	struct vd_buf chunk;
+	/* FH_STAGE, FH_TREEFILE */
+	struct stage *st;
+	int fd;                      /* FH_TREEFILE: its own descriptor */
+};
+
+struct vd_view {
+	vd_engine *e;
+	char *mountpoint;
+	char *staging;
+	struct fuse_session *se;
+	bool mounted;
+	uid_t uid;
+	gid_t gid;
+	int64_t start_ms;
+
+	pthread_mutex_t nlock;
+	struct vnode **by_name;      /* nlock */
+	struct vnode **by_ino;       /* nlock */
+	size_t nbuckets;             /* nlock: both tables, a power of two */
+	size_t nnodes;               /* nlock */
+	uint64_t next_gen;           /* nlock */
+	struct vnode *root;
+	struct vfh *fhs;             /* nlock: open handles, freed at the end if
+				      * the kernel never released them */
+
+	pthread_mutex_t slock;
+	pthread_cond_t scond;
+	struct stage *stages;        /* slock */
+	uint64_t stage_seq;          /* slock */
+	bool stopping;               /* slock: the settle thread should end */
+	pthread_cond_t stop_cond;    /* slock: wakes the settle thread */
+	pthread_t settler;
+	bool settler_started;
+
+	pthread_mutex_t mlock;
+	struct mc_ent *mc[MC_SLOTS]; /* mlock */
+	uint64_t mc_tick;            /* mlock */
+
+	pthread_mutex_t looplock;
+	bool looping;                /* looplock: vd_view_loop is in the loop */
+	pthread_t loop_thread;       /* looplock */
+	bool kicked;                 /* looplock */
+};
+
+/* ---- view.c ---------------------------------------------------------- */
+/* Wake the session loop after fuse_session_exit (see vd_view_exit). */
+void view_kick_loop(struct vd_view *v);
+
+/* ---- view_node.c ----------------------------------------------------- */
+int node_table_init(struct vd_view *v);
+void node_table_free(struct vd_view *v);
+/* The node for an inode the kernel holds; NULL if unknown. */
+struct vnode *node_get(struct vd_view *v, fuse_ino_t ino);
+/* Find or make the node for r under parent and count one kernel lookup. A
+ * node at that name that is something else now is unhashed first. */
+int node_enter(struct vnode **out, struct vd_view *v, struct vnode *parent,
+	       const char *name, const struct vref *r);
+void node_forget(struct vd_view *v, fuse_ino_t ino, uint64_t n);
+void node_ref(struct vd_view *v, struct vnode *n);
+void node_unref(struct vd_view *v, struct vnode *n);
+/* The inode number a lookup of (parent, name) would give now. */
+fuse_ino_t node_peek_ino(struct vd_view *v, struct vnode *parent, const char *name);
+/* After unlink/rmdir: the name no longer finds the node. */
+void node_unhash_child(struct vd_view *v, struct vnode *parent, const char *name);
+/* After a rename: move the node and unhash what it replaced. */
+int node_move(struct vd_view *v, struct vnode *parent, const char *name,
+	      struct vnode *newparent, const char *newname);
+/* ".." of a directory node. */
+fuse_ino_t node_parent_ino(struct vd_view *v, struct vnode *n);
+/* A node's path below its tree top (NK_DATAENT, NK_INPUT); "" for the top. */
+int node_relpath(char *out, size_t outsz, struct vd_view *v, struct vnode *n);
+
+/* ---- view_tree.c ----------------------------------------------------- */
+int vref_of_node(struct vref *r, struct vd_view *v, struct vnode *n);
+int vref_child(struct vref *c, struct vd_view *v, const struct vref *parent,
+	       const char *name);
+/* Attributes of the place now; fills r->type (and r->ckey). -ENOENT. */
+int vref_stat(struct stat *st, struct vd_view *v, struct vref *r);
+void vref_ttl(const struct vref *r, double *entry, double *attr);
+/* Everything in a directory, without "." and "..". */
+int vref_list(struct dlist *out, struct vd_view *v, const struct vref *r);
+/* Read-only places: under versions/, plus the generated files. */
+bool vref_immutable(const struct vref *r);
+/* Fill the fields every stat shares. */
+void view_stat_base(struct stat *st, struct vd_view *v, mode_t mode,
+		    uint64_t size, int64_t time_ms);
+int path_join(char *out, size_t outsz, const char *a, const char *b);
+int name_check(const char *name);   /* -ENAMETOOLONG, -EINVAL */
+
+int dlist_add(struct dlist *l, const char *name, size_t len, mode_t type);
+void dlist_free(struct dlist *l);
+void dlist_sort_unique(struct dlist *l);
+
+/* ---- view_read.c ----------------------------------------------------- */
+int mc_get(struct mc_ent **out, struct vd_view *v, const char *data_id);
+void mc_put(struct vd_view *v, struct mc_ent *ent);
+void mc_free_all(struct vd_view *v);
+/* Find path in a manifest: a file (*idx set) or an implied directory. */
+int man_find(mode_t *type, size_t *idx, const struct vd_manifest *m,
+	     const char *path);
+int man_list(struct dlist *out, const struct vd_manifest *m, const char *dir);
+/* Read [off, off+size) of fh->file into dst; *got bytes (short at EOF). */
+int chunk_read(size_t *got, struct vd_view *v, struct vfh *fh, char *dst,
+	       size_t size, uint64_t off);
+/* Write a stored file's whole content to fd from offset 0. */
+int copy_file_to_fd(struct vd_view *v, const struct vd_file *f, int fd);
+/* Recreate a sealed tree's files below dir (which exists). */
+int materialize_tree(struct vd_view *v, const struct vd_manifest *m, const char *dir);
+uint64_t file_ckey(const struct vd_file *f);
+/* Open fh as a chunked reader of a file in a manifest or of its own. */
+int fh_chunk_init_man(struct vfh *fh, struct mc_ent *ent, size_t idx);
+void fh_chunk_init_own(struct vfh *fh, struct vd_file *f);
+
+/* ---- view_data.c ----------------------------------------------------- */
+int data_init(struct vd_view *v);
+void data_shutdown(struct vd_view *v);   /* stops the settle thread, seals, frees */
+int data_stat(struct stat *st, struct vd_view *v, struct vref *r);
+int data_list(struct dlist *out, struct vd_view *v, const struct vref *r);
+int data_mkdir(struct vd_view *v, const struct vref *c, mode_t mode);
+int data_create(struct vfh *fh, struct vd_view *v, const struct vref *c,
+		int flags, mode_t mode);
+int data_open(struct vfh *fh, struct vd_view *v, const struct vref *r, int flags);
+int data_unlink(struct vd_view *v, const struct vref *c);
+int data_rmdir(struct vd_view *v, const struct vref *c);
+int data_rename(struct vd_view *v, const struct vref *from, const struct vref *to,
+		unsigned flags);
+int data_setattr(struct vd_view *v, const struct vref *r, struct vfh *fh,
+		 const struct stat *attr, int to_set);
+int data_write(struct vd_view *v, struct vfh *fh, const char *p, size_t n, off_t off);
+int data_flush(struct vd_view *v, struct vfh *fh);
+int data_fsync(struct vd_view *v, struct vfh *fh, int datasync);
+void data_release(struct vd_view *v, struct vfh *fh);
+/* The descriptor to read a staging handle from. */
+int data_read_fd(const struct vfh *fh);
+
+#endif

@@ -1,0 +1,402 @@
+/*
+ * view_read.c - immutable content: sealed files and trees, results.
+ *
+ * A stored file is a list of extents, each one whole chunk (about 1 MiB,
+ * up to the chunker's hard cap). The kernel reads 128 KiB at a time, so a
+ * handle keeps the last chunk it read: a sequential read costs one chunk
+ * read and verification per chunk, not per request.
+ *
+ * Manifests are immutable, so they are cached by data ID (a few dozen, least
+ * recently used first out) and shared between lookups and open handles.
+ */
+#include "view_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* ---- manifest cache ---------------------------------------------------- */
+
+static int file_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct vd_file *)a)->path, ((const struct vd_file *)b)->path);
+}
+
+/* Directory navigation below relies on files in strcmp order of path: then
+ * everything below a directory is one contiguous run. */
+static void man_sort(struct vd_manifest *m)
+{
+	for (size_t i = 1; i < m->nfiles; i++) {
+		if (strcmp(m->files[i - 1].path, m->files[i].path) > 0) {
+			qsort(m->files, m->nfiles, sizeof(*m->files), file_cmp);
+			return;
+		}
+	}
+}
+
+static void mc_ent_free(struct mc_ent *ent)
+{
+	if (!ent)
+		return;
+	vd_manifest_free(ent->m);
+	free(ent);
+}
+
+static struct mc_ent *mc_find_locked(struct vd_view *v, const char *id)
+{
+	for (size_t i = 0; i < MC_SLOTS; i++)
+		if (v->mc[i] && strcmp(v->mc[i]->id, id) == 0)
+			return v->mc[i];
+	return NULL;
+}
+
+/* Put ent in a free slot or in place of the least recently used unused
+ * one; when every slot is in use the entry stays outside the cache. */
+static void mc_insert_locked(struct vd_view *v, struct mc_ent *ent)
+{
+	size_t victim = MC_SLOTS;
+	for (size_t i = 0; i < MC_SLOTS; i++) {
+		if (!v->mc[i]) {
+			victim = i;
+			break;
+		}
+		if (v->mc[i]->refs == 0 &&
+		    (victim == MC_SLOTS || v->mc[i]->used < v->mc[victim]->used))
+			victim = i;
+	}
+	if (victim == MC_SLOTS)
+		return;
+	if (v->mc[victim])
+		mc_ent_free(v->mc[victim]);
+	v->mc[victim] = ent;
+	ent->in_cache = true;
+}
+
+int mc_get(struct mc_ent **out, struct vd_view *v, const char *data_id)
+{
+	int rc = 0;
+	struct vd_manifest *m = NULL;
+	struct mc_ent *ent;
+
+	pthread_mutex_lock(&v->mlock);
+	ent = mc_find_locked(v, data_id);
+	if (ent) {
+		ent->refs++;
+		ent->used = ++v->mc_tick;
+		*out = ent;
+	}
+	pthread_mutex_unlock(&v->mlock);
+	if (ent)
+		return 0;
+
+	rc = vd_engine_manifest_get(&m, v->e, data_id);
+	if (rc < 0)
+		goto out;
+	man_sort(m);
+	ent = calloc(1, sizeof(*ent));
+	if (!ent) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(ent->id, data_id, VD_ID_SIZE);
+	ent->id[VD_ID_LEN] = '\0';
+	ent->m = m;
+	m = NULL;
+
+	pthread_mutex_lock(&v->mlock);
+	/* Another thread may have fetched it meanwhile: use theirs. */
+	struct vd_manifest *dup = NULL;
+	struct mc_ent *other = mc_find_locked(v, data_id);
+	if (other) {
+		dup = ent->m;
+		free(ent);
+		ent = other;
+	} else {
+		mc_insert_locked(v, ent);
+	}
+	ent->refs++;
+	ent->used = ++v->mc_tick;
+	pthread_mutex_unlock(&v->mlock);
+	if (dup)
+		vd_manifest_free(dup);
+	*out = ent;
+	rc = 0;
+out:
+	if (m)
+		vd_manifest_free(m);
+	return rc;
+}
+
+void mc_put(struct vd_view *v, struct mc_ent *ent)
+{
+	bool drop = false;
+	pthread_mutex_lock(&v->mlock);
+	ent->refs--;
+	drop = ent->refs == 0 && !ent->in_cache;
+	pthread_mutex_unlock(&v->mlock);
+	if (drop)
+		mc_ent_free(ent);
+}
+
+void mc_free_all(struct vd_view *v)
+{
+	for (size_t i = 0; i < MC_SLOTS; i++) {
+		mc_ent_free(v->mc[i]);
+		v->mc[i] = NULL;
+	}
+}
+
+/* ---- navigating a manifest -------------------------------------------- */
+
+/* The first file whose path is >= key. */
+static size_t man_lower_bound(const struct vd_manifest *m, const char *key)
+{
+	size_t lo = 0, hi = m->nfiles;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(m->files[mid].path, key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int man_find(mode_t *type, size_t *idx, const struct vd_manifest *m, const char *path)
+{
+	char prefix[PATH_MAX];
+	size_t i = man_lower_bound(m, path);
+
+	if (i < m->nfiles && strcmp(m->files[i].path, path) == 0) {
+		*type = S_IFREG;
+		*idx = i;
+		return 0;
+	}
+	if (path[0] == '\0') {
+		*type = S_IFDIR;
+		return 0;
+	}
+	int n = snprintf(prefix, sizeof(prefix), "%s/", path);
+	if (n < 0 || (size_t)n >= sizeof(prefix))
+		return -ENAMETOOLONG;
+	i = man_lower_bound(m, prefix);
+	if (i < m->nfiles && strncmp(m->files[i].path, prefix, (size_t)n) == 0) {
+		*type = S_IFDIR;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+int man_list(struct dlist *out, const struct vd_manifest *m, const char *dir)
+{
+	char prefix[PATH_MAX];
+	int n = dir[0] ? snprintf(prefix, sizeof(prefix), "%s/", dir)
+		       : snprintf(prefix, sizeof(prefix), "%s", "");
+	if (n < 0 || (size_t)n >= sizeof(prefix))
+		return -ENAMETOOLONG;
+	size_t plen = (size_t)n;
+
+	/* Below a directory the files are one sorted run; the children of a
+	 * subdirectory are a run within it, so repeats are adjacent. */
+	for (size_t i = man_lower_bound(m, prefix); i < m->nfiles; i++) {
+		const char *p = m->files[i].path;
+		if (strncmp(p, prefix, plen) != 0)
+			break;
+		const char *rest = p + plen;
+		const char *slash = strchr(rest, '/');
+		size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
+		mode_t type = slash ? S_IFDIR : S_IFREG;
+		if (len == 0)
+			continue;
+		if (out->n > 0 && strlen(out->v[out->n - 1].name) == len &&
+		    memcmp(out->v[out->n - 1].name, rest, len) == 0)
+			continue;
+		int rc = dlist_add(out, rest, len, type);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- reading chunks ---------------------------------------------------- */
+
+uint64_t file_ckey(const struct vd_file *f)
+{
+	uint64_t h = 0xcbf29ce484222325ULL ^ f->size;
+	for (size_t i = 0; i < f->n; i++) {
+		for (const char *p = f->ext[i].id; *p; p++) {
+			h ^= (unsigned char)*p;
+			h *= 0x100000001b3ULL;
+		}
+		h ^= f->ext[i].off;
+		h *= 0x100000001b3ULL;
+	}
+	return h | 1;   /* 0 means "not a result" in a node */
+}
+
+/* The extent that holds byte pos: the last one starting at or before it. */
+static size_t ext_find(const struct vd_file *f, uint64_t pos)
+{
+	size_t lo = 0, hi = f->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (f->ext[mid].off <= pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo == 0 ? 0 : lo - 1;
+}
+
+/* Read one extent's chunk, checking that it is as long as the manifest
+ * says (the engine verifies the bytes against the ID). */
+static int ext_load(struct vd_buf *out, struct vd_view *v, const struct vd_extent *x)
+{
+	int rc;
+	if (x->len > SIZE_MAX / 2)
+		return -EIO;
+	vd_buf_init(out, (size_t)x->len);
+	rc = vd_engine_chunk_read(out, v->e, x->id);
+	if (rc >= 0 && out->len != x->len) {
+		vd_warn("chunk %s: %zu bytes where the manifest says %llu", x->id,
+			out->len, (unsigned long long)x->len);
+		rc = -EIO;
+	}
+	if (rc == -EFBIG)
+		rc = -EIO;
+	if (rc < 0)
+		vd_buf_release(out);
+	return rc < 0 ? rc : 0;
+}
+
+int chunk_read(size_t *got, struct vd_view *v, struct vfh *fh, char *dst,
+	       size_t size, uint64_t off)
+{
+	int rc = 0;
+	const struct vd_file *f = fh->file;
+	size_t done = 0;
+
+	*got = 0;
+	if (off >= f->size)
+		return 0;
+	size_t want = f->size - off < size ? (size_t)(f->size - off) : size;
+	while (done < want) {
+		uint64_t pos = off + done;
+		size_t i = ext_find(f, pos);
+		if (i >= f->n || pos - f->ext[i].off >= f->ext[i].len) {
+			vd_warn("stored file: no extent holds offset %llu",
+				(unsigned long long)pos);
+			rc = -EIO;
+			goto out;
+		}
+		const struct vd_extent *x = &f->ext[i];
+		size_t in = (size_t)(pos - x->off);
+		size_t take = x->len - in < want - done ? (size_t)(x->len - in) : want - done;
+
+		pthread_mutex_lock(&fh->lock);
+		if (fh->cached == i) {
+			memcpy(dst + done, fh->chunk.data + in, take);
+			pthread_mutex_unlock(&fh->lock);
+		} else {
+			/* Load without the lock so that a slow chunk does not
+			 * hold up another read on the same handle. */
+			pthread_mutex_unlock(&fh->lock);
+			struct vd_buf b;
+			rc = ext_load(&b, v, x);
+			if (rc < 0)
+				goto out;
+			memcpy(dst + done, b.data + in, take);
+			pthread_mutex_lock(&fh->lock);
+			vd_buf_release(&fh->chunk);
+			fh->chunk = b;
+			fh->cached = i;
+			pthread_mutex_unlock(&fh->lock);
+		}
+		done += take;
+	}
+	*got = done;
+out:
+	return rc;
+}
+
+int copy_file_to_fd(struct vd_view *v, const struct vd_file *f, int fd)
+{
+	int rc = 0;
+	for (size_t i = 0; i < f->n; i++) {
+		struct vd_buf b;
+		rc = ext_load(&b, v, &f->ext[i]);
+		if (rc < 0)
+			goto out;
+		rc = vd_pwrite_all(fd, b.data, b.len, (off_t)f->ext[i].off);
+		vd_buf_release(&b);
+		if (rc < 0)
+			goto out;
+	}
+	if (ftruncate(fd, (off_t)f->size) < 0)
+		rc = -errno;
+out:
+	return rc < 0 ? rc : 0;
+}
+
+int materialize_tree(struct vd_view *v, const struct vd_manifest *m, const char *dir)
+{
+	int rc = 0;
+	int fd = -1;
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < m->nfiles; i++) {
+		const struct vd_file *f = &m->files[i];
+		rc = path_join(path, sizeof(path), dir, f->path);
+		if (rc < 0)
+			goto out;
+		char *slash = strrchr(path, '/');
+		if (slash) {
+			*slash = '\0';
+			rc = vd_mkdir_p(path, 0755);
+			*slash = '/';
+			if (rc < 0)
+				goto out;
+		}
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			rc = -errno;
+			goto out;
+		}
+		rc = copy_file_to_fd(v, f, fd);
+		if (rc < 0)
+			goto out;
+		close(fd);
+		fd = -1;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0)
+		vd_warn("copying a sealed tree to %s for changes: %s", dir, strerror(-rc));
+	return rc;
+}
+
+int fh_chunk_init_man(struct vfh *fh, struct mc_ent *ent, size_t idx)
+{
+	if (idx >= ent->m->nfiles)
+		return -EIO;
+	fh->kind = FH_CHUNK;
+	fh->ment = ent;
+	fh->file = &ent->m->files[idx];
+	fh->cached = SIZE_MAX;
+	vd_buf_init(&fh->chunk, 0);
+	return 0;
+}
+
+void fh_chunk_init_own(struct vfh *fh, struct vd_file *f)
+{
+	fh->kind = FH_CHUNK;
+	fh->own = f;
+	fh->file = f;
+	fh->cached = SIZE_MAX;
+	vd_buf_init(&fh->chunk, 0);
+}

@@ -393,6 +393,16 @@ int vd_engine_run_activate(vd_engine *e, const char *task, const char *data,
 	}
 	vd_info("run %s/%.8s code %.8s: %zu units, %zu already computed", task,
 		data, code, r->nunits, r->ndone);
+	/* Say in the run's log how much was reused: it is what tells a user
+	 * that an edit re-ran only what it touched. */
+	vd_catalog_batch *b = NULL;
+	if (!vd_catalog_batch_new(&b)) {
+		vd_engine_log_add(b, e, task, data, code, "run planned: %zu units, %zu "
+				  "reused from earlier runs, %zu to compute", r->nunits,
+				  r->ndone, r->nunits - r->ndone);
+		vd_catalog_commit(e->cat, b, false);
+		vd_catalog_batch_free(b);
+	}
 	r = NULL;
 	rc = 0;
 out:

@@ -64,6 +64,46 @@ void vd_config_default(struct vd_config *c)
 	c->rerun = VD_RERUN_LATEST;
 	c->allow_empty = false;
 	c->unit_size = 8u << 20;
+	snprintf(c->encoding, sizeof c->encoding, "auto");
+	c->env[0] = '\0';
+}
+
+/* `env.NAME = value`: NAME a portable environment name, not VDFS_* (those
+ * are vdfs's own) nor one of the few that would change how the function is
+ * found or loaded. */
+static int config_env(struct vd_config *c, struct vd_buf *why, const char *name,
+		      const char *val)
+{
+	static const char *reserved[] = { "PATH", "HOME", "TMPDIR" };
+	size_t n = strlen(name);
+	bool ok = n > 0 && n <= 64 && !(name[0] >= '0' && name[0] <= '9');
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (name[i] >= 'A' && name[i] <= 'Z') || (name[i] >= 'a' && name[i] <= 'z') ||
+		     (name[i] >= '0' && name[i] <= '9') || name[i] == '_';
+	if (!ok) {
+		vd_buf_addf(why, "env.%s: not a valid environment variable name", name);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
+		ok = ok && strcmp(name, reserved[i]);
+	if (!ok || !strncmp(name, "VDFS_", 5) || !strncmp(name, "LD_", 3)) {
+		vd_buf_addf(why, "env.%s: that variable is vdfs's to set", name);
+		return -EINVAL;
+	}
+	for (const char *v = val; *v; v++)
+		if ((unsigned char)*v < 0x20 || *v == 0x7f) {
+			vd_buf_addf(why, "env.%s: the value has a control character", name);
+			return -EINVAL;
+		}
+	size_t used = strlen(c->env);
+	int len = snprintf(c->env + used, sizeof c->env - used, "%s=%s\n", name, val);
+	if (len < 0 || (size_t)len >= sizeof c->env - used) {
+		c->env[used] = '\0';
+		vd_buf_addf(why, "env.%s: env lines add up to more than %zu bytes", name,
+			    sizeof c->env - 1);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static int parse_int(long *out, const char *v, long lo, long hi)
@@ -167,6 +207,13 @@ static int config_line(struct vd_config *c, struct vd_buf *why, char *key,
 			c->allow_empty = false;
 		else
 			goto bad_choice;
+	} else if (!strcmp(key, "encoding")) {
+		if (strcmp(val, "auto") && strcmp(val, "utf-8") && strcmp(val, "gb18030") &&
+		    strcmp(val, "big5"))
+			goto bad_choice;
+		snprintf(c->encoding, sizeof c->encoding, "%s", val);
+	} else if (!strncmp(key, "env.", 4)) {
+		return config_env(c, why, key + 4, val);
 	} else if (!strcmp(key, "unit_size")) {
 		if (parse_size(&c->unit_size, val) || c->unit_size < 4096)
 			goto bad_range;
@@ -238,8 +285,8 @@ out:
 void vd_config_output_key(struct vd_buf *out, const struct vd_config *c)
 {
 	static const char *formats[] = { "lines", "csv", "whole" };
-	vd_buf_addf(out, "format=%s\nallow_empty=%d\n", formats[c->format],
-		    c->allow_empty ? 1 : 0);
+	vd_buf_addf(out, "format=%s\nallow_empty=%d\nencoding=%s\n%s", formats[c->format],
+		    c->allow_empty ? 1 : 0, c->encoding, c->env);
 }
 
 /* ---- tasks --------------------------------------------------------------- */

@@ -50,6 +50,10 @@ struct vd_config {
 	enum vd_rerun rerun;
 	bool allow_empty;      /* empty output from a non-empty unit is fine */
 	uint64_t unit_size;    /* target bytes per unit */
+	char encoding[16];     /* auto | utf-8 | gb18030 | big5: VDFS_ENCODING */
+	/* Function parameters from `env.NAME = value` lines, as "NAME=value\n"
+	 * lines in the order written; they reach the function's environment. */
+	char env[2048];
 };
 
 void vd_config_default(struct vd_config *c);

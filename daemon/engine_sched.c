@@ -853,15 +853,26 @@ static json_t *lease_json(vd_engine *e, const struct vd_lease *l)
 					f->ext[un->first + i].id, "len",
 					(json_int_t)f->ext[un->first + i].len));
 	const char *hdr = r->headers ? r->headers[un->file] : NULL;
+	/* The function's parameters: encoding, then env.NAME lines. */
+	json_t *env = json_pack("{s:s}", "VDFS_ENCODING", r->cfg.encoding);
+	for (const char *p = r->cfg.env; env && *p;) {
+		const char *nl = strchr(p, '\n'), *eq = strchr(p, '=');
+		if (!nl || !eq || eq > nl)
+			break;
+		char name[80];
+		snprintf(name, sizeof name, "%.*s", (int)(eq - p), p);
+		json_object_set_new(env, name, json_stringn(eq + 1, (size_t)(nl - eq - 1)));
+		p = nl + 1;
+	}
 	return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:i, s:i, "
-			 "s:s, s:I, s:o}",
+			 "s:s, s:I, s:o, s:o}",
 			 "lease", l->id, "task", r->task, "data_id", r->data, "code_id",
 			 r->code, "unit", (json_int_t)l->unit, "units",
 			 (json_int_t)r->nunits, "unit_id", un->id, "path",
 			 r->man->kind == VD_KIND_TREE ? f->path : "", "format",
 			 formats[r->cfg.format], "timeout_s", r->cfg.timeout_s,
 			 "lease_ms", e->lease_ms, "header", hdr ? hdr : "", "skip",
-			 (json_int_t)un->skip, "chunks", chunks);
+			 (json_int_t)un->skip, "chunks", chunks, "env", env);
 }
 
 /* Lease up to max units to x (lock held); records go into b. */

@@ -494,6 +494,17 @@ static void run_unit(struct exec *x, struct vd_client *c, struct lease *l)
 		rc = env_add(&env, "VDFS_UNIT", unitstr);
 	if (!rc)
 		rc = env_add(&env, "VDFS_PATH", jstr(l->j, "path"));
+	/* The task's parameters (encoding, env.NAME lines of its config). The
+	 * daemon vets the names; skip anything that would override the above. */
+	const char *ek;
+	json_t *ev;
+	json_object_foreach(json_object_get(l->j, "env"), ek, ev) {
+		bool ours = !strcmp(ek, "VDFS_TASK") || !strcmp(ek, "VDFS_DATA_ID") ||
+			    !strcmp(ek, "VDFS_CODE_ID") || !strcmp(ek, "VDFS_UNIT") ||
+			    !strcmp(ek, "VDFS_PATH") || !strcmp(ek, "PATH");
+		if (!rc && !ours && json_is_string(ev))
+			rc = env_add(&env, ek, json_string_value(ev));
+	}
 	if (rc) {
 		vd_err("lease %s: out of memory", l->id);
 		goto out;

@@ -293,12 +293,46 @@ static void test_sum_and_restart(void **state)
 	vd_buf_release(&got);
 }
 
+static void test_config_env(void **state)
+{
+	struct fx *f = *state;
+	vd_engine *e = f->e;
+	struct vd_version_info vi;
+	struct vd_buf why = VD_BUF_INIT(1024);
+	char code[VD_ID_SIZE];
+	assert_int_equal(vd_engine_task_create(e, "env"), 0);
+	const char *bad[] = { "env.PATH = /x\n", "env.VDFS_UNIT = 3\n", "env.LD_AUDIT = x\n",
+			      "env.9x = 1\n", "env.a-b = 1\n", "encoding = latin1\n" };
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		vd_buf_reset(&why);
+		assert_int_equal(vd_engine_config_write(&why, e, "env", bad[i], strlen(bad[i])),
+				 -EINVAL);
+		assert_non_null(strstr(vd_buf_cstr(&why), "line 1"));
+	}
+	const char *cfg = "encoding = gb18030\nenv.LIMIT = 10 # seconds\nenv.MODE = fast\n";
+	assert_int_equal(vd_engine_config_write(&why, e, "env", cfg, strlen(cfg)), 0);
+	assert_int_equal(vd_engine_function_write(code, e, "env", "x", 1), 1);
+	int fd = temp_fd("a\n", 2);
+	assert_int_equal(vd_engine_submit_file(&vi, &why, e, "env", "d", fd), 1);
+	close(fd);
+	reg(e, "ex4", 1);
+	json_t *l = lease(e, "ex4", 1, 2000);
+	assert_non_null(l);
+	json_t *env = json_object_get(json_array_get(json_object_get(l, "leases"), 0), "env");
+	assert_string_equal(json_string_value(json_object_get(env, "VDFS_ENCODING")), "gb18030");
+	assert_string_equal(json_string_value(json_object_get(env, "LIMIT")), "10");
+	assert_string_equal(json_string_value(json_object_get(env, "MODE")), "fast");
+	json_decref(l);
+	vd_buf_release(&why);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_submit_run_result, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_and_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sum_and_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_config_env, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -58,6 +58,7 @@ void vd_config_default(struct vd_config *c)
 	c->reduce = VD_REDUCE_CONCAT;
 	c->format = VD_FORMAT_LINES;
 	c->timeout_s = 300;
+	c->memory = 2ull << 30;
 	c->retries = 3;
 	c->replicas = 1;
 	c->settle_ms = 2000;
@@ -183,9 +184,12 @@ static int config_line(struct vd_config *c, struct vd_buf *why, char *key,
 			goto bad_range;
 		c->retries = (int)x;
 	} else if (!strcmp(key, "replicas")) {
-		if (parse_int(&x, val, 1, 1))
-			goto unsupported;
+		if (parse_int(&x, val, 1, 5))
+			goto bad_range;
 		c->replicas = (int)x;
+	} else if (!strcmp(key, "memory")) {
+		if (parse_size(&c->memory, val) || c->memory < (1u << 20))
+			goto bad_range;
 	} else if (!strcmp(key, "settle")) {
 		char *end;
 		errno = 0;
@@ -227,9 +231,6 @@ bad_range:
 	return -EINVAL;
 bad_choice:
 	vd_buf_addf(why, "%s: '%s' is not one of the allowed values", key, val);
-	return -EINVAL;
-unsupported:
-	vd_buf_addf(why, "%s: only 1 is supported so far", key);
 	return -EINVAL;
 }
 
@@ -287,6 +288,11 @@ void vd_config_output_key(struct vd_buf *out, const struct vd_config *c)
 	static const char *formats[] = { "lines", "csv", "whole" };
 	vd_buf_addf(out, "format=%s\nallow_empty=%d\nencoding=%s\n%s", formats[c->format],
 		    c->allow_empty ? 1 : 0, c->encoding, c->env);
+	/* A replicated result is vouched for by several executors; one
+	 * computed once must not stand in for it. (Only > 1 is added, so
+	 * results of unreplicated runs keep their keys.) */
+	if (c->replicas > 1)
+		vd_buf_addf(out, "replicas=%d\n", c->replicas);
 }
 
 /* ---- tasks --------------------------------------------------------------- */
@@ -665,6 +671,7 @@ int vd_engine_open(vd_engine **out, const struct vd_engine_opts *o)
 	pthread_condattr_destroy(&ca);
 	e->lease_ms = o->lease_ms > 0 ? o->lease_ms : 30000;
 	e->heartbeat_ms = o->heartbeat_ms > 0 ? o->heartbeat_ms : e->lease_ms / 3;
+	e->quarantine_ms = o->quarantine_ms > 0 ? o->quarantine_ms : 300000;
 	e->started_mono = vd_mono_ms();
 	if (!(e->state = strdup(o->state_dir))) {
 		rc = -ENOMEM;

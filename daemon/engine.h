@@ -37,6 +37,7 @@ struct vd_engine_opts {
 	const char *state_dir;   /* created if missing */
 	int lease_ms;            /* how long a lease lives without heartbeat; 0 = 30000 */
 	int heartbeat_ms;        /* what executors are told to use; 0 = lease_ms / 3 */
+	int quarantine_ms;       /* how long a failing executor gets no work; 0 = 300000 */
 	size_t chunk_avg;        /* a new store's average chunk size, a power of
 				  * two (0 = 1 MiB); an existing store keeps its own */
 };
@@ -44,8 +45,19 @@ struct vd_engine_opts {
 int vd_engine_open(vd_engine **out, const struct vd_engine_opts *o);
 /* Stops background threads, wakes long-polls, closes the catalog. */
 void vd_engine_close(vd_engine *e);
-/* The enrollment token executors must present (STATE/token). */
+/* The enrollment token (STATE/token): executors present it once, to
+ * register, and get a token of their own; operators use it for status,
+ * metrics and revocation. */
 const char *vd_engine_token(const vd_engine *e);
+
+/* Who holds a bearer token. */
+enum vd_role { VD_ROLE_NONE, VD_ROLE_ADMIN, VD_ROLE_EXECUTOR };
+#define VD_EXECUTOR_NAME_SIZE 65
+/* ADMIN for the enrollment token; EXECUTOR (name filled) for a registered,
+ * unrevoked executor's own token; NONE otherwise. Compares in constant time
+ * per candidate. */
+enum vd_role vd_engine_auth(char name[VD_EXECUTOR_NAME_SIZE], vd_engine *e,
+			    const char *token);
 /* Makes every long-poll return at once; used at shutdown before
  * the HTTP server is stopped. */
 void vd_engine_wake_all(vd_engine *e);
@@ -107,6 +119,30 @@ int vd_engine_submit_tree(struct vd_version_info *out, struct vd_buf *why,
 			  vd_engine *e, const char *task, const char *name,
 			  const char *dir);
 
+/*
+ * Streaming submission: the content of one file arrives in order (as `cp`
+ * writes it) and is chunked, hashed and stored as it comes, on a thread of
+ * the stream's own, so that sealing at close has almost nothing left to do
+ * but make the pack durable and commit. A stream belongs to one caller
+ * thread at a time.
+ */
+typedef struct vd_ingest vd_ingest;
+int vd_engine_ingest_begin(vd_ingest **out, vd_engine *e, const char *task);
+/* Append p[0..n) (copied). Blocks while too much is queued. An error of
+ * the worker is returned by the next call and stays. */
+int vd_engine_ingest_write(vd_ingest *in, const void *p, size_t n);
+/* Bytes accepted so far. */
+uint64_t vd_engine_ingest_size(const vd_ingest *in);
+/* Write everything accepted so far to fd from offset 0: the way back to a
+ * plain staging file when writes stop arriving in order. */
+int vd_engine_ingest_copy_to(vd_ingest *in, int fd);
+/* Finish and seal under `name`, with the results of vd_engine_submit_file.
+ * Frees the stream whatever the outcome. */
+int vd_engine_ingest_seal(struct vd_version_info *out, struct vd_buf *why,
+			  vd_ingest *in, const char *name);
+/* Drop the stream and everything it stored (nothing was committed). */
+void vd_engine_ingest_abort(vd_ingest *in);
+
 /* Names currently in data/, sorted. */
 int vd_engine_data_list(struct vd_strv *out, vd_engine *e, const char *task);
 /* The latest version submitted under name. -ENOENT. */
@@ -129,13 +165,16 @@ int vd_engine_version_latest(char data_id[VD_ID_SIZE], vd_engine *e,
  * A file version's manifest has one file with path "". A tree's files are
  * sorted by path; directories are implied by the paths.
  */
+#define VD_LINES_UNKNOWN UINT64_MAX
 struct vd_extent {
 	char id[VD_ID_SIZE];
 	uint64_t off;
 	uint64_t len;
+	uint64_t lines;        /* '\n' bytes in the chunk, or VD_LINES_UNKNOWN */
 };
 struct vd_file {
 	char *path;
+	char id[VD_ID_SIZE];   /* the content's data ID; "" when not known */
 	uint64_t size;
 	size_t n;
 	struct vd_extent *ext;
@@ -151,9 +190,27 @@ void vd_manifest_free(struct vd_manifest *m);
 /* Append a stored chunk's bytes to out, verified against its ID. */
 int vd_engine_chunk_read(struct vd_buf *out, vd_engine *e, const char *chunk_id);
 
+enum vd_gen { VD_GEN_STATUS, VD_GEN_META, VD_GEN_LOG };
+
+/* ---- code versions and runs ------------------------------------------ */
+
+/* The task's code IDs, oldest first. */
+int vd_engine_code_list(struct vd_strv *out, vd_engine *e, const char *task);
+/* One code version's bytes; -ENOENT unless it is one of the task's. */
+int vd_engine_code_read(struct vd_buf *out, vd_engine *e, const char *task,
+			const char *code_id);
+/* Code IDs that have a run on this version, oldest first. */
+int vd_engine_run_list(struct vd_strv *out, vd_engine *e, const char *task,
+		       const char *data_id);
+/* status / meta.json / log of one run (META: the run's own record). */
+int vd_engine_run_render(struct vd_buf *out, vd_engine *e, const char *task,
+			 const char *data_id, const char *code_id, enum vd_gen which);
+/* That run's result; -ENOENT until it is done. */
+int vd_engine_run_result(struct vd_file **out, vd_engine *e, const char *task,
+			 const char *data_id, const char *code_id);
+
 /* ---- what versions/<id>/ shows --------------------------------------- */
 
-enum vd_gen { VD_GEN_STATUS, VD_GEN_META, VD_GEN_LOG };
 /* status: one line, first word queued | running | done | failed.
  * meta: meta.json. log: the run log. -ENOENT for an unknown version. */
 int vd_engine_render(struct vd_buf *out, vd_engine *e, const char *task,
@@ -190,9 +247,37 @@ int vd_engine_api_result(json_t **reply, struct vd_buf *why, vd_engine *e,
 			 const void *out, size_t outlen);
 int vd_engine_api_code(struct vd_buf *out, struct vd_buf *why, vd_engine *e,
 		       const char *code_id);
+/* The executor a lease was granted to (in memory or, after a restart, in
+ * the catalog). -ENOENT for an unknown lease. A lease never changes hands,
+ * so the HTTP layer can check ownership before calling heartbeat/result. */
+int vd_engine_lease_owner(char name[VD_EXECUTOR_NAME_SIZE], vd_engine *e,
+			  const char *lease_id);
+/* The executor fetched this chunk (it is in its cache now): remembered so
+ * that units reading it go to that executor first. */
+void vd_engine_note_chunk(vd_engine *e, const char *executor, const char *chunk_id);
+/* DELETE /v1/executors/<name>: forget its token (its requests are 401 from
+ * now on) and put its units back in the queue. -ENOENT for an unknown name. */
+int vd_engine_api_revoke(json_t **reply, struct vd_buf *why, vd_engine *e,
+			 const char *name);
 int vd_engine_api_chunk(struct vd_buf *out, struct vd_buf *why, vd_engine *e,
 			const char *chunk_id);
 int vd_engine_api_status(json_t **reply, vd_engine *e);
 int vd_engine_api_metrics(struct vd_buf *out, vd_engine *e);
+
+/* ---- the operator API (docs/protocol.md, "Operators") ---------------- */
+/* GET /v1/versions/<id>: a version (in every task that has it) or a result. */
+int vd_engine_api_version(json_t **reply, struct vd_buf *why, vd_engine *e,
+			  const char *id);
+/* GET /v1/tasks/<task>/log: the task's versions, newest first. */
+int vd_engine_api_task_log(json_t **reply, struct vd_buf *why, vd_engine *e,
+			   const char *task);
+/* GET /v1/lineage/<id>: every node and edge connected to id. */
+int vd_engine_api_lineage(json_t **reply, struct vd_buf *why, vd_engine *e,
+			  const char *id);
+/* GET /v1/du: logical and stored bytes per task and for the store. */
+int vd_engine_api_du(json_t **reply, vd_engine *e);
+/* GET /v1/diff/<a>/<b>: chunks, bytes and units shared, added, removed. */
+int vd_engine_api_diff(json_t **reply, struct vd_buf *why, vd_engine *e,
+		       const char *a, const char *b);
 
 #endif

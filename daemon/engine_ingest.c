@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +53,8 @@ void vd_manifest_free(struct vd_manifest *m)
 	free(m);
 }
 
-static int ext_push(struct vd_file *f, size_t *cap, const char *id, uint64_t len)
+static int ext_push(struct vd_file *f, size_t *cap, const char *id, uint64_t len,
+		    uint64_t lines)
 {
 	if (f->n == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 16;
@@ -66,17 +68,22 @@ static int ext_push(struct vd_file *f, size_t *cap, const char *id, uint64_t len
 	memcpy(x->id, id, VD_ID_SIZE);
 	x->off = f->size;
 	x->len = len;
+	x->lines = lines;
 	f->size += len;
 	return 0;
 }
 
-/* Extents as JSON: [[id, len], ...]. Offsets are implied by the order. */
+/* Extents as JSON: [[id, len, newlines], ...] (newlines left out when not
+ * known). Offsets are implied by the order. */
 static json_t *extents_json(const struct vd_file *f)
 {
 	json_t *a = json_array();
-	for (size_t i = 0; a && i < f->n; i++)
-		json_array_append_new(a, json_pack("[s,I]", f->ext[i].id,
-						   (json_int_t)f->ext[i].len));
+	for (size_t i = 0; a && i < f->n; i++) {
+		const struct vd_extent *x = &f->ext[i];
+		json_array_append_new(a, x->lines == VD_LINES_UNKNOWN
+			? json_pack("[s,I]", x->id, (json_int_t)x->len)
+			: json_pack("[s,I,I]", x->id, (json_int_t)x->len, (json_int_t)x->lines));
+	}
 	return a;
 }
 
@@ -89,9 +96,12 @@ int vd_engine_extents_parse(struct vd_file *f, const json_t *a)
 	json_array_foreach(a, i, x) {
 		const char *id = json_string_value(json_array_get(x, 0));
 		json_int_t len = json_integer_value(json_array_get(x, 1));
+		json_t *nl = json_array_get(x, 2);
 		if (!id || !vd_id_valid(id) || len < 0)
 			return -EBADMSG;
-		int rc = ext_push(f, &cap, id, (uint64_t)len);
+		int rc = ext_push(f, &cap, id, (uint64_t)len,
+				  json_is_integer(nl) ? (uint64_t)json_integer_value(nl)
+						      : VD_LINES_UNKNOWN);
 		if (rc)
 			return rc;
 	}
@@ -100,8 +110,11 @@ int vd_engine_extents_parse(struct vd_file *f, const json_t *a)
 
 json_t *vd_engine_file_json(const struct vd_file *f)
 {
-	return json_pack("{s:s, s:I, s:o}", "path", f->path ? f->path : "", "size",
-			 (json_int_t)f->size, "chunks", extents_json(f));
+	json_t *j = json_pack("{s:s, s:I, s:o}", "path", f->path ? f->path : "", "size",
+			      (json_int_t)f->size, "chunks", extents_json(f));
+	if (j && f->id[0])
+		json_object_set_new(j, "id", json_string(f->id));
+	return j;
 }
 
 static json_t *manifest_json(const struct vd_manifest *m)
@@ -136,6 +149,9 @@ int vd_engine_manifest_parse(struct vd_manifest **out, const char *text, size_t 
 		struct vd_file *vf = &m->files[m->nfiles++];
 		if (!path || !(vf->path = strdup(path)))
 			goto out;
+		const char *fid = json_string_value(json_object_get(f, "id"));
+		if (fid && vd_id_valid(fid))
+			memcpy(vf->id, fid, VD_ID_SIZE);
 		if ((rc = vd_engine_extents_parse(vf, json_object_get(f, "chunks"))))
 			goto out;
 		rc = -EBADMSG;
@@ -176,80 +192,132 @@ int vd_engine_chunk_read(struct vd_buf *out, vd_engine *e, const char *chunk_id)
 
 /* ---- cutting content into chunks ----------------------------------- */
 
+/*
+ * A cutter turns a stream of bytes into chunks of one file: bytes go into a
+ * window; every chunk the chunker can decide is hashed, stored and appended
+ * to the file's extents, and the undecided tail stays in the window. The
+ * window grows past its usual size only for a record longer than max_size.
+ */
+struct cutter {
+	vd_engine *e;
+	vd_store_writer *w;
+	vd_hasher *h;              /* the file's content hash; may be NULL */
+	struct vd_file *f;
+	size_t ecap;               /* extents allocated in f */
+	unsigned char *buf;
+	size_t cap, start, end;    /* window: buf[start..end) is undecided */
+};
+
+static int cutter_init(struct cutter *c, vd_engine *e, vd_store_writer *w,
+		       vd_hasher *h, struct vd_file *f)
+{
+	memset(c, 0, sizeof *c);
+	c->e = e;
+	c->w = w;
+	c->h = h;
+	c->f = f;
+	c->cap = READ_BLOCK + e->chunking.max_size;
+	c->buf = malloc(c->cap);
+	return c->buf ? 0 : -ENOMEM;
+}
+
+static void cutter_release(struct cutter *c)
+{
+	free(c->buf);
+	c->buf = NULL;
+}
+
+/* Cut every chunk that can be decided (all of them with eof). */
+static int cutter_cut(struct cutter *c, bool eof, struct vd_buf *why)
+{
+	const struct vd_chunker_params *prm = &c->e->chunking;
+	for (;;) {
+		size_t cut = 0;
+		int rc = vd_chunker_cut(&cut, c->buf + c->start, c->end - c->start, eof, prm);
+		if (rc == -E2BIG) {
+			vd_buf_addf(why, "%s%sa record starting at byte %llu is "
+				    "longer than %zu bytes (the record limit)",
+				    c->f->path && *c->f->path ? c->f->path : "",
+				    c->f->path && *c->f->path ? ": " : "",
+				    (unsigned long long)c->f->size, prm->hard_max);
+			return rc;
+		}
+		if (rc || cut == 0)
+			return rc;
+		const unsigned char *p = c->buf + c->start;
+		char id[VD_ID_SIZE];
+		uint64_t lines = 0;
+		for (const unsigned char *q = p, *qe = p + cut;
+		     (q = memchr(q, '\n', (size_t)(qe - q))); q++)
+			lines++;
+		if (c->h)
+			vd_hasher_update(c->h, p, cut);
+		if ((rc = vd_store_writer_put(id, c->w, p, cut)))
+			return rc;
+		if ((rc = ext_push(c->f, &c->ecap, id, cut, lines)))
+			return rc;
+		c->start += cut;
+	}
+}
+
+/* Make room for at least `want` more bytes behind the undecided tail. */
+static int cutter_room(struct cutter *c, size_t want)
+{
+	size_t limit = c->e->chunking.hard_max + READ_BLOCK;
+	if (c->cap - c->end >= want)
+		return 0;
+	if (c->start > 0) {
+		memmove(c->buf, c->buf + c->start, c->end - c->start);
+		c->end -= c->start;
+		c->start = 0;
+	}
+	if (c->cap - c->end >= want)
+		return 0;
+	size_t ncap = c->cap;
+	while (ncap - c->end < want && ncap < limit)
+		ncap = ncap * 2 < limit ? ncap * 2 : limit;
+	if (ncap - c->end < want)
+		return -E2BIG;
+	unsigned char *nb = realloc(c->buf, ncap);
+	if (!nb)
+		return -ENOMEM;
+	c->buf = nb;
+	c->cap = ncap;
+	return 0;
+}
+
 /* Chunk everything fd holds (from offset 0) into f, storing new chunks
  * with w and feeding the file's bytes to h (when not NULL). */
 static int ingest_fd(struct vd_file *f, vd_store_writer *w, vd_hasher *h,
 		     vd_engine *e, int fd, struct vd_buf *why)
 {
-	const struct vd_chunker_params *prm = &e->chunking;
-	size_t cap = READ_BLOCK + prm->max_size, start = 0, end = 0, ecap = 0;
-	size_t limit = prm->hard_max + READ_BLOCK;
-	unsigned char *buf = malloc(cap);
+	struct cutter c;
 	off_t foff = 0;
-	bool eof = false;
-	int rc = 0;
-	if (!buf)
-		return -ENOMEM;
+	int rc = cutter_init(&c, e, w, h, f);
+	if (rc)
+		return rc;
 	for (;;) {
-		size_t cut = 0;
-		rc = vd_chunker_cut(&cut, buf + start, end - start, eof, prm);
-		if (rc == -E2BIG) {
-			vd_buf_addf(why, "%s%sa record starting at byte %llu is "
-				    "longer than %zu bytes (the record limit)",
-				    f->path && *f->path ? f->path : "",
-				    f->path && *f->path ? ": " : "",
-				    (unsigned long long)f->size, prm->hard_max);
+		if ((rc = cutter_cut(&c, false, why)))
 			goto out;
-		}
-		if (rc)
+		/* The chunker needs more: read straight into the window. */
+		if ((rc = cutter_room(&c, (size_t)1 << 20)))
 			goto out;
-		if (cut > 0) {
-			char id[VD_ID_SIZE];
-			if (h)
-				vd_hasher_update(h, buf + start, cut);
-			if ((rc = vd_store_writer_put(id, w, buf + start, cut)))
-				goto out;
-			if ((rc = ext_push(f, &ecap, id, cut)))
-				goto out;
-			start += cut;
+		ssize_t got = pread(fd, c.buf + c.end, c.cap - c.end, foff);
+		if (got < 0 && errno == EINTR)
 			continue;
-		}
-		if (eof)
-			break;
-		/* The chunker needs more: keep the undecided tail at the
-		 * front and read behind it, growing the window only for a
-		 * record longer than max_size. */
-		if (start > 0) {
-			memmove(buf, buf + start, end - start);
-			end -= start;
-			start = 0;
-		}
-		if (end == cap) {
-			size_t ncap = cap * 2 < limit ? cap * 2 : limit;
-			unsigned char *nb = ncap > cap ? realloc(buf, ncap) : NULL;
-			if (!nb) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			buf = nb;
-			cap = ncap;
-		}
-		ssize_t got = pread(fd, buf + end, cap - end, foff);
 		if (got < 0) {
-			if (errno == EINTR)
-				continue;
 			rc = -errno;
 			vd_buf_addf(why, "reading the submission: %s", strerror(errno));
 			goto out;
 		}
 		if (got == 0)
-			eof = true;
-		end += (size_t)got;
+			break;
+		c.end += (size_t)got;
 		foff += got;
 	}
-	rc = 0;
+	rc = cutter_cut(&c, true, why);
 out:
-	free(buf);
+	cutter_release(&c);
 	return rc;
 }
 
@@ -384,6 +452,105 @@ int vd_engine_data_unlink(vd_engine *e, const char *task, const char *name)
 	return rc;
 }
 
+/* ---- lineage ----------------------------------------------------------- */
+
+struct parent_scan {
+	json_t *parents;
+	const char *path;     /* the file inside the new version ("" for a file) */
+	const char *id;       /* its content ID */
+	const char *self;     /* the new version's data ID */
+	bool result;          /* scanning ri/ (results) rather than vi/ (versions) */
+};
+
+static bool parent_known(const json_t *parents, const char *id, const char *path)
+{
+	size_t i;
+	json_t *p;
+	json_array_foreach(parents, i, p)
+		if (!strcmp(json_string_value(json_object_get(p, "id")), id) &&
+		    !strcmp(json_string_value(json_object_get(p, "path")), path))
+			return true;
+	return false;
+}
+
+/* ri/<id>/<task>/<data>/<code> and vi/<id>/<task>: each is a parent. */
+static int add_parent(void *ctx, const char *key, size_t klen, const char *val,
+		      size_t vlen)
+{
+	struct parent_scan *ps = ctx;
+	const char *rest = key + 3 + VD_ID_LEN + 1, *end = key + klen;
+	const char *slash = memchr(rest, '/', (size_t)(end - rest));
+	char task[256], code[VD_ID_SIZE] = "";
+	size_t tlen = slash ? (size_t)(slash - rest) : (size_t)(end - rest);
+	/* The same content in another task is the same dataset (the same
+	 * node of the lineage DAG), not a derivation. */
+	if (tlen >= sizeof task || parent_known(ps->parents, ps->id, ps->path) ||
+	    (!ps->result && !strcmp(ps->id, ps->self)))
+		return 0;
+	memcpy(task, rest, tlen);
+	task[tlen] = '\0';
+	if (ps->result) {
+		/* <task>/<data>/<code>: the code is the last field. */
+		if (end - key < VD_ID_LEN || !slash)
+			return 0;
+		memcpy(code, end - VD_ID_LEN, VD_ID_LEN);
+		code[VD_ID_LEN] = '\0';
+	}
+	json_t *p = json_pack("{s:s, s:s, s:s, s:s}", "id", ps->id, "kind", "same",
+			      "path", ps->path, "task", task);
+	if (p)
+		json_object_set_new(p, "code_id", code[0] ? json_string(code) : json_null());
+	return p ? json_array_append_new(ps->parents, p) : -ENOMEM;
+}
+
+/*
+ * A new version whose content (or the content of a file inside it) equals an
+ * earlier result or a version of another task derives from it: record the
+ * edge in the version's parents and as ch/<parent>/<child>/<task> for the
+ * other direction. Lock held (the scans see committed state only, which is
+ * all there is to see: results and versions are committed under the lock).
+ */
+static int record_lineage(vd_catalog_batch *b, json_t *v, vd_engine *e,
+			  const char *task, const char *data_id,
+			  const struct vd_manifest *m)
+{
+	json_t *parents = json_object_get(v, "parents");
+	struct vd_buf k = VD_BUF_INIT(1024);
+	int rc = 0;
+	for (size_t i = 0; i < m->nfiles && !rc; i++) {
+		const struct vd_file *f = &m->files[i];
+		struct parent_scan ps = { parents, f->path, f->id, data_id, true };
+		if (!f->id[0])
+			continue;
+		vd_buf_reset(&k);
+		vd_buf_addf(&k, "ri/%s/", f->id);
+		rc = vd_catalog_scan(e->cat, vd_buf_cstr(&k), add_parent, &ps);
+		ps.result = false;
+		vd_buf_reset(&k);
+		vd_buf_addf(&k, "vi/%s/", f->id);
+		if (!rc)
+			rc = vd_catalog_scan(e->cat, vd_buf_cstr(&k), add_parent, &ps);
+	}
+	size_t i;
+	json_t *p;
+	json_array_foreach(parents, i, p) {
+		json_t *edge = json_pack("{s:s, s:O, s:s}", "kind", "same", "code_id",
+					 json_object_get(p, "code_id"), "path",
+					 json_string_value(json_object_get(p, "path")));
+		vd_buf_reset(&k);
+		vd_buf_addf(&k, "ch/%s/%s/%s", json_string_value(json_object_get(p, "id")),
+			    data_id, task);
+		if (!rc && edge)
+			rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), edge);
+		json_decref(edge);
+	}
+	vd_buf_reset(&k);
+	vd_buf_addf(&k, "vi/%s/%s", data_id, task);
+	vd_catalog_batch_put(b, vd_buf_cstr(&k), "", 0);
+	vd_buf_release(&k);
+	return rc;
+}
+
 /*
  * The quick half of sealing: under the lock, record the version (unless its
  * content is known already) and its run, and point the data name at it.
@@ -440,6 +607,8 @@ static int seal(struct vd_version_info *out, vd_engine *e, const char *task,
 		rc = -ENOMEM;
 		goto unlock;
 	}
+	if ((rc = record_lineage(b, v, e, task, data_id, m)))
+		goto unlock;
 	vd_engine_key(&k, "v", task, data_id, NULL);
 	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), v)))
 		goto unlock;
@@ -506,6 +675,7 @@ int vd_engine_submit_file(struct vd_version_info *out, struct vd_buf *why,
 	if ((rc = ingest_fd(&f, w, h, e, fd, why)))
 		goto out;
 	vd_hasher_digest(h, data_id);
+	memcpy(f.id, data_id, VD_ID_SIZE);
 	m.files = &f;
 	rc = seal(out, e, task, name, &m, data_id, w);
 out:
@@ -515,6 +685,234 @@ out:
 	file_release(&f);
 	vd_store_writer_free(w);
 	vd_hasher_free(h);
+	return rc;
+}
+
+/* ---- streams ----------------------------------------------------------- */
+
+/* Bytes that may wait for the worker before writers block: enough to keep
+ * it busy across a few 1 MiB FUSE writes, bounded so memory stays small. */
+#define STREAM_QUEUE_MAX ((size_t)32 << 20)
+
+struct qbuf {
+	struct qbuf *next;
+	size_t n;
+	unsigned char data[];
+};
+
+struct vd_ingest {
+	vd_engine *e;
+	char task[256];
+	struct vd_file f;
+	vd_store_writer *w;
+	vd_hasher *h;
+	struct cutter c;           /* the worker's, or the caller's once joined */
+	pthread_t thread;
+	bool started;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cv;         /* queue changed, or the worker went idle */
+	struct qbuf *head, *tail;  /* lock */
+	size_t queued;             /* lock: bytes in the queue */
+	bool busy;                 /* lock: the worker holds a buffer */
+	bool closing;              /* lock: no more writes; worker exits when empty */
+	int err;                   /* lock: the worker's first error, sticky */
+	struct vd_buf why;         /* lock: its reason */
+	uint64_t size;             /* caller's: bytes accepted */
+};
+
+static void *stream_worker(void *arg)
+{
+	vd_ingest *in = arg;
+	pthread_mutex_lock(&in->lock);
+	for (;;) {
+		while (!in->head && !in->closing)
+			pthread_cond_wait(&in->cv, &in->lock);
+		struct qbuf *b = in->head;
+		if (!b)
+			break;
+		in->head = b->next;
+		if (!in->head)
+			in->tail = NULL;
+		in->busy = true;
+		int err = in->err;
+		pthread_mutex_unlock(&in->lock);
+		/* After an error the rest is only drained: the writer sees the
+		 * error at its next call. */
+		struct vd_buf why = VD_BUF_INIT(1024);
+		if (!err && !(err = cutter_room(&in->c, b->n))) {
+			memcpy(in->c.buf + in->c.end, b->data, b->n);
+			in->c.end += b->n;
+			err = cutter_cut(&in->c, false, &why);
+		}
+		pthread_mutex_lock(&in->lock);
+		if (err && !in->err) {
+			in->err = err;
+			vd_buf_add(&in->why, why.data ? why.data : "", why.len);
+		}
+		vd_buf_release(&why);
+		in->queued -= b->n;
+		in->busy = false;
+		free(b);
+		pthread_cond_broadcast(&in->cv);
+	}
+	pthread_mutex_unlock(&in->lock);
+	return NULL;
+}
+
+int vd_engine_ingest_begin(vd_ingest **out, vd_engine *e, const char *task)
+{
+	vd_ingest *in = calloc(1, sizeof *in);
+	int rc;
+	if (!in)
+		return -ENOMEM;
+	in->e = e;
+	snprintf(in->task, sizeof in->task, "%s", task);
+	vd_buf_init(&in->why, 4096);
+	pthread_mutex_init(&in->lock, NULL);
+	pthread_cond_init(&in->cv, NULL);
+	if (!vd_engine_task_exists(e, task)) {
+		rc = -ENOENT;
+		goto fail;
+	}
+	if (!(in->f.path = strdup(""))) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if ((rc = vd_hasher_new(&in->h, &e->key)) ||
+	    (rc = vd_store_writer_new(&in->w, e->store)) ||
+	    (rc = cutter_init(&in->c, e, in->w, in->h, &in->f)))
+		goto fail;
+	if ((rc = -pthread_create(&in->thread, NULL, stream_worker, in)))
+		goto fail;
+	in->started = true;
+	*out = in;
+	return 0;
+fail:
+	vd_engine_ingest_abort(in);
+	return rc;
+}
+
+int vd_engine_ingest_write(vd_ingest *in, const void *p, size_t n)
+{
+	struct qbuf *b = NULL;
+	int rc;
+	if (n == 0)
+		return 0;
+	if (!(b = malloc(sizeof *b + n)))
+		return -ENOMEM;
+	b->next = NULL;
+	b->n = n;
+	memcpy(b->data, p, n);
+	pthread_mutex_lock(&in->lock);
+	while (!in->err && in->queued > 0 && in->queued + n > STREAM_QUEUE_MAX)
+		pthread_cond_wait(&in->cv, &in->lock);
+	rc = in->err;
+	if (!rc) {
+		if (in->tail)
+			in->tail->next = b;
+		else
+			in->head = b;
+		in->tail = b;
+		in->queued += n;
+		in->size += n;
+		b = NULL;
+		pthread_cond_broadcast(&in->cv);
+	}
+	pthread_mutex_unlock(&in->lock);
+	free(b);
+	return rc;
+}
+
+uint64_t vd_engine_ingest_size(const vd_ingest *in)
+{
+	return in->size;
+}
+
+/* Let the worker finish what is queued and exit; its state is ours then. */
+static int stream_join(vd_ingest *in)
+{
+	if (!in->started)
+		return in->err;
+	pthread_mutex_lock(&in->lock);
+	in->closing = true;
+	pthread_cond_broadcast(&in->cv);
+	pthread_mutex_unlock(&in->lock);
+	pthread_join(in->thread, NULL);
+	in->started = false;
+	return in->err;
+}
+
+static void stream_free(vd_ingest *in)
+{
+	stream_join(in);
+	cutter_release(&in->c);
+	file_release(&in->f);
+	vd_store_writer_free(in->w);
+	vd_hasher_free(in->h);
+	vd_buf_release(&in->why);
+	pthread_cond_destroy(&in->cv);
+	pthread_mutex_destroy(&in->lock);
+	free(in);
+}
+
+void vd_engine_ingest_abort(vd_ingest *in)
+{
+	if (in)
+		stream_free(in);
+}
+
+int vd_engine_ingest_copy_to(vd_ingest *in, int fd)
+{
+	struct vd_buf b = VD_BUF_INIT((size_t)1 << 30);
+	off_t off = 0;
+	int rc;
+	/* Wait until the worker holds nothing; it then only waits for more. */
+	pthread_mutex_lock(&in->lock);
+	while (in->head || in->busy)
+		pthread_cond_wait(&in->cv, &in->lock);
+	rc = in->err;
+	pthread_mutex_unlock(&in->lock);
+	for (size_t i = 0; !rc && i < in->f.n; i++) {
+		vd_buf_reset(&b);
+		if (!(rc = vd_store_writer_read(&b, in->w, in->f.ext[i].id)))
+			rc = vd_pwrite_all(fd, b.data, b.len, off);
+		off += (off_t)b.len;
+	}
+	if (!rc)
+		rc = vd_pwrite_all(fd, in->c.buf + in->c.start, in->c.end - in->c.start, off);
+	if (!rc && ftruncate(fd, (off_t)in->size))
+		rc = -errno;
+	vd_buf_release(&b);
+	return rc;
+}
+
+int vd_engine_ingest_seal(struct vd_version_info *out, struct vd_buf *why,
+			  vd_ingest *in, const char *name)
+{
+	struct vd_manifest m = { .kind = VD_KIND_FILE, .nfiles = 1 };
+	char data_id[VD_ID_SIZE];
+	int rc;
+	if (!vd_engine_name_valid(name)) {
+		vd_buf_addf(why, "'%s' is not a valid data name", name);
+		rc = -EINVAL;
+		goto out;
+	}
+	if ((rc = stream_join(in))) {
+		vd_buf_add(why, in->why.data ? in->why.data : "", in->why.len);
+		goto out;
+	}
+	if ((rc = cutter_cut(&in->c, true, why)))
+		goto out;
+	vd_hasher_digest(in->h, data_id);
+	memcpy(in->f.id, data_id, VD_ID_SIZE);
+	m.files = &in->f;
+	rc = seal(out, in->e, in->task, name, &m, data_id, in->w);
+out:
+	if (rc < 0)
+		vd_warn("task %s: submission of %s refused: %s", in->task, name,
+			why->len ? vd_buf_cstr(why) : strerror(-rc));
+	stream_free(in);
 	return rc;
 }
 
@@ -603,8 +1001,13 @@ static int walk(struct tree_walk *tw, int dirfd, const char *rel, int depth)
 				struct vd_file *f = &tw->files[tw->n++];
 				memset(f, 0, sizeof *f);
 				f->path = vd_buf_detach(&path, NULL);
+				/* Each file's own content ID is kept: lineage
+				 * matches files inside trees against results. */
+				vd_hasher_reset(tw->h);
 				rc = f->path ? ingest_fd(f, tw->w, tw->h, tw->e, ffd, tw->why)
 					     : -ENOMEM;
+				if (!rc)
+					vd_hasher_digest(tw->h, f->id);
 				close(ffd);
 			}
 		} else {
@@ -632,7 +1035,7 @@ int vd_engine_submit_tree(struct vd_version_info *out, struct vd_buf *why,
 {
 	struct tree_walk tw = { .e = e, .why = why };
 	struct vd_manifest m = { .kind = VD_KIND_TREE };
-	vd_hasher *treeh = NULL;
+	vd_hasher *treeh = NULL, *fileh = NULL;
 	char data_id[VD_ID_SIZE];
 	int dfd = -1, rc;
 	if (!vd_engine_name_valid(name)) {
@@ -643,17 +1046,17 @@ int vd_engine_submit_tree(struct vd_version_info *out, struct vd_buf *why,
 		vd_buf_addf(why, "no task '%s'", task);
 		return -ENOENT;
 	}
-	if ((rc = vd_hasher_new(&treeh, &e->key)) ||
+	if ((rc = vd_hasher_new(&treeh, &e->key)) || (rc = vd_hasher_new(&fileh, &e->key)) ||
 	    (rc = vd_store_writer_new(&tw.w, e->store)))
 		goto out;
+	tw.h = fileh;
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
 		rc = -errno;
 		goto out;
 	}
-	/* A tree's ID commits to each file's path, size and chunk IDs; the
-	 * chunk IDs already commit to the bytes, so no second pass over the
-	 * content is needed. */
+	/* A tree's ID commits to each file's path, size and chunk IDs (which
+	 * commit to the bytes). */
 	if ((rc = walk(&tw, dfd, "", 0)))
 		goto out;
 	qsort(tw.files, tw.n, sizeof *tw.files, file_path_cmp);
@@ -683,5 +1086,6 @@ out:
 	free(tw.files);
 	vd_store_writer_free(tw.w);
 	vd_hasher_free(treeh);
+	vd_hasher_free(fileh);
 	return rc;
 }

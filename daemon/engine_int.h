@@ -33,6 +33,16 @@
 #define VD_STDERR_TAIL 4096
 #define VD_EXEC_NAME_MAX 64
 #define VD_LEASE_WAIT_MAX_MS 30000
+/* A unit whose leases ran out this often fails its run: something about it
+ * (or the cluster) keeps killing executors, and retrying forever hides it. */
+#define VD_EXPIRIES_MAX 10
+/* With replication, a unit that gathered this many more results than it
+ * needs without `replicas` of them agreeing fails its run. */
+#define VD_VOTES_SPARE 3
+/* Chunk IDs remembered per executor for locality (a power of two). */
+#define VD_HELD_MAX 16384
+/* Failures in a row an executor is to blame for before it is quarantined. */
+#define VD_STRIKES_MAX 5
 
 enum vd_reduce { VD_REDUCE_CONCAT, VD_REDUCE_SUM };
 enum vd_format { VD_FORMAT_LINES, VD_FORMAT_CSV, VD_FORMAT_WHOLE };
@@ -44,6 +54,7 @@ struct vd_config {
 	enum vd_reduce reduce;
 	enum vd_format format;
 	int timeout_s;         /* per unit */
+	uint64_t memory;       /* bytes a unit may use (its process group's RSS) */
 	int retries;           /* failed attempts before the run fails */
 	int replicas;
 	int settle_ms;
@@ -64,7 +75,18 @@ int vd_config_parse(struct vd_config *out, struct vd_buf *why, const char *text,
  * are memoized per (code, this, unit). */
 void vd_config_output_key(struct vd_buf *out, const struct vd_config *c);
 
+/* PENDING: it wants another lease (none yet, or replication or a
+ * straggler copy is due); LEASED: every lease it wants is out; DONE: a
+ * result was accepted. */
 enum vd_unit_state { VD_UNIT_PENDING, VD_UNIT_LEASED, VD_UNIT_DONE };
+
+/* One successful result of a replicated unit, kept until enough agree. */
+struct vd_vote {
+	char executor[VD_EXEC_NAME_MAX + 1];
+	char blob[VD_ID_SIZE];     /* the stored output: equal IDs, equal bytes */
+	uint64_t len;
+	int64_t ms;
+};
 
 /* One piece of work: consecutive whole chunks of one file. */
 struct vd_unit {
@@ -78,6 +100,12 @@ struct vd_unit {
 	int expiries;              /* lock: leases that ran out */
 	int nleases;               /* lock: live leases on this unit */
 	char executor[VD_EXEC_NAME_MAX + 1];  /* lock: whose result was accepted */
+	/* lock: the last two executors whose attempt failed; if the unit then
+	 * succeeds elsewhere, that counts against them (see strikes). */
+	char failed_by[2][VD_EXEC_NAME_MAX + 1];
+	struct vd_vote *votes;     /* lock: replicas > 1, results so far */
+	int nvotes;                /* lock */
+	bool copied;               /* lock: a straggler copy was handed out */
 };
 
 /* An active (queued or running) run and its units. */
@@ -94,9 +122,16 @@ struct vd_run {
 	struct vd_unit *units;
 	size_t nunits;
 	size_t ndone;              /* lock */
+	int64_t done_ms_sum;       /* lock: summed `ms` of results accepted in */
+	size_t done_ms_n;          /* this run, for the straggler threshold */
 	size_t cursor;             /* lock: no pending unit before this index */
 	bool started;              /* lock: some unit was leased */
 	bool finishing;            /* lock: all done, being reduced */
+	/* lock: a unit lost VD_EXPIRIES_MAX leases; the background thread
+	 * fails the run (it cannot be done where the lease is lost, which
+	 * is in the middle of walking the lease list). */
+	bool doomed;
+	size_t doomed_unit;
 	int64_t created_ms, started_ms;
 };
 
@@ -107,6 +142,15 @@ struct vd_lease {
 	size_t unit;
 	char executor[VD_EXEC_NAME_MAX + 1];
 	int64_t expires_ms;        /* lock; monotonic clock */
+	int64_t granted_ms;        /* monotonic */
+	bool copy;                 /* a straggler copy of a unit already leased */
+};
+
+/* A set of chunk IDs (their first 64 bits), open addressing; emptied when
+ * half full. Good enough to say "this executor probably has it". */
+struct vd_idset {
+	uint64_t *slot;            /* VD_HELD_MAX entries, 0 = empty; or NULL */
+	size_t n;
 };
 
 struct vd_executor {
@@ -116,8 +160,20 @@ struct vd_executor {
 	char *host;                /* JSON text of its host facts */
 	int64_t registered_ms;     /* wall clock */
 	int64_t last_seen_ms;      /* lock; monotonic */
-	uint64_t units_done, units_failed;   /* lock */
+	uint64_t units_done;       /* lock: results accepted */
+	uint64_t units_failed;     /* lock: failed attempts (the function's fault) */
+	uint64_t infra_failed;     /* lock: leases lost (expired, abandoned) and
+				    * inputs it could not get */
+	uint64_t flagged;          /* lock: replicated results it disagreed on */
 	int active;                /* lock: live leases */
+	/* lock: SHA-256 of its own token; has_token false once revoked. */
+	unsigned char token_hash[32];
+	bool has_token;
+	bool revoked;              /* lock: cut off by the operator */
+	int strikes;               /* lock: failures in a row it is to blame for */
+	int64_t quarantine_until;  /* lock: monotonic; 0 = not quarantined */
+	char quarantine_why[200];  /* lock */
+	struct vd_idset held;      /* lock: chunks it fetched or said it caches */
 };
 
 struct vd_engine {
@@ -128,6 +184,7 @@ struct vd_engine {
 	vd_store *store;
 	struct vd_chunker_params chunking;
 	int lease_ms, heartbeat_ms;
+	int quarantine_ms;         /* how long a quarantine lasts */
 	int64_t started_mono;
 
 	pthread_mutex_t lock;
@@ -143,6 +200,7 @@ struct vd_engine {
 
 	/* Counters for /metrics; lock. */
 	uint64_t m_leased, m_accepted, m_failed, m_expired, m_late;
+	uint64_t m_copies, m_mismatches, m_quarantines;
 	uint64_t m_versions, m_bytes_in, m_bytes_stored;
 };
 
@@ -181,6 +239,59 @@ void vd_engine_sched_stop(vd_engine *e);
 void vd_engine_log_add(vd_catalog_batch *b, vd_engine *e, const char *task,
 		       const char *data, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
+
+/* Shared by engine_sched.c and engine_lease.c (lock held for all). */
+struct vd_run *vd_engine_find_run(vd_engine *e, const char *task, const char *data,
+				  const char *code);
+struct vd_lease *vd_engine_find_lease(vd_engine *e, const char *id);
+/* Recompute a unit's state from its leases, votes and result; wakes
+ * long-polls when it became pending. */
+void vd_engine_unit_update(vd_engine *e, struct vd_run *r, size_t u);
+/* Unlink and free a lease, then update its unit. */
+void vd_engine_lease_drop(vd_engine *e, struct vd_lease *l);
+/* Record a run failed and take it out of memory. */
+int vd_engine_run_fail(vd_engine *e, struct vd_run *r, const char *error);
+void vd_engine_memo_key(struct vd_buf *k, const char *code, const char *out_key,
+			const char *unit);
+/* s with newlines folded to " | " and control bytes to spaces, at most
+ * max bytes of its end. */
+void vd_engine_add_one_line(struct vd_buf *out, const char *s, size_t max);
+/* A lease ran out or was abandoned (lock held): log it, count it against
+ * its unit and executor, drop it. The caller commits b. */
+void vd_engine_lease_lost(vd_catalog_batch *b, vd_engine *e, struct vd_lease *l,
+			  const char *what);
+
+/* An integer field of a request in [lo, hi], or def when absent; -EINVAL
+ * with the reason in why. */
+int vd_engine_int_field(long long *out, struct vd_buf *why, const json_t *req,
+			const char *name, long long lo, long long hi, long long def);
+
+/* ---- engine_exec.c ---- */
+struct vd_executor *vd_engine_find_exec(vd_engine *e, const char *name);
+bool vd_engine_exec_name_valid(const char *s);
+/* Load registered executors from the catalog (at start, lock held). */
+int vd_engine_exec_load(vd_engine *e);
+void vd_engine_exec_free_all(vd_engine *e);
+/* Can x be given work now? Ends a quarantine whose time is up. */
+bool vd_engine_exec_usable(vd_engine *e, struct vd_executor *x);
+/* A failure x is to blame for; enough in a row quarantine it. NULL x and
+ * unknown names are ignored. */
+void vd_engine_exec_strike(vd_engine *e, const char *name, const char *why);
+/* x's result was accepted: its run of failures is over. */
+void vd_engine_exec_success(vd_engine *e, const char *name);
+bool vd_idset_has(const struct vd_idset *s, const char *id);
+void vd_idset_add(struct vd_idset *s, const char *id);
+
+/* Plan the units of r (r->man and r->cfg set) as a run would; for queries
+ * that compare versions. Free r with vd_engine_run_discard (r->man too). */
+int vd_engine_run_plan(struct vd_run *r, vd_engine *e);
+void vd_engine_run_discard(struct vd_run *r);
+
+/* ---- engine_render.c ---- */
+int vd_engine_version_status(struct vd_buf *out, vd_engine *e, const char *task,
+			     const char *data, const json_t *v);
+int vd_engine_run_json(json_t **out, vd_engine *e, const char *task, const char *data,
+		       const char *code);
 
 /* ---- engine_reduce.c ---- */
 /* Build the aggregated result of a finished run from its units' outputs

@@ -25,7 +25,16 @@
 
 #define PIECE (1u << 20)
 
-static int extent_push(struct vd_file *f, size_t *cap, const char *id, uint64_t len)
+static uint64_t count_lines(const char *p, size_t n)
+{
+	uint64_t lines = 0;
+	for (const char *q = p, *e = p + n; (q = memchr(q, '\n', (size_t)(e - q))); q++)
+		lines++;
+	return lines;
+}
+
+static int extent_push(struct vd_file *f, size_t *cap, const char *id, uint64_t len,
+		       uint64_t lines)
 {
 	if (f->n == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 16;
@@ -39,6 +48,7 @@ static int extent_push(struct vd_file *f, size_t *cap, const char *id, uint64_t 
 	memcpy(x->id, id, VD_ID_SIZE);
 	x->off = f->size;
 	x->len = len;
+	x->lines = lines;
 	f->size += len;
 	return 0;
 }
@@ -57,13 +67,13 @@ static int reduce_concat(struct vd_file *f, vd_hasher *h, vd_store_writer *w,
 		if ((rc = vd_store_read(&b, e->store, outs[i].id)))
 			goto out;
 		vd_hasher_update(h, b.data, b.len);
-		if ((rc = extent_push(f, &cap, outs[i].id, b.len)))
+		if ((rc = extent_push(f, &cap, outs[i].id, b.len, count_lines(b.data, b.len))))
 			goto out;
 		if (b.data[b.len - 1] != '\n') {
 			if (!nl_id[0] && (rc = vd_store_writer_put(nl_id, w, "\n", 1)))
 				goto out;
 			vd_hasher_update(h, "\n", 1);
-			if ((rc = extent_push(f, &cap, nl_id, 1)))
+			if ((rc = extent_push(f, &cap, nl_id, 1, 1)))
 				goto out;
 		}
 	}
@@ -261,7 +271,7 @@ static int put_pieces(struct vd_file *f, size_t *cap, vd_store_writer *w,
 		char id[VD_ID_SIZE];
 		int rc = vd_store_writer_put(id, w, p, n);
 		if (!rc)
-			rc = extent_push(f, cap, id, n);
+			rc = extent_push(f, cap, id, n, count_lines(p, n));
 		if (rc)
 			return rc;
 		p += n;
@@ -353,6 +363,7 @@ int vd_engine_reduce(struct vd_file **out, char data_id[VD_ID_SIZE],
 	if (rc || (rc = vd_store_writer_commit(w, b)))
 		goto out;
 	vd_hasher_digest(h, data_id);
+	memcpy(f->id, data_id, VD_ID_SIZE);
 	*out = f;
 	f = NULL;
 out:

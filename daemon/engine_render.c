@@ -40,35 +40,38 @@ static struct vd_run *active_run(vd_engine *e, const char *task, const char *dat
 	return NULL;
 }
 
-/* Is there a registered executor that could take a run of this level? */
+static const char *exec_state(vd_engine *e, struct vd_executor *x);
+
+/* Is there an executor around that could take a run of this level? One
+ * that is offline, revoked or quarantined does not count. */
 static bool capable_executor(vd_engine *e, int level)
 {
 	for (struct vd_executor *x = e->execs; x; x = x->next)
-		if (x->level >= level)
+		if (x->level >= level && vd_engine_exec_usable(e, x) &&
+		    strcmp(exec_state(e, x), "offline"))
 			return true;
 	return false;
 }
 
-static int render_status(struct vd_buf *out, vd_engine *e, const char *task,
-			 const char *data, const json_t *v)
+/* One run's status line. -ENOENT when (task, data, code) has no run. */
+static int run_status(struct vd_buf *out, vd_engine *e, const char *task,
+		      const char *data, const char *code)
 {
-	const char *code = current_code(v);
 	json_t *rj = NULL;
 	int rc = 0;
-	if (!code)
-		return vd_buf_adds(out, "queued: waiting for a function\n");
 	pthread_mutex_lock(&e->lock);
 	struct vd_run *r = active_run(e, task, data, code);
 	if (r) {
 		if (r->finishing)
 			rc = vd_buf_addf(out, "running %zu/%zu units (combining results)\n",
 					 r->ndone, r->nunits);
+		else if (!capable_executor(e, r->cfg.level))
+			rc = vd_buf_addf(out, "%s %zu/%zu units: waiting for an "
+					 "executor of level \u2265 %d\n",
+					 r->started ? "running" : "queued", r->ndone,
+					 r->nunits, r->cfg.level);
 		else if (r->started)
 			rc = vd_buf_addf(out, "running %zu/%zu units\n", r->ndone, r->nunits);
-		else if (!capable_executor(e, r->cfg.level))
-			rc = vd_buf_addf(out, "queued %zu/%zu units: waiting for an "
-					 "executor of level >= %d\n", r->ndone,
-					 r->nunits, r->cfg.level);
 		else
 			rc = vd_buf_addf(out, "queued %zu/%zu units\n", r->ndone, r->nunits);
 		pthread_mutex_unlock(&e->lock);
@@ -97,6 +100,27 @@ static int render_status(struct vd_buf *out, vd_engine *e, const char *task,
 	}
 	json_decref(rj);
 	return rc;
+}
+
+static int render_status(struct vd_buf *out, vd_engine *e, const char *task,
+			 const char *data, const json_t *v)
+{
+	const char *code = current_code(v);
+	if (!code)
+		return vd_buf_adds(out, "queued: waiting for a function\n");
+	return run_status(out, e, task, data, code);
+}
+
+int vd_engine_version_status(struct vd_buf *out, vd_engine *e, const char *task,
+			     const char *data, const json_t *v)
+{
+	return render_status(out, e, task, data, v);
+}
+
+int vd_engine_run_json(json_t **out, vd_engine *e, const char *task, const char *data,
+		       const char *code)
+{
+	return run_json(out, e, task, data, code);
 }
 
 static int render_meta(struct vd_buf *out, vd_engine *e, const char *task,
@@ -218,20 +242,15 @@ int vd_engine_render(struct vd_buf *out, vd_engine *e, const char *task,
 	return rc;
 }
 
-int vd_engine_result_get(struct vd_file **out, vd_engine *e, const char *task,
-			 const char *data_id)
+int vd_engine_run_result(struct vd_file **out, vd_engine *e, const char *task,
+			 const char *data_id, const char *code_id)
 {
-	json_t *v = NULL, *rj = NULL;
+	json_t *rj = NULL;
 	struct vd_file *f = NULL;
-	int rc = vd_engine_version_json(&v, e, task, data_id);
-	if (rc)
-		return rc;
-	const char *code = current_code(v);
-	if (!code) {
-		rc = -ENOENT;
-		goto out;
-	}
-	if ((rc = run_json(&rj, e, task, data_id, code)))
+	int rc;
+	if (!vd_engine_name_valid(task) || !vd_id_valid(data_id) || !vd_id_valid(code_id))
+		return -ENOENT;
+	if ((rc = run_json(&rj, e, task, data_id, code_id)))
 		goto out;
 	json_t *res = json_object_get(rj, "result");
 	if (!res) {
@@ -242,6 +261,9 @@ int vd_engine_result_get(struct vd_file **out, vd_engine *e, const char *task,
 		rc = -ENOMEM;
 		goto out;
 	}
+	const char *rid = json_string_value(json_object_get(res, "data_id"));
+	if (rid && vd_id_valid(rid))
+		memcpy(f->id, rid, VD_ID_SIZE);
 	if ((rc = vd_engine_extents_parse(f, json_object_get(res, "chunks"))))
 		goto out;
 	*out = f;
@@ -249,7 +271,132 @@ int vd_engine_result_get(struct vd_file **out, vd_engine *e, const char *task,
 out:
 	vd_file_free(f);
 	json_decref(rj);
+	return rc;
+}
+
+int vd_engine_result_get(struct vd_file **out, vd_engine *e, const char *task,
+			 const char *data_id)
+{
+	json_t *v = NULL;
+	int rc = vd_engine_version_json(&v, e, task, data_id);
+	if (rc)
+		return rc;
+	const char *code = current_code(v);
+	rc = code ? vd_engine_run_result(out, e, task, data_id, code) : -ENOENT;
 	json_decref(v);
+	return rc;
+}
+
+/* Log lines of one run: they carry "code=<first 8 of its ID>". */
+struct log_filter {
+	struct vd_buf *out;
+	char tag[16];
+};
+
+static int add_run_log_line(void *ctx, const char *key, size_t klen, const char *val,
+			    size_t vlen)
+{
+	struct log_filter *lf = ctx;
+	size_t tl = strlen(lf->tag);
+	if (!memmem(val, vlen < 64 ? vlen : 64, lf->tag, tl))
+		return 0;
+	return add_log_line(lf->out, key, klen, val, vlen);
+}
+
+int vd_engine_run_render(struct vd_buf *out, vd_engine *e, const char *task,
+			 const char *data_id, const char *code_id, enum vd_gen which)
+{
+	json_t *rj = NULL;
+	int rc;
+	if (!vd_engine_name_valid(task) || !vd_id_valid(data_id) || !vd_id_valid(code_id))
+		return -ENOENT;
+	if ((rc = run_json(&rj, e, task, data_id, code_id)))
+		return rc;
+	switch (which) {
+	case VD_GEN_STATUS:
+		rc = run_status(out, e, task, data_id, code_id);
+		break;
+	case VD_GEN_LOG: {
+		struct vd_buf k = VD_BUF_INIT(1024);
+		struct log_filter lf = { out, "" };
+		snprintf(lf.tag, sizeof lf.tag, " code=%.8s ", code_id);
+		vd_buf_addf(&k, "lg/%s/%s/", task, data_id);
+		rc = vd_catalog_scan(e->cat, vd_buf_cstr(&k), add_run_log_line, &lf);
+		vd_buf_release(&k);
+		break;
+	}
+	case VD_GEN_META: {
+		struct vd_buf st = VD_BUF_INIT(4096);
+		json_t *res = json_object_get(rj, "result");
+		if (res) {
+			json_t *brief = json_pack("{s:O, s:O}", "data_id",
+						  json_object_get(res, "data_id"), "size",
+						  json_object_get(res, "size"));
+			json_object_set_new(rj, "result", brief);
+		}
+		run_status(&st, e, task, data_id, code_id);
+		if (st.len && st.data[st.len - 1] == '\n')
+			st.data[--st.len] = '\0';
+		json_object_set_new(rj, "status", json_string(vd_buf_cstr(&st)));
+		vd_buf_release(&st);
+		char *text = json_dumps(rj, JSON_INDENT(2) | JSON_SORT_KEYS);
+		rc = text ? vd_buf_adds(out, text) : -ENOMEM;
+		if (!rc)
+			rc = vd_buf_add(out, "\n", 1);
+		free(text);
+		break;
+	}
+	default:
+		rc = -EINVAL;
+	}
+	json_decref(rj);
+	return rc;
+}
+
+int vd_engine_run_list(struct vd_strv *out, vd_engine *e, const char *task,
+		       const char *data_id)
+{
+	json_t *v = NULL, *c;
+	size_t i;
+	int rc = vd_engine_version_json(&v, e, task, data_id);
+	if (rc)
+		return rc;
+	json_array_foreach(json_object_get(v, "runs"), i, c)
+		if (!rc && json_string_value(c))
+			rc = vd_strv_push(out, json_string_value(c));
+	json_decref(v);
+	return rc;
+}
+
+int vd_engine_code_list(struct vd_strv *out, vd_engine *e, const char *task)
+{
+	json_t *t = NULL, *c;
+	size_t i;
+	int rc = vd_engine_task_json(&t, e, task);
+	if (rc)
+		return rc;
+	json_array_foreach(json_object_get(t, "codes"), i, c) {
+		const char *id = json_string_value(json_object_get(c, "id"));
+		if (!rc && id)
+			rc = vd_strv_push(out, id);
+	}
+	json_decref(t);
+	return rc;
+}
+
+int vd_engine_code_read(struct vd_buf *out, vd_engine *e, const char *task,
+			const char *code_id)
+{
+	struct vd_strv codes = { 0 };
+	struct vd_buf why = VD_BUF_INIT(256);
+	bool mine = false;
+	int rc = vd_engine_code_list(&codes, e, task);
+	for (size_t i = 0; !rc && i < codes.n; i++)
+		mine = mine || !strcmp(codes.v[i], code_id);
+	if (!rc)
+		rc = mine ? vd_engine_api_code(out, &why, e, code_id) : -ENOENT;
+	vd_strv_release(&codes);
+	vd_buf_release(&why);
 	return rc;
 }
 
@@ -263,16 +410,20 @@ int vd_engine_render_readme(struct vd_buf *out, vd_engine *e)
 		"  cp script tasks/NAME/function    its code; each new content is a code version\n"
 		"  cp settings tasks/NAME/config    optional: key = value lines\n"
 		"                                   (level, reduce, format, timeout, retries,\n"
-		"                                    settle, rerun, unit_size, allow_empty)\n"
+		"                                    replicas, settle, rerun, unit_size,\n"
+		"                                    allow_empty, encoding, env.NAME)\n"
+		"  ls tasks/NAME/code/              every code version, by code ID\n"
 		"  cp data tasks/NAME/data/         submit a file; cp -r submits a tree\n"
 		"  ls tasks/NAME/versions/          every submitted content, by data ID\n"
 		"  cat tasks/NAME/latest/status     queued | running | done | failed\n"
 		"  cat tasks/NAME/latest/result.csv the result, once done\n"
 		"  cat tasks/NAME/latest/meta.json  what produced it: code ID, sizes, times\n"
 		"  cat tasks/NAME/latest/log        one line per unit: executor, exit, time\n"
+		"  ls tasks/NAME/latest/runs/       one result per code version that ran on it\n"
 		"  ls executors/                    the machines lending their cores\n"
 		"\n"
 		"Executors: vdfs-executor --server URL --token-file STATE/token\n"
+		"History, lineage, diffs, usage: vdfs log | lineage | diff | du --state STATE\n"
 		"Everything under versions/ is immutable.\n");
 }
 
@@ -294,9 +445,11 @@ static int64_t seen_ago(const struct vd_executor *x)
 	return x->last_seen_ms == INT64_MIN ? -1 : vd_mono_ms() - x->last_seen_ms;
 }
 
-static const char *exec_state(vd_engine *e, const struct vd_executor *x)
+static const char *exec_state(vd_engine *e, struct vd_executor *x)
 {
 	int64_t ago = seen_ago(x);
+	if (x->revoked)
+		return "revoked";
 	if (x->active > 0)
 		return "busy";
 	/* An executor long-polls continuously; silence for several lease
@@ -316,11 +469,22 @@ int vd_engine_executor_render(struct vd_buf *out, vd_engine *e, const char *name
 		char reg[32];
 		int64_t ago = seen_ago(x);
 		vd_format_time(reg, x->registered_ms);
+		bool quarantined = !vd_engine_exec_usable(e, x) && !x->revoked &&
+				   x->quarantine_until;
 		rc = vd_buf_addf(out, "name: %s\nstate: %s\nlevel: %d\nslots: %d\n"
-				 "running: %d\nunits_done: %llu\nunits_failed: %llu\n",
+				 "running: %d\nunits_done: %llu\nunits_failed: %llu\n"
+				 "infra_failed: %llu\nflagged: %llu\n",
 				 x->name, exec_state(e, x), x->level, x->slots, x->active,
 				 (unsigned long long)x->units_done,
-				 (unsigned long long)x->units_failed);
+				 (unsigned long long)x->units_failed,
+				 (unsigned long long)x->infra_failed,
+				 (unsigned long long)x->flagged);
+		if (quarantined)
+			vd_buf_addf(out, "quarantined: yes, %.0f s more (%s)\n",
+				    (double)(x->quarantine_until - vd_mono_ms()) / 1000.0,
+				    x->quarantine_why);
+		else
+			vd_buf_adds(out, "quarantined: no\n");
 		if (ago >= 0)
 			vd_buf_addf(out, "last_seen: %.1f s ago\n", (double)ago / 1000.0);
 		else
@@ -382,12 +546,18 @@ int vd_engine_api_status(json_t **reply, vd_engine *e)
 	}
 	json_int_t pending = 0, leased = 0;
 	pthread_mutex_lock(&e->lock);
-	for (struct vd_executor *x = e->execs; x; x = x->next)
-		json_array_append_new(xj, json_pack("{s:s, s:i, s:i, s:s, s:I, s:I, s:I, s:i}",
+	for (struct vd_executor *x = e->execs; x; x = x->next) {
+		bool quarantined = !vd_engine_exec_usable(e, x) && !x->revoked &&
+				   x->quarantine_until;
+		json_array_append_new(xj, json_pack("{s:s, s:i, s:i, s:s, s:I, s:I, s:I, "
+			"s:I, s:I, s:i, s:b}",
 			"name", x->name, "level", x->level, "slots", x->slots, "state",
 			exec_state(e, x), "last_seen_ms", (json_int_t)seen_ago(x),
 			"units_done", (json_int_t)x->units_done, "units_failed",
-			(json_int_t)x->units_failed, "running", x->active));
+			(json_int_t)x->units_failed, "infra_failed",
+			(json_int_t)x->infra_failed, "flagged", (json_int_t)x->flagged,
+			"running", x->active, "quarantined", quarantined));
+	}
 	for (struct vd_run *run = e->runs; run; run = run->next)
 		for (size_t u = 0; u < run->nunits; u++) {
 			pending += run->units[u].state == VD_UNIT_PENDING;
@@ -454,6 +624,15 @@ int vd_engine_api_metrics(struct vd_buf *out, vd_engine *e)
 		"# HELP vdfs_runs_active Runs queued or running.\n"
 		"# TYPE vdfs_runs_active gauge\n"
 		"vdfs_runs_active %llu\n"
+		"# HELP vdfs_straggler_copies_total Copies of slow units given to idle executors.\n"
+		"# TYPE vdfs_straggler_copies_total counter\n"
+		"vdfs_straggler_copies_total %llu\n"
+		"# HELP vdfs_replica_mismatches_total Replicated results that lost the vote.\n"
+		"# TYPE vdfs_replica_mismatches_total counter\n"
+		"vdfs_replica_mismatches_total %llu\n"
+		"# HELP vdfs_quarantines_total Executors quarantined for failing.\n"
+		"# TYPE vdfs_quarantines_total counter\n"
+		"vdfs_quarantines_total %llu\n"
 		"# HELP vdfs_executors Registered executors.\n"
 		"# TYPE vdfs_executors gauge\n"
 		"vdfs_executors %llu\n",
@@ -462,7 +641,9 @@ int vd_engine_api_metrics(struct vd_buf *out, vd_engine *e)
 		(unsigned long long)e->m_late, (unsigned long long)e->m_versions,
 		(unsigned long long)e->m_bytes_in, (unsigned long long)e->m_bytes_stored,
 		(unsigned long long)pending, (unsigned long long)leased,
-		(unsigned long long)runs, (unsigned long long)execs);
+		(unsigned long long)runs, (unsigned long long)e->m_copies,
+		(unsigned long long)e->m_mismatches, (unsigned long long)e->m_quarantines,
+		(unsigned long long)execs);
 	pthread_mutex_unlock(&e->lock);
 	return rc;
 }

@@ -43,8 +43,8 @@ static void run_key(struct vd_buf *k, const char *task, const char *data,
 	vd_buf_addf(k, "r/%s/%s/%s", task, data, code);
 }
 
-static void memo_key(struct vd_buf *k, const char *code, const char *out_key,
-		     const char *unit)
+void vd_engine_memo_key(struct vd_buf *k, const char *code, const char *out_key,
+			const char *unit)
 {
 	vd_buf_reset(k);
 	vd_buf_addf(k, "res/%s/%s/%s", code, out_key, unit);
@@ -72,7 +72,7 @@ void vd_engine_log_add(vd_catalog_batch *b, vd_engine *e, const char *task,
 }
 
 /* Newlines and control bytes folded, so a stderr tail fits on one log line. */
-static void add_one_line(struct vd_buf *out, const char *s, size_t max)
+void vd_engine_add_one_line(struct vd_buf *out, const char *s, size_t max)
 {
 	size_t n = strlen(s);
 	if (n > max)
@@ -90,8 +90,8 @@ static void add_one_line(struct vd_buf *out, const char *s, size_t max)
 
 /* ---- finding things (lock held) ------------------------------------- */
 
-static struct vd_run *find_run(vd_engine *e, const char *task, const char *data,
-			       const char *code)
+struct vd_run *vd_engine_find_run(vd_engine *e, const char *task, const char *data,
+				  const char *code)
 {
 	for (struct vd_run *r = e->runs; r; r = r->next)
 		if (!strcmp(r->data, data) && !strcmp(r->code, code) &&
@@ -100,7 +100,7 @@ static struct vd_run *find_run(vd_engine *e, const char *task, const char *data,
 	return NULL;
 }
 
-static struct vd_lease *find_lease(vd_engine *e, const char *id)
+struct vd_lease *vd_engine_find_lease(vd_engine *e, const char *id)
 {
 	for (struct vd_lease *l = e->leases; l; l = l->next)
 		if (!strcmp(l->id, id))
@@ -108,27 +108,46 @@ static struct vd_lease *find_lease(vd_engine *e, const char *id)
 	return NULL;
 }
 
-static struct vd_executor *find_exec(vd_engine *e, const char *name)
+/* The most results of a replicated unit that agree (same output). */
+static int votes_agreeing(const struct vd_unit *un)
 {
-	for (struct vd_executor *x = e->execs; x; x = x->next)
-		if (!strcmp(x->name, name))
-			return x;
-	return NULL;
+	int best = 0;
+	for (int i = 0; i < un->nvotes; i++) {
+		int n = 0;
+		for (int j = 0; j < un->nvotes; j++)
+			n += !strcmp(un->votes[i].blob, un->votes[j].blob);
+		if (n > best)
+			best = n;
+	}
+	return best;
 }
 
-static void unit_requeue(vd_engine *e, struct vd_run *r, size_t u)
+/* How many live leases the unit wants: one, or with replication as many
+ * as agreeing results are still missing. A straggler copy comes on top
+ * and is handed out by the lease code directly. */
+static int leases_wanted(const struct vd_run *r, const struct vd_unit *un)
+{
+	if (r->cfg.replicas <= 1)
+		return 1;
+	return r->cfg.replicas - votes_agreeing(un);
+}
+
+void vd_engine_unit_update(vd_engine *e, struct vd_run *r, size_t u)
 {
 	struct vd_unit *un = &r->units[u];
-	if (un->state == VD_UNIT_DONE || un->nleases > 0)
+	if (un->state == VD_UNIT_DONE)
 		return;
-	un->state = VD_UNIT_PENDING;
-	if (u < r->cursor)
-		r->cursor = u;
-	pthread_cond_broadcast(&e->work);
+	if (un->nleases < leases_wanted(r, un)) {
+		un->state = VD_UNIT_PENDING;
+		if (u < r->cursor)
+			r->cursor = u;
+		pthread_cond_broadcast(&e->work);
+	} else {
+		un->state = VD_UNIT_LEASED;
+	}
 }
 
-/* Unlink and free a lease; the unit is requeued if nothing else holds it. */
-static void lease_drop(vd_engine *e, struct vd_lease *l, bool requeue)
+void vd_engine_lease_drop(vd_engine *e, struct vd_lease *l)
 {
 	for (struct vd_lease **pp = &e->leases; *pp; pp = &(*pp)->next) {
 		if (*pp != l)
@@ -136,17 +155,40 @@ static void lease_drop(vd_engine *e, struct vd_lease *l, bool requeue)
 		*pp = l->next;
 		break;
 	}
-	struct vd_executor *x = find_exec(e, l->executor);
+	struct vd_executor *x = vd_engine_find_exec(e, l->executor);
 	if (x && x->active > 0)
 		x->active--;
 	if (l->run) {
 		struct vd_unit *un = &l->run->units[l->unit];
 		if (un->nleases > 0)
 			un->nleases--;
-		if (requeue)
-			unit_requeue(e, l->run, l->unit);
+		vd_engine_unit_update(e, l->run, l->unit);
 	}
 	free(l);
+}
+
+void vd_engine_lease_lost(vd_catalog_batch *b, vd_engine *e, struct vd_lease *l,
+			  const char *what)
+{
+	struct vd_executor *x = vd_engine_find_exec(e, l->executor);
+	e->m_expired++;
+	if (x)
+		x->infra_failed++;
+	if (l->run && l->run->units[l->unit].state != VD_UNIT_DONE) {
+		struct vd_unit *un = &l->run->units[l->unit];
+		un->expiries++;
+		if (un->expiries >= VD_EXPIRIES_MAX && !l->run->doomed) {
+			l->run->doomed = true;
+			l->run->doomed_unit = l->unit;
+		}
+		vd_engine_log_add(b, e, l->run->task, l->run->data, l->run->code,
+				  "unit %zu/%zu executor=%s %s, back in the queue "
+				  "(%d of %d)", l->unit, l->run->nunits, l->executor, what,
+				  un->expiries, VD_EXPIRIES_MAX);
+		vd_engine_exec_strike(e, l->executor, what);
+	}
+	vd_warn("lease %.8s of executor %s: %s", l->id, l->executor, what);
+	vd_engine_lease_drop(e, l);
 }
 
 static void run_free(struct vd_run *r)
@@ -158,6 +200,8 @@ static void run_free(struct vd_run *r)
 			free(r->headers[i]);
 	free(r->headers);
 	vd_manifest_free(r->man);
+	for (size_t u = 0; r->units && u < r->nunits; u++)
+		free(r->units[u].votes);
 	free(r->units);
 	free(r->cfg_text);
 	free(r);
@@ -170,7 +214,7 @@ static void run_remove(vd_engine *e, struct vd_run *r)
 		next = l->next;
 		if (l->run == r) {
 			l->run = NULL;
-			lease_drop(e, l, false);
+			vd_engine_lease_drop(e, l);
 		}
 	}
 	for (struct vd_run **pp = &e->runs; *pp; pp = &(*pp)->next) {
@@ -339,6 +383,16 @@ static int plan_units(struct vd_run *r, vd_engine *e)
 	return 0;
 }
 
+int vd_engine_run_plan(struct vd_run *r, vd_engine *e)
+{
+	return plan_units(r, e);
+}
+
+void vd_engine_run_discard(struct vd_run *r)
+{
+	run_free(r);
+}
+
 int vd_engine_run_activate(vd_engine *e, const char *task, const char *data,
 			   const char *code)
 {
@@ -346,7 +400,7 @@ int vd_engine_run_activate(vd_engine *e, const char *task, const char *data,
 	struct vd_run *r = NULL;
 	json_t *rj = NULL;
 	int rc;
-	if (find_run(e, task, data, code))
+	if (vd_engine_find_run(e, task, data, code))
 		return 0;
 	run_key(&k, task, data, code);
 	if ((rc = vd_catalog_get_json(&rj, e->cat, vd_buf_cstr(&k))))
@@ -374,7 +428,7 @@ int vd_engine_run_activate(vd_engine *e, const char *task, const char *data,
 	if ((rc = plan_units(r, e)))
 		goto out;
 	for (size_t u = 0; u < r->nunits; u++) {
-		memo_key(&k, code, r->out_key, r->units[u].id);
+		vd_engine_memo_key(&k, code, r->out_key, r->units[u].id);
 		if (vd_catalog_has(e->cat, vd_buf_cstr(&k)) == 1) {
 			r->units[u].state = VD_UNIT_DONE;
 			r->ndone++;
@@ -453,6 +507,11 @@ static int run_record_end(vd_catalog_batch *b, vd_engine *e, struct vd_run *r,
 		json_t *res = vd_engine_file_json(result);
 		json_object_set_new(res, "data_id", json_string(result_id));
 		json_object_set_new(rj, "result", res);
+		/* Index the result by content, for lineage (docs/catalog.md). */
+		struct vd_buf ri = VD_BUF_INIT(1024);
+		vd_buf_addf(&ri, "ri/%s/%s/%s/%s", result_id, r->task, r->data, r->code);
+		vd_catalog_batch_put(b, vd_buf_cstr(&ri), "", 0);
+		vd_buf_release(&ri);
 	}
 	rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), rj);
 out:
@@ -462,8 +521,7 @@ out:
 	return rc;
 }
 
-/* Fail an active run (lock held): record it, drop it from memory. */
-static int run_fail(vd_engine *e, struct vd_run *r, const char *error)
+int vd_engine_run_fail(vd_engine *e, struct vd_run *r, const char *error)
 {
 	vd_catalog_batch *b = NULL;
 	int rc = vd_catalog_batch_new(&b);
@@ -504,7 +562,7 @@ static void run_finish(vd_engine *e, struct vd_run *r)
 	}
 	for (size_t u = 0; u < n; u++) {
 		json_t *mj = NULL;
-		memo_key(&k, code, r->out_key, r->units[u].id);
+		vd_engine_memo_key(&k, code, r->out_key, r->units[u].id);
 		if ((rc = vd_catalog_get_json(&mj, e->cat, vd_buf_cstr(&k))))
 			goto fail;
 		const char *blob = json_string_value(json_object_get(mj, "blob"));
@@ -545,7 +603,7 @@ fail: {
 		if (rc == -EINVAL)
 			snprintf(why, sizeof why, "reduce: a unit's output is not "
 				 "key,number rows (reduce = sum)");
-		run_fail(e, r, why);
+		vd_engine_run_fail(e, r, why);
 	}
 out:
 	vd_file_free(result);
@@ -556,6 +614,7 @@ out:
 
 /* ---- the background thread ------------------------------------------ */
 
+/* Leases past their term go back to the queue. */
 static void expire_leases(vd_engine *e)
 {
 	int64_t now = vd_mono_ms();
@@ -564,26 +623,31 @@ static void expire_leases(vd_engine *e)
 		return;
 	for (struct vd_lease *l = e->leases, *next; l; l = next) {
 		next = l->next;
-		if (l->expires_ms > now)
-			continue;
-		e->m_expired++;
-		if (l->run) {
-			struct vd_unit *un = &l->run->units[l->unit];
-			if (un->state != VD_UNIT_DONE) {
-				un->expiries++;
-				vd_engine_log_add(b, e, l->run->task, l->run->data,
-						  l->run->code,
-						  "unit %zu/%zu executor=%s lease expired, "
-						  "back in the queue", l->unit,
-						  l->run->nunits, l->executor);
-			}
-		}
-		vd_warn("lease %.8s of executor %s expired", l->id, l->executor);
-		lease_drop(e, l, true);
+		if (l->expires_ms <= now)
+			vd_engine_lease_lost(b, e, l, "lease expired");
 	}
 	if (vd_catalog_batch_count(b))
 		vd_catalog_commit(e->cat, b, false);
 	vd_catalog_batch_free(b);
+}
+
+/* Fail the runs a unit of which lost too many leases. */
+static void fail_doomed(vd_engine *e)
+{
+	for (bool again = true; again;) {
+		again = false;
+		for (struct vd_run *r = e->runs; r; r = r->next) {
+			if (!r->doomed || r->finishing)
+				continue;
+			char why[200];
+			snprintf(why, sizeof why, "unit %zu: its lease was lost %d times "
+				 "(executors died, hung or were cut off while running it)",
+				 r->doomed_unit, VD_EXPIRIES_MAX);
+			vd_engine_run_fail(e, r, why);
+			again = true;
+			break;
+		}
+	}
 }
 
 static void *sched_thread(void *arg)
@@ -592,6 +656,7 @@ static void *sched_thread(void *arg)
 	pthread_mutex_lock(&e->lock);
 	while (!e->stopping) {
 		expire_leases(e);
+		fail_doomed(e);
 		/* Finishing drops the lock, so restart the scan after each. */
 		for (bool again = true; again && !e->stopping;) {
 			again = false;
@@ -657,7 +722,7 @@ static int load_lease(void *ctx, const char *key, size_t klen, const char *val,
 	const char *code = json_string_value(json_object_get(j, "code_id"));
 	const char *ex = json_string_value(json_object_get(j, "executor"));
 	json_int_t unit = json_integer_value(json_object_get(j, "unit"));
-	struct vd_run *r = task && data && code ? find_run(e, task, data, code) : NULL;
+	struct vd_run *r = task && data && code ? vd_engine_find_run(e, task, data, code) : NULL;
 	if (r && ex && klen == 2 + VD_ID_LEN && unit >= 0 && (size_t)unit < r->nunits &&
 	    r->units[unit].state != VD_UNIT_DONE) {
 		struct vd_lease *l = calloc(1, sizeof *l);
@@ -669,33 +734,16 @@ static int load_lease(void *ctx, const char *key, size_t klen, const char *val,
 			snprintf(l->executor, sizeof l->executor, "%s", ex);
 			/* A fresh term: its executor may still be working. */
 			l->expires_ms = vd_mono_ms() + e->lease_ms;
-			r->units[unit].state = VD_UNIT_LEASED;
+			l->granted_ms = vd_mono_ms();
 			r->units[unit].nleases++;
 			r->started = true;
 			l->next = e->leases;
 			e->leases = l;
+			struct vd_executor *x = vd_engine_find_exec(e, ex);
+			if (x)
+				x->active++;
+			vd_engine_unit_update(e, r, (size_t)unit);
 		}
-	}
-	json_decref(j);
-	return 0;
-}
-
-static int load_exec(void *ctx, const char *key, size_t klen, const char *val,
-		     size_t vlen)
-{
-	vd_engine *e = ctx;
-	json_t *j = json_loadb(val, vlen, 0, NULL);
-	const char *name = json_string_value(json_object_get(j, "name"));
-	struct vd_executor *x = name ? calloc(1, sizeof *x) : NULL;
-	if (x) {
-		snprintf(x->name, sizeof x->name, "%s", name);
-		x->level = (int)json_integer_value(json_object_get(j, "level"));
-		x->slots = (int)json_integer_value(json_object_get(j, "slots"));
-		x->registered_ms = json_integer_value(json_object_get(j, "registered"));
-		x->host = json_dumps(json_object_get(j, "host"), JSON_COMPACT | JSON_ENCODE_ANY);
-		x->last_seen_ms = INT64_MIN;
-		x->next = e->execs;
-		e->execs = x;
 	}
 	json_decref(j);
 	return 0;
@@ -705,7 +753,7 @@ int vd_engine_sched_start(vd_engine *e)
 {
 	int rc;
 	pthread_mutex_lock(&e->lock);
-	rc = vd_catalog_scan(e->cat, "ex/", load_exec, e);
+	rc = vd_engine_exec_load(e);
 	if (!rc)
 		rc = vd_catalog_scan(e->cat, "r/", load_run, e);
 	if (!rc)
@@ -731,570 +779,6 @@ void vd_engine_sched_stop(vd_engine *e)
 	while (e->runs)
 		run_remove(e, e->runs);
 	while (e->leases)
-		lease_drop(e, e->leases, false);
-	while (e->execs) {
-		struct vd_executor *x = e->execs;
-		e->execs = x->next;
-		free(x->host);
-		free(x);
-	}
-}
-
-/* ---- the protocol ---------------------------------------------------- */
-
-static bool exec_name_valid(const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-	if (n == 0 || n > VD_EXEC_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-			return false;
-	}
-	return true;
-}
-
-/* An integer field in [lo, hi], or def when absent. */
-static int int_field(long long *out, struct vd_buf *why, const json_t *req,
-		     const char *name, long long lo, long long hi, long long def)
-{
-	json_t *v = json_object_get(req, name);
-	if (!v) {
-		*out = def;
-		return 0;
-	}
-	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-		vd_buf_addf(why, "'%s' must be an integer from %lld to %lld", name, lo, hi);
-		return -EINVAL;
-	}
-	*out = json_integer_value(v);
-	return 0;
-}
-
-int vd_engine_api_register(json_t **reply, struct vd_buf *why, vd_engine *e,
-			   const json_t *req)
-{
-	const char *name = json_string_value(json_object_get(req, "name"));
-	json_t *host = json_object_get(req, "host"), *rec = NULL;
-	struct vd_buf k = VD_BUF_INIT(256);
-	vd_catalog_batch *b = NULL;
-	long long level, slots;
-	char keyhex[VD_KEY_HEX_SIZE];
-	int rc;
-	if (!exec_name_valid(name)) {
-		vd_buf_adds(why, "'name' must be 1 to 64 characters of [A-Za-z0-9._-]");
-		return -EINVAL;
-	}
-	if ((rc = int_field(&level, why, req, "level", 1, 5, 1)) ||
-	    (rc = int_field(&slots, why, req, "slots", 1, 256, 1)))
-		return rc;
-	if (host && !json_is_object(host)) {
-		vd_buf_adds(why, "'host' must be an object");
-		return -EINVAL;
-	}
-	if ((rc = vd_catalog_batch_new(&b)))
-		return rc;
-	/* "o" steals the reference: a new one for the caller's host. */
-	rec = json_pack("{s:s, s:I, s:I, s:o, s:I}", "name", name, "level",
-			(json_int_t)level, "slots", (json_int_t)slots, "host",
-			host ? json_incref(host) : json_object(), "registered",
-			(json_int_t)vd_now_ms());
-	if (!rec) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	vd_engine_key(&k, "ex", name, NULL, NULL);
-	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), rec)))
-		goto out;
-	pthread_mutex_lock(&e->lock);
-	rc = vd_catalog_commit(e->cat, b, true);
-	struct vd_executor *x = rc ? NULL : find_exec(e, name);
-	if (!rc && !x && (x = calloc(1, sizeof *x))) {
-		snprintf(x->name, sizeof x->name, "%s", name);
-		x->next = e->execs;
-		e->execs = x;
-	}
-	if (x) {
-		x->level = (int)level;
-		x->slots = (int)slots;
-		x->registered_ms = vd_now_ms();
-		free(x->host);
-		x->host = json_dumps(json_object_get(rec, "host"), JSON_COMPACT);
-		x->last_seen_ms = vd_mono_ms();
-	} else if (!rc) {
-		rc = -ENOMEM;
-	}
-	pthread_mutex_unlock(&e->lock);
-	if (rc)
-		goto out;
-	vd_info("executor %s registered (level %lld, %lld slots)", name, level, slots);
-	vd_key_to_hex(keyhex, &e->key);
-	*reply = json_pack("{s:s, s:s, s:i, s:i}", "executor", name, "hash_key", keyhex,
-			   "lease_ms", e->lease_ms, "heartbeat_ms", e->heartbeat_ms);
-	rc = *reply ? 0 : -ENOMEM;
-out:
-	json_decref(rec);
-	vd_catalog_batch_free(b);
-	vd_buf_release(&k);
-	return rc;
-}
-
-static json_t *lease_json(vd_engine *e, const struct vd_lease *l)
-{
-	struct vd_run *r = l->run;
-	struct vd_unit *un = &r->units[l->unit];
-	struct vd_file *f = &r->man->files[un->file];
-	static const char *formats[] = { "lines", "csv", "whole" };
-	json_t *chunks = json_array();
-	for (size_t i = 0; chunks && i < un->count; i++)
-		json_array_append_new(chunks, json_pack("{s:s, s:I}", "id",
-					f->ext[un->first + i].id, "len",
-					(json_int_t)f->ext[un->first + i].len));
-	const char *hdr = r->headers ? r->headers[un->file] : NULL;
-	/* The function's parameters: encoding, then env.NAME lines. */
-	json_t *env = json_pack("{s:s}", "VDFS_ENCODING", r->cfg.encoding);
-	for (const char *p = r->cfg.env; env && *p;) {
-		const char *nl = strchr(p, '\n'), *eq = strchr(p, '=');
-		if (!nl || !eq || eq > nl)
-			break;
-		char name[80];
-		snprintf(name, sizeof name, "%.*s", (int)(eq - p), p);
-		json_object_set_new(env, name, json_stringn(eq + 1, (size_t)(nl - eq - 1)));
-		p = nl + 1;
-	}
-	return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:i, s:i, "
-			 "s:s, s:I, s:o, s:o}",
-			 "lease", l->id, "task", r->task, "data_id", r->data, "code_id",
-			 r->code, "unit", (json_int_t)l->unit, "units",
-			 (json_int_t)r->nunits, "unit_id", un->id, "path",
-			 r->man->kind == VD_KIND_TREE ? f->path : "", "format",
-			 formats[r->cfg.format], "timeout_s", r->cfg.timeout_s,
-			 "lease_ms", e->lease_ms, "header", hdr ? hdr : "", "skip",
-			 (json_int_t)un->skip, "chunks", chunks, "env", env);
-}
-
-/* Lease up to max units to x (lock held); records go into b. */
-static int grant(json_t *list, vd_catalog_batch *b, vd_engine *e,
-		 struct vd_executor *x, long long max)
-{
-	int granted = 0;
-	for (struct vd_run *r = e->runs; r && granted < max; r = r->next) {
-		if (r->finishing || r->cfg.level > x->level)
-			continue;
-		for (size_t u = r->cursor; u < r->nunits && granted < max; u++) {
-			struct vd_unit *un = &r->units[u];
-			if (un->state != VD_UNIT_PENDING) {
-				if (u == r->cursor)
-					r->cursor++;
-				continue;
-			}
-			struct vd_lease *l = calloc(1, sizeof *l);
-			unsigned char raw[16];
-			if (!l || getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
-				free(l);
-				return granted ? granted : -ENOMEM;
-			}
-			for (int i = 0; i < 16; i++)
-				snprintf(l->id + 2 * i, 3, "%02x", raw[i]);
-			l->run = r;
-			l->unit = u;
-			snprintf(l->executor, sizeof l->executor, "%s", x->name);
-			l->expires_ms = vd_mono_ms() + e->lease_ms;
-			l->next = e->leases;
-			e->leases = l;
-			un->state = VD_UNIT_LEASED;
-			un->nleases++;
-			x->active++;
-			if (!r->started) {
-				r->started = true;
-				r->started_ms = vd_now_ms();
-			}
-			if (u == r->cursor)
-				r->cursor++;
-			json_t *rec = json_pack("{s:s, s:s, s:s, s:I, s:s}", "task", r->task,
-						"data_id", r->data, "code_id", r->code,
-						"unit", (json_int_t)u, "executor", x->name);
-			char key[2 + VD_ID_SIZE];
-			snprintf(key, sizeof key, "l/%s", l->id);
-			if (rec)
-				vd_catalog_batch_put_json(b, key, rec);
-			json_decref(rec);
-			json_array_append_new(list, lease_json(e, l));
-			e->m_leased++;
-			granted++;
-		}
-	}
-	return granted;
-}
-
-int vd_engine_api_lease(json_t **reply, struct vd_buf *why, vd_engine *e,
-			const json_t *req)
-{
-	const char *name = json_string_value(json_object_get(req, "executor"));
-	long long max, wait;
-	vd_catalog_batch *b = NULL;
-	json_t *list = NULL;
-	int rc;
-	if (!exec_name_valid(name)) {
-		vd_buf_adds(why, "'executor' must name a registered executor");
-		return -EINVAL;
-	}
-	if ((rc = int_field(&max, why, req, "max", 1, 256, 1)) ||
-	    (rc = int_field(&wait, why, req, "wait_ms", 0, INT32_MAX, 0)))
-		return rc;
-	if (wait > VD_LEASE_WAIT_MAX_MS)
-		wait = VD_LEASE_WAIT_MAX_MS;
-	if ((rc = vd_catalog_batch_new(&b)))
-		return rc;
-	if (!(list = json_array())) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	struct timespec deadline;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += wait / 1000;
-	deadline.tv_nsec += (wait % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&e->lock);
-	for (;;) {
-		struct vd_executor *x = find_exec(e, name);
-		if (!x) {
-			vd_buf_addf(why, "executor '%s' is not registered", name);
-			rc = -EPERM;
-			break;
-		}
-		x->last_seen_ms = vd_mono_ms();
-		if (e->stopping) {
-			vd_buf_adds(why, "the daemon is shutting down");
-			rc = -ESHUTDOWN;
-			break;
-		}
-		rc = grant(list, b, e, x, max);
-		if (rc != 0)
-			break;
-		if (pthread_cond_timedwait(&e->work, &e->lock, &deadline) == ETIMEDOUT) {
-			rc = -EAGAIN;
-			break;
-		}
-	}
-	if (vd_catalog_batch_count(b))
-		vd_catalog_commit(e->cat, b, false);
-	pthread_mutex_unlock(&e->lock);
-	if (rc > 0) {
-		*reply = json_pack("{s:O}", "leases", list);
-		rc = *reply ? 0 : -ENOMEM;
-	}
-out:
-	json_decref(list);
-	vd_catalog_batch_free(b);
-	return rc;
-}
-
-/* Look a lease up in memory or, after a restart or expiry, in the catalog.
- * Fills run and unit when its run is still active. -ENOENT when unknown. */
-static int lease_resolve(struct vd_lease **lp, struct vd_run **rp, size_t *up,
-			 char executor[VD_EXEC_NAME_MAX + 1], vd_engine *e,
-			 const char *id)
-{
-	struct vd_lease *l = find_lease(e, id);
-	char key[2 + VD_ID_SIZE];
-	json_t *j = NULL;
-	*lp = l;
-	*rp = NULL;
-	if (l) {
-		*rp = l->run;
-		*up = l->unit;
-		snprintf(executor, VD_EXEC_NAME_MAX + 1, "%s", l->executor);
-		return 0;
-	}
-	snprintf(key, sizeof key, "l/%s", id);
-	int rc = vd_catalog_get_json(&j, e->cat, key);
-	if (rc)
-		return rc;
-	const char *task = json_string_value(json_object_get(j, "task"));
-	const char *data = json_string_value(json_object_get(j, "data_id"));
-	const char *code = json_string_value(json_object_get(j, "code_id"));
-	const char *ex = json_string_value(json_object_get(j, "executor"));
-	json_int_t unit = json_integer_value(json_object_get(j, "unit"));
-	struct vd_run *r = task && data && code ? find_run(e, task, data, code) : NULL;
-	if (r && unit >= 0 && (size_t)unit < r->nunits) {
-		*rp = r;
-		*up = (size_t)unit;
-	}
-	snprintf(executor, VD_EXEC_NAME_MAX + 1, "%s", ex ? ex : "");
-	json_decref(j);
-	return 0;
-}
-
-int vd_engine_api_heartbeat(json_t **reply, struct vd_buf *why, vd_engine *e,
-			    const char *lease_id)
-{
-	struct vd_lease *l;
-	struct vd_run *r;
-	size_t u = 0;
-	char ex[VD_EXEC_NAME_MAX + 1];
-	int rc;
-	pthread_mutex_lock(&e->lock);
-	rc = lease_resolve(&l, &r, &u, ex, e, lease_id);
-	if (rc == -ENOENT) {
-		vd_buf_adds(why, "unknown lease");
-	} else if (rc == 0 && (!l || !r || r->units[u].state == VD_UNIT_DONE || r->finishing)) {
-		vd_buf_adds(why, "lease is no longer valid: the unit is done, "
-			    "the run ended or the lease expired");
-		rc = -ESTALE;
-	} else if (rc == 0) {
-		l->expires_ms = vd_mono_ms() + e->lease_ms;
-		struct vd_executor *x = find_exec(e, l->executor);
-		if (x)
-			x->last_seen_ms = vd_mono_ms();
-	}
-	pthread_mutex_unlock(&e->lock);
-	if (rc)
-		return rc;
-	*reply = json_pack("{s:i}", "lease_ms", e->lease_ms);
-	return *reply ? 0 : -ENOMEM;
-}
-
-struct result_meta {
-	long long exit, sig, ms;
-	const char *reason, *stderr_tail;
-};
-
-static int parse_result_meta(struct result_meta *m, struct vd_buf *why,
-			     const json_t *meta)
-{
-	int rc;
-	if (!json_is_object(meta)) {
-		vd_buf_adds(why, "result metadata must be a JSON object");
-		return -EINVAL;
-	}
-	if (!json_is_integer(json_object_get(meta, "exit"))) {
-		vd_buf_adds(why, "'exit' must be an integer");
-		return -EINVAL;
-	}
-	if ((rc = int_field(&m->exit, why, meta, "exit", -1000, 1000, 0)) ||
-	    (rc = int_field(&m->sig, why, meta, "signal", 0, 128, 0)) ||
-	    (rc = int_field(&m->ms, why, meta, "ms", 0, INT64_MAX, 0)))
-		return rc;
-	json_t *reason = json_object_get(meta, "reason"), *err = json_object_get(meta, "stderr");
-	if ((reason && !json_is_string(reason)) || (err && !json_is_string(err))) {
-		vd_buf_adds(why, "'reason' and 'stderr' must be strings");
-		return -EINVAL;
-	}
-	m->reason = reason ? json_string_value(reason) : "";
-	m->stderr_tail = err ? json_string_value(err) : "";
-	return 0;
-}
-
-/* A failed attempt (lock held): count it, requeue or fail the run. */
-static int record_failure(vd_engine *e, struct vd_lease *l, struct vd_run *r,
-			  size_t u, const char *executor, const struct result_meta *m,
-			  const char *what)
-{
-	struct vd_unit *un = &r->units[u];
-	struct vd_buf line = VD_BUF_INIT(8192);
-	vd_catalog_batch *b = NULL;
-	int rc = vd_catalog_batch_new(&b);
-	if (rc)
-		return rc;
-	un->failures++;
-	e->m_failed++;
-	struct vd_executor *x = find_exec(e, executor);
-	if (x)
-		x->units_failed++;
-	vd_buf_addf(&line, "unit %zu: %s", u, what);
-	if (m->stderr_tail && *m->stderr_tail) {
-		vd_buf_adds(&line, ": ");
-		/* The last line of stderr is usually the message. */
-		const char *s = m->stderr_tail;
-		size_t n = strlen(s);
-		while (n && s[n - 1] == '\n')
-			n--;
-		const char *last = s;
-		for (size_t i = 0; i < n; i++)
-			if (s[i] == '\n')
-				last = s + i + 1;
-		char tmp[512];
-		snprintf(tmp, sizeof tmp, "%.*s", (int)(s + n - last), last);
-		add_one_line(&line, tmp, 300);
-	}
-	struct vd_buf tail = VD_BUF_INIT(VD_STDERR_TAIL * 4);
-	add_one_line(&tail, m->stderr_tail ? m->stderr_tail : "", VD_STDERR_TAIL);
-	vd_engine_log_add(b, e, r->task, r->data, r->code,
-			  "unit %zu/%zu executor=%s failed (attempt %d of %d): %s "
-			  "ms=%lld stderr: %s", u, r->nunits, executor, un->failures,
-			  r->cfg.retries, what, m->ms, vd_buf_cstr(&tail));
-	vd_buf_release(&tail);
-	rc = vd_catalog_commit(e->cat, b, true);
-	if (l)
-		lease_drop(e, l, false);
-	if (un->failures >= r->cfg.retries)
-		rc = run_fail(e, r, vd_buf_cstr(&line));
-	else
-		unit_requeue(e, r, u);
-	vd_buf_release(&line);
-	vd_catalog_batch_free(b);
-	return rc;
-}
-
-int vd_engine_api_result(json_t **reply, struct vd_buf *why, vd_engine *e,
-			 const char *lease_id, const json_t *meta,
-			 const void *out, size_t outlen)
-{
-	struct result_meta m;
-	struct vd_lease *l;
-	struct vd_run *r;
-	size_t u = 0;
-	char ex[VD_EXEC_NAME_MAX + 1], task[256], data[VD_ID_SIZE], code[VD_ID_SIZE];
-	char blob[VD_ID_SIZE], what[256];
-	struct vd_buf k = VD_BUF_INIT(1024);
-	vd_store_writer *w = NULL;
-	vd_catalog_batch *b = NULL;
-	json_t *memo = NULL;
-	int rc;
-	if ((rc = parse_result_meta(&m, why, meta)))
-		return rc;
-	if (outlen > VD_RESULT_MAX) {
-		vd_buf_adds(why, "result is larger than the limit");
-		return -EFBIG;
-	}
-	pthread_mutex_lock(&e->lock);
-	if ((rc = lease_resolve(&l, &r, &u, ex, e, lease_id))) {
-		if (rc == -ENOENT)
-			vd_buf_adds(why, "unknown lease");
-		goto unlock;
-	}
-	if (!r || r->finishing || r->units[u].state == VD_UNIT_DONE) {
-		vd_buf_adds(why, "the unit already has a result or its run ended");
-		e->m_late++;
-		if (l)
-			lease_drop(e, l, false);
-		rc = -ESTALE;
-		goto unlock;
-	}
-	what[0] = '\0';
-	if (*m.reason)
-		snprintf(what, sizeof what, "%s", m.reason);
-	else if (m.sig)
-		snprintf(what, sizeof what, "killed by signal %lld", m.sig);
-	else if (m.exit)
-		snprintf(what, sizeof what, "exit %lld", m.exit);
-	else if (outlen == 0 && r->units[u].bytes > 0 && !r->cfg.allow_empty)
-		snprintf(what, sizeof what, "no output (set allow_empty = true if "
-			 "that is expected)");
-	if (what[0]) {
-		rc = record_failure(e, l, r, u, ex, &m, what);
-		goto unlock;
-	}
-	snprintf(task, sizeof task, "%s", r->task);
-	memcpy(data, r->data, VD_ID_SIZE);
-	memcpy(code, r->code, VD_ID_SIZE);
-	pthread_mutex_unlock(&e->lock);
-
-	/* Store the output outside the lock; then check again that nobody
-	 * else's result for the unit got in first. */
-	if ((rc = vd_catalog_batch_new(&b)) || (rc = vd_store_writer_new(&w, e->store)) ||
-	    (rc = vd_store_writer_put(blob, w, out, outlen)) ||
-	    (rc = vd_store_writer_commit(w, b)))
-		goto out;
-	pthread_mutex_lock(&e->lock);
-	lease_resolve(&l, &r, &u, ex, e, lease_id);
-	if (!r || r->finishing || r->units[u].state == VD_UNIT_DONE ||
-	    strcmp(r->task, task) || strcmp(r->data, data) || strcmp(r->code, code)) {
-		vd_catalog_commit(e->cat, b, false);
-		vd_buf_adds(why, "the unit already has a result or its run ended");
-		e->m_late++;
-		if (l)
-			lease_drop(e, l, false);
-		rc = -ESTALE;
-		goto unlock;
-	}
-	struct vd_unit *un = &r->units[u];
-	memo = json_pack("{s:s, s:I, s:s, s:I, s:I}", "blob", blob, "len",
-			 (json_int_t)outlen, "executor", ex, "ms", (json_int_t)m.ms,
-			 "time", (json_int_t)vd_now_ms());
-	if (!memo) {
-		rc = -ENOMEM;
-		goto unlock;
-	}
-	memo_key(&k, code, r->out_key, un->id);
-	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), memo)))
-		goto unlock;
-	vd_engine_log_add(b, e, task, data, code, "unit %zu/%zu executor=%s exit=0 "
-			  "ms=%lld out=%zu", u, r->nunits, ex, m.ms, outlen);
-	if ((rc = vd_catalog_commit(e->cat, b, true)))
-		goto unlock;
-	un->state = VD_UNIT_DONE;
-	snprintf(un->executor, sizeof un->executor, "%s", ex);
-	r->ndone++;
-	e->m_accepted++;
-	struct vd_executor *x = find_exec(e, ex);
-	if (x)
-		x->units_done++;
-	/* Other copies of this unit (an expired lease's executor may still
-	 * be at it) are told by their next heartbeat. */
-	for (struct vd_lease *o = e->leases, *next; o; o = next) {
-		next = o->next;
-		if (o->run == r && o->unit == u)
-			lease_drop(e, o, false);
-	}
-	if (r->ndone == r->nunits) {
-		r->finishing = true;
-		pthread_cond_broadcast(&e->tick);
-	}
-	rc = 0;
-unlock:
-	pthread_mutex_unlock(&e->lock);
-out:
-	if (!rc) {
-		*reply = json_pack("{s:b}", "accepted", 1);
-		rc = *reply ? 0 : -ENOMEM;
-	}
-	json_decref(memo);
-	vd_store_writer_free(w);
-	vd_catalog_batch_free(b);
-	vd_buf_release(&k);
-	return rc;
-}
-
-int vd_engine_api_code(struct vd_buf *out, struct vd_buf *why, vd_engine *e,
-		       const char *code_id)
-{
-	struct vd_buf k = VD_BUF_INIT(128);
-	char *val = NULL;
-	size_t len;
-	int rc;
-	if (!vd_id_valid(code_id)) {
-		vd_buf_adds(why, "not a valid code ID");
-		return -EINVAL;
-	}
-	vd_engine_key(&k, "code", code_id, NULL, NULL);
-	rc = vd_catalog_get(&val, &len, e->cat, vd_buf_cstr(&k));
-	if (!rc)
-		rc = vd_buf_add(out, val, len);
-	else if (rc == -ENOENT)
-		vd_buf_adds(why, "unknown code ID");
-	free(val);
-	vd_buf_release(&k);
-	return rc;
-}
-
-int vd_engine_api_chunk(struct vd_buf *out, struct vd_buf *why, vd_engine *e,
-			const char *chunk_id)
-{
-	if (!vd_id_valid(chunk_id)) {
-		vd_buf_adds(why, "not a valid chunk ID");
-		return -EINVAL;
-	}
-	int rc = vd_store_read(out, e->store, chunk_id);
-	if (rc == -ENOENT)
-		vd_buf_adds(why, "unknown chunk ID");
-	else if (rc)
-		vd_buf_addf(why, "cannot read the chunk: %s", strerror(-rc));
-	return rc;
+		vd_engine_lease_drop(e, e->leases);
+	vd_engine_exec_free_all(e);
 }

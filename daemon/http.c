@@ -8,6 +8,14 @@
  * connection). Later calls hand us body pieces, which go into a per-request
  * vd_buf capped for the route. The last call (upload size 0) runs the
  * engine and queues the answer.
+ *
+ * Who may do what: the enrollment token (STATE/token) is the operator's
+ * and a new executor's: register, status, metrics, revoke, and reading
+ * code and chunks. An executor's own token (from registration) leases,
+ * heartbeats and posts results, only for its own leases (403 otherwise),
+ * and reads code and chunks. A missing or unknown token is 401.
+ *
+ * TLS (vd_http_start_tls) is libmicrohttpd's, over GnuTLS.
  */
 #include <errno.h>
 #include <limits.h>
@@ -57,6 +65,13 @@ enum route {
 	ROUTE_CHUNK,
 	ROUTE_STATUS,
 	ROUTE_METRICS,
+	ROUTE_REVOKE,
+	/* The operator API (docs/protocol.md, "Operators"). */
+	ROUTE_VERSION,
+	ROUTE_LINEAGE,
+	ROUTE_DU,
+	ROUTE_TASK_LOG,
+	ROUTE_DIFF,
 };
 
 /* Per-request state, owned by MHD's connection-class pointer and freed in
@@ -64,6 +79,11 @@ enum route {
 struct req {
 	enum route route;
 	char id[VD_ID_SIZE];
+	char name[VD_EXECUTOR_NAME_SIZE];  /* ROUTE_REVOKE: the executor */
+	char id2[VD_ID_SIZE];              /* ROUTE_DIFF: the second ID */
+	char task[256];                    /* ROUTE_TASK_LOG: the task */
+	enum vd_role role;                 /* who the token says is asking */
+	char who[VD_EXECUTOR_NAME_SIZE];   /* VD_ROLE_EXECUTOR: its name */
 	struct vd_buf body;
 	/* The body went over its cap: the rest is read and dropped, and the
 	 * answer is 413 once the upload is done. */
@@ -181,28 +201,34 @@ static enum MHD_Result reply_engine_error(struct MHD_Connection *c, int rc,
 
 /* ---- request checks --------------------------------------------------- */
 
-/* True when the request carries "Authorization: Bearer <token>" with the
- * engine's token. The comparison takes the same time wherever the first
- * difference is, so the token cannot be guessed byte by byte from timing;
- * only its length could leak, which is fixed by vdfsd anyway. */
-static bool authorized(struct MHD_Connection *c, const char *token)
+/* The token of "Authorization: Bearer <token>", or NULL. */
+static const char *bearer(struct MHD_Connection *c)
 {
 	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 						    MHD_HTTP_HEADER_AUTHORIZATION);
-	size_t tlen, glen, i;
-	unsigned diff;
 
-	if (!h || !token || !*token || strncasecmp(h, "Bearer ", 7) != 0)
-		return false;
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
 	h += 7;
 	while (*h == ' ')
 		h++;
-	glen = strlen(h);
-	tlen = strlen(token);
-	diff = glen != tlen;
-	for (i = 0; i < tlen; i++)
-		diff |= (unsigned char)token[i] ^ (unsigned char)(i < glen ? h[i] : 0);
-	return diff == 0;
+	return h;
+}
+
+/* May this role use this route? Code and chunks are for both. */
+static bool role_may(enum vd_role role, enum route r)
+{
+	switch (r) {
+	case ROUTE_LEASE:
+	case ROUTE_HEARTBEAT:
+	case ROUTE_RESULT:
+		return role == VD_ROLE_EXECUTOR;
+	case ROUTE_CODE:
+	case ROUTE_CHUNK:
+		return role == VD_ROLE_EXECUTOR || role == VD_ROLE_ADMIN;
+	default:
+		return role == VD_ROLE_ADMIN;
+	}
 }
 
 /* Split url into a route and its ID. Returns 0, -ENOENT for an unknown path,
@@ -224,8 +250,27 @@ static int route_of(struct req *q, const char **allowed, const char *url)
 		{ "/v1/results/", "", ROUTE_RESULT, MHD_HTTP_METHOD_PUT },
 		{ "/v1/code/", "", ROUTE_CODE, MHD_HTTP_METHOD_GET },
 		{ "/v1/chunks/", "", ROUTE_CHUNK, MHD_HTTP_METHOD_GET },
+		{ "/v1/executors/", "", ROUTE_REVOKE, MHD_HTTP_METHOD_DELETE },
+		{ "/v1/du", NULL, ROUTE_DU, MHD_HTTP_METHOD_GET },
+		{ "/v1/versions/", "", ROUTE_VERSION, MHD_HTTP_METHOD_GET },
+		{ "/v1/lineage/", "", ROUTE_LINEAGE, MHD_HTTP_METHOD_GET },
+		{ "/v1/tasks/", "/log", ROUTE_TASK_LOG, MHD_HTTP_METHOD_GET },
 	};
 	size_t i;
+
+	/* /v1/diff/<a>/<b>: the one route with two IDs. */
+	if (!strncmp(url, "/v1/diff/", 9)) {
+		const char *a = url + 9;
+		q->route = ROUTE_DIFF;
+		*allowed = MHD_HTTP_METHOD_GET;
+		if (strlen(a) != 2 * VD_ID_LEN + 1 || a[VD_ID_LEN] != '/')
+			return -EINVAL;
+		memcpy(q->id, a, VD_ID_LEN);
+		q->id[VD_ID_LEN] = '\0';
+		memcpy(q->id2, a + VD_ID_LEN + 1, VD_ID_LEN);
+		q->id2[VD_ID_LEN] = '\0';
+		return vd_id_valid(q->id) && vd_id_valid(q->id2) ? 0 : -EINVAL;
+	}
 
 	for (i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		size_t plen = strlen(table[i].prefix);
@@ -248,6 +293,22 @@ static int route_of(struct req *q, const char **allowed, const char *url)
 			continue;
 		q->route = table[i].route;
 		*allowed = table[i].method;
+		if (q->route == ROUTE_TASK_LOG) {
+			/* A task name (MHD has already percent-decoded it). */
+			if (idlen == 0 || idlen >= sizeof(q->task))
+				return -EINVAL;
+			memcpy(q->task, rest, idlen);
+			q->task[idlen] = '\0';
+			return 0;
+		}
+		if (q->route == ROUTE_REVOKE) {
+			/* A name, checked by the engine. */
+			if (idlen == 0 || idlen >= sizeof(q->name))
+				return -EINVAL;
+			memcpy(q->name, rest, idlen);
+			q->name[idlen] = '\0';
+			return 0;
+		}
 		if (idlen != VD_ID_LEN)
 			return -EINVAL;
 		memcpy(q->id, rest, VD_ID_LEN);
@@ -299,13 +360,32 @@ static int call_lease(vd_http *h, json_t **reply, struct vd_buf *why,
 	return rc;
 }
 
+/* A heartbeat or result names a lease: it must be the caller's. */
+static int check_owner(vd_http *h, const struct req *q, struct vd_buf *why)
+{
+	char owner[VD_EXECUTOR_NAME_SIZE];
+	int rc = vd_engine_lease_owner(owner, h->e, q->id);
+
+	if (rc == -ENOENT) {
+		vd_buf_adds(why, "unknown lease");
+		return rc;
+	}
+	if (rc)
+		return rc;
+	if (strcmp(owner, q->who) != 0) {
+		vd_buf_adds(why, "this lease was granted to another executor");
+		return -EPERM;
+	}
+	return 0;
+}
+
 /* The body is complete: run the route and queue the answer. */
 static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 			      struct req *q, const char *method, const char *url)
 {
 	struct vd_buf why = VD_BUF_INIT(4096);
 	struct vd_buf out = VD_BUF_INIT(HTTP_BLOB_MAX);
-	json_t *body = NULL, *reply = NULL;
+	json_t *body = NULL, *reply = NULL, *ex;
 	const char *ctype = "application/octet-stream";
 	enum MHD_Result ret;
 	int rc;
@@ -323,10 +403,20 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 			rc = -EINVAL;
 			break;
 		}
-		if (q->route == ROUTE_REGISTER)
+		if (q->route == ROUTE_REGISTER) {
 			rc = vd_engine_api_register(&reply, &why, h->e, body);
-		else
-			rc = call_lease(h, &reply, &why, body);
+			break;
+		}
+		/* An executor leases for itself only. */
+		ex = json_object_get(body, "executor");
+		if (ex && (!json_is_string(ex) || strcmp(json_string_value(ex), q->who))) {
+			vd_buf_adds(&why, "'executor' is not the executor this token belongs to");
+			rc = -EPERM;
+			break;
+		}
+		if (!ex)
+			json_object_set_new(body, "executor", json_string(q->who));
+		rc = call_lease(h, &reply, &why, body);
 		break;
 	case ROUTE_HEARTBEAT:
 		/* The body is empty or {}; anything else that parses is ignored,
@@ -338,6 +428,8 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 				break;
 			}
 		}
+		if ((rc = check_owner(h, q, &why)))
+			break;
 		rc = vd_engine_api_heartbeat(&reply, &why, h->e, q->id);
 		break;
 	case ROUTE_RESULT: {
@@ -365,6 +457,8 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 			rc = -EINVAL;
 			break;
 		}
+		if ((rc = check_owner(h, q, &why)))
+			break;
 		rc = vd_engine_api_result(&reply, &why, h->e, q->id, body, nl + 1,
 					  outlen);
 		break;
@@ -374,9 +468,29 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 		break;
 	case ROUTE_CHUNK:
 		rc = vd_engine_api_chunk(&out, &why, h->e, q->id);
+		if (!rc && q->role == VD_ROLE_EXECUTOR)
+			vd_engine_note_chunk(h->e, q->who, q->id);
+		break;
+	case ROUTE_REVOKE:
+		rc = vd_engine_api_revoke(&reply, &why, h->e, q->name);
 		break;
 	case ROUTE_STATUS:
 		rc = vd_engine_api_status(&reply, h->e);
+		break;
+	case ROUTE_VERSION:
+		rc = vd_engine_api_version(&reply, &why, h->e, q->id);
+		break;
+	case ROUTE_LINEAGE:
+		rc = vd_engine_api_lineage(&reply, &why, h->e, q->id);
+		break;
+	case ROUTE_DU:
+		rc = vd_engine_api_du(&reply, h->e);
+		break;
+	case ROUTE_TASK_LOG:
+		rc = vd_engine_api_task_log(&reply, &why, h->e, q->task);
+		break;
+	case ROUTE_DIFF:
+		rc = vd_engine_api_diff(&reply, &why, h->e, q->id, q->id2);
 		break;
 	case ROUTE_METRICS:
 		rc = vd_engine_api_metrics(&out, h->e);
@@ -419,7 +533,8 @@ static bool first_call(vd_http *h, struct MHD_Connection *c, struct req *q,
 	const char *allowed = NULL, *cl;
 	int rc;
 
-	if (!authorized(c, vd_engine_token(h->e))) {
+	q->role = vd_engine_auth(q->who, h->e, bearer(c));
+	if (q->role == VD_ROLE_NONE) {
 		*ret = reply_error(c, MHD_HTTP_UNAUTHORIZED, method, url,
 				   "missing or wrong bearer token", NULL);
 		return true;
@@ -436,7 +551,16 @@ static bool first_call(vd_http *h, struct MHD_Connection *c, struct req *q,
 	}
 	if (rc == -EINVAL) {
 		*ret = reply_error(c, MHD_HTTP_BAD_REQUEST, method, url,
-				   "bad ID: want 32 lowercase hex digits", NULL);
+				   q->route == ROUTE_REVOKE ? "bad executor name"
+				   : "bad ID: want 32 lowercase hex digits", NULL);
+		return true;
+	}
+	if (!role_may(q->role, q->route)) {
+		*ret = reply_error(c, MHD_HTTP_FORBIDDEN, method, url,
+				   q->role == VD_ROLE_ADMIN
+				   ? "this needs an executor's own token (register first)"
+				   : "an executor's token may not do this; use the "
+				     "enrollment token", NULL);
 		return true;
 	}
 	/* A declared length over the cap is refused before a byte is read. */
@@ -575,6 +699,14 @@ static int resolve(struct addrinfo **out, const char *host, int port)
 int vd_http_start(vd_http **out, int *bound_port, vd_engine *e,
 		  const char *host, int port)
 {
+	return vd_http_start_tls(out, bound_port, e, host, port, NULL, NULL);
+}
+
+int vd_http_start_tls(vd_http **out, int *bound_port, vd_engine *e,
+		      const char *host, int port, const char *cert_pem,
+		      const char *key_pem)
+{
+	struct MHD_OptionItem tls[3];
 	struct addrinfo *ai = NULL;
 	const union MHD_DaemonInfo *info;
 	vd_http *h = NULL;
@@ -582,6 +714,12 @@ int vd_http_start(vd_http **out, int *bound_port, vd_engine *e,
 	int rc;
 
 	*out = NULL;
+	if ((cert_pem != NULL) != (key_pem != NULL))
+		return -EINVAL;
+	if (cert_pem && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		vd_err("http: this libmicrohttpd was built without TLS");
+		return -ENOTSUP;
+	}
 	rc = resolve(&ai, host, port);
 	if (rc)
 		goto fail;
@@ -603,6 +741,16 @@ int vd_http_start(vd_http **out, int *bound_port, vd_engine *e,
 		MHD_USE_AUTO | MHD_USE_ERROR_LOG;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	/* MHD copies neither: the PEM strings must outlive the daemon, which
+	 * the caller guarantees (vdfsd keeps them until it exits). */
+	if (cert_pem) {
+		flags |= MHD_USE_TLS;
+		tls[0] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key_pem };
+		tls[1] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert_pem };
+		tls[2] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+	} else {
+		tls[0] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+	}
 	/* The logger goes first so that MHD's complaints about the options
 	 * that follow reach it too. */
 	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
@@ -611,6 +759,7 @@ int vd_http_start(vd_http **out, int *bound_port, vd_engine *e,
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONN_LIMIT,
 				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT_S,
 				MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+				MHD_OPTION_ARRAY, tls,
 				MHD_OPTION_END);
 	if (!h->d) {
 		/* MHD logged the reason; a taken port is the likely one. */

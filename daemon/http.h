@@ -19,6 +19,13 @@ typedef struct vd_http vd_http;
  * -EADDRINUSE, -EINVAL (bad address), -EIO (the server could not start). */
 int vd_http_start(vd_http **out, int *bound_port, vd_engine *e,
 		  const char *host, int port);
+/* The same over TLS: cert_pem and key_pem are the server's certificate
+ * (chain) and private key in PEM, NUL-terminated, and must stay valid
+ * until vd_http_stop. Both NULL: plain HTTP. -ENOTSUP when libmicrohttpd
+ * has no TLS; a bad key or certificate fails the start (-EIO, logged). */
+int vd_http_start_tls(vd_http **out, int *bound_port, vd_engine *e,
+		      const char *host, int port, const char *cert_pem,
+		      const char *key_pem);
 /* Refuse new requests (503), wake long-polls via vd_engine_wake_all, then
  * stop the server, joining every connection thread. NULL is fine. */
 void vd_http_stop(vd_http *h);

@@ -50,6 +50,9 @@ int vd_store_writer_new(vd_store_writer **out, vd_store *s);
  * ID to id_out. n may be 0. */
 int vd_store_writer_put(char id_out[VD_ID_SIZE], vd_store_writer *w,
 			const void *p, size_t n);
+/* Append a chunk's bytes to out, verified: one this writer wrote (not
+ * yet committed) or one already in the store. */
+int vd_store_writer_read(struct vd_buf *out, vd_store_writer *w, const char *id);
 /* Bytes this writer actually wrote (new chunks only). */
 uint64_t vd_store_writer_new_bytes(const vd_store_writer *w);
 /* Make the pack durable and add its index entries to b. After this the

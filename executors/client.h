@@ -23,6 +23,12 @@ struct vd_client {
 	struct curl_slist *auth;     /* the Authorization header */
 	const atomic_bool *abort;    /* when it turns true, a transfer stops */
 	bool resp_too_big;           /* the last response went over its cap */
+	/* TLS: trust this CA file (PEM) instead of the system's, and/or
+	 * accept only a server key with this pin ("sha256//<base64>"). With
+	 * a pin and no CA the pin alone is the trust: the certificate may
+	 * be self-signed. Both are the caller's strings; NULL = unused. */
+	const char *cacert;
+	const char *pin;
 	char err[CURL_ERROR_SIZE];   /* libcurl's text for the last failure */
 };
 
@@ -36,6 +42,9 @@ struct vd_client_piece {
 int vd_client_init(struct vd_client *c, const char *base, const char *token,
 		   const atomic_bool *abort);
 void vd_client_release(struct vd_client *c);
+/* Use another bearer token from now on (the executor's own, after it
+ * registered with the enrollment token). */
+int vd_client_set_token(struct vd_client *c, const char *token);
 
 /*
  * One request: method "GET", "POST" or "PUT" on path (starting with '/').
@@ -43,8 +52,9 @@ void vd_client_release(struct vd_client *c);
  * applies. timeout_ms bounds the whole transfer (0: none, but a transfer
  * stalled for a minute is dropped). Returns 0 with *status for any HTTP
  * answer; -ECONNREFUSED, -ETIMEDOUT, -EIO for transport failures (text in
- * c->err), -ECANCELED when the abort flag stopped it, -EFBIG when the
- * response was over resp's cap.
+ * c->err), -EKEYREJECTED when TLS did not trust the server (wrong pin,
+ * unknown CA, bad certificate: retrying will not help), -ECANCELED when
+ * the abort flag stopped it, -EFBIG when the response was over resp's cap.
  */
 int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
 		 const char *method, const char *path, const char *ctype,

@@ -16,7 +16,17 @@
  * Shutdown (SIGTERM/SIGINT): the dispatcher stops taking leases (an
  * outstanding long-poll is abandoned: whatever it might have leased to us
  * expires and goes back to the queue), the workers finish what they hold
- * and report it, then the process exits 0.
+ * and report it, then the process exits 0. --idle-exit does the same once
+ * nothing was held for that long.
+ *
+ * Tokens: --token-file holds the enrollment token, used once, to register;
+ * the daemon answers with a token for this executor alone, which every
+ * later request carries. A 401 after that means it was revoked (or
+ * another process registered under our name): the executor exits 1.
+ *
+ * Each unit runs in a fresh directory (also its TMPDIR), in its own
+ * process group, with rlimits and a memory cap (runner.c), optionally
+ * inside bubblewrap (--sandbox bwrap: no network, a read-only system).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -35,6 +45,7 @@
 #include <jansson.h>
 
 #include "buf.h"
+#include "cache.h"
 #include "client.h"
 #include "id.h"
 #include "runner.h"
@@ -69,7 +80,19 @@ struct lease {
 struct exec {
 	/* Configuration: set before any thread starts, read-only after. */
 	const char *server;
-	char *token;
+	char *token;          /* the enrollment token, for registering */
+	char *own_token;      /* ours, from registration */
+	const char *cacert;   /* --cacert */
+	const char *pin;      /* --pin */
+	int idle_exit_s;      /* --idle-exit; 0 = never */
+	const char *bwrap;    /* --sandbox bwrap: the bwrap program, else NULL */
+	uint64_t max_memory;  /* --max-memory: cap on what a unit may ask for */
+	uint64_t fsize_limit; /* --max-file-size */
+	uint64_t nofile_limit;/* --max-open-files */
+	size_t out_cap;       /* --stdout-cap */
+	uint64_t cache_cap;   /* --cache-size */
+	struct vd_cache *store; /* the cache of code and chunks */
+	int cores;
 	int level;
 	int slots;
 	char name[VD_ID_SIZE * 2];
@@ -119,16 +142,21 @@ static int backoff_next(int ms)
 	return ms * 2 > EX_BACKOFF_MAX_MS ? EX_BACKOFF_MAX_MS : ms * 2;
 }
 
-/* A 401 anywhere means our token is wrong: nothing we send will be taken.
- * Say so once, cancel everything and make main exit 1. */
+/* A 401 means our token is not (or no longer) accepted: nothing we send
+ * will be taken. Say so once, cancel everything and make main exit 1. */
 static void set_fatal(struct exec *x, const char *what)
 {
 	struct lease *l;
 
 	pthread_mutex_lock(&x->lock);
 	if (!x->fatal) {
-		fprintf(stderr, "vdfs-executor: %s: the server refused the token "
-			"(401); check --token-file\n", what);
+		if (x->own_token)
+			fprintf(stderr, "vdfs-executor: %s: the server no longer accepts "
+				"this executor's token (401): it was revoked, or another "
+				"executor registered as '%s'\n", what, x->name);
+		else
+			fprintf(stderr, "vdfs-executor: %s: the server refused the "
+				"enrollment token (401); check --token-file\n", what);
 		x->fatal = 1;
 	}
 	for (l = x->active; l; l = l->next_active)
@@ -136,6 +164,19 @@ static void set_fatal(struct exec *x, const char *what)
 	pthread_cond_broadcast(&x->cond);
 	pthread_mutex_unlock(&x->lock);
 	atomic_store(&g_stop, true);
+}
+
+/* A client for this executor: its server, token and TLS settings. */
+static int client_open(struct vd_client *c, const struct exec *x, const char *token,
+		       const atomic_bool *abort)
+{
+	int rc = vd_client_init(c, x->server, token, abort);
+
+	if (!rc) {
+		c->cacert = x->cacert;
+		c->pin = x->pin;
+	}
+	return rc;
 }
 
 /* ---- text helpers ----------------------------------------------------- */
@@ -202,10 +243,11 @@ static json_t *json_text(const char *s, size_t n)
 /* ---- cache ------------------------------------------------------------ */
 
 /*
- * Make cache/<kind>/<id> hold the verified bytes of id, downloading them
- * from /v1/<kind>/<id> if the cache lacks them or holds something else.
- * -ENOENT: the server does not know the ID; -EBADMSG: it sent other bytes;
- * -EACCES: 401; -EIO and other: transport trouble after retries.
+ * Make the cache file `path` (of <kind>/<id>) hold the verified bytes of
+ * id, downloading them from /v1/<kind>/<id> if the cache lacks them or
+ * holds something else. -ENOENT: the server does not know the ID;
+ * -EBADMSG: it sent other bytes; -EACCES: 401; -EIO and other: transport
+ * trouble after retries. The caller has pinned path.
  */
 static int cache_ensure(uint64_t *size, struct exec *x, struct vd_client *c,
 			const char *kind, const char *id, bool executable,
@@ -223,11 +265,13 @@ static int cache_ensure(uint64_t *size, struct exec *x, struct vd_client *c,
 		vd_id_of(got, &x->key, data.data ? data.data : "", data.len);
 		if (strcmp(got, id) == 0) {
 			*size = data.len;
+			vd_cache_touch(x->store, path);
 			rc = 0;
 			goto out;
 		}
 		vd_warn("cache: %s does not hash to its name; fetching again", path);
-		unlink(path);
+		if (unlink(path) == 0)
+			vd_cache_forget(x->store, data.len);
 	}
 	vd_buf_reset(&data);
 	rc = vd_buf_addf(&url, "/v1/%s/%s", kind, id);
@@ -237,7 +281,7 @@ static int cache_ensure(uint64_t *size, struct exec *x, struct vd_client *c,
 		vd_buf_reset(&data);
 		rc = vd_client_do(&status, &data, c, "GET", url.data, NULL, NULL, 0,
 				  0);
-		if (rc == 0 && status < 500)
+		if ((rc == 0 && status < 500) || rc == -EKEYREJECTED)
 			break;
 		vd_warn("GET %s: %s; retrying", url.data,
 			rc ? c->err : "server error");
@@ -262,8 +306,8 @@ static int cache_ensure(uint64_t *size, struct exec *x, struct vd_client *c,
 		rc = -EBADMSG;
 		goto out;
 	}
-	rc = vd_runner_install(path, data.data ? data.data : "", data.len,
-			       executable ? 0755 : 0644);
+	rc = vd_cache_put(x->store, path, data.data ? data.data : "", data.len,
+			  executable ? 0755 : 0644);
 	if (rc) {
 		vd_warn("cache: cannot write %s: %s", path, strerror(-rc));
 		goto out;
@@ -421,8 +465,10 @@ static void run_unit(struct exec *x, struct vd_client *c, struct lease *l)
 	char unitstr[32];
 	uint64_t skip, size;
 	size_t i, nin = 0, nchunks = json_array_size(chunks);
-	json_int_t timeout_s;
+	json_int_t timeout_s, mem;
 	const char *tmp = getenv("TMPDIR");
+	const char *wrap[32];
+	bool code_pinned = false;
 	int rc;
 
 	memset(&r, 0, sizeof(r));
@@ -430,7 +476,9 @@ static void run_unit(struct exec *x, struct vd_client *c, struct lease *l)
 		vd_warn("lease %s: malformed lease (code_id or chunks); dropping", l->id);
 		goto out;
 	}
-	rc = vd_buf_addf(&codepath, "%s/code/%s", x->cache, code_id);
+	rc = vd_cache_path(&codepath, x->store, "code", code_id);
+	if (!rc && !(rc = vd_cache_pin(x->store, codepath.data)))
+		code_pinned = true;
 	if (!rc)
 		rc = cache_ensure(&size, x, c, "code", code_id, true, codepath.data);
 	if (rc) {
@@ -455,10 +503,14 @@ static void run_unit(struct exec *x, struct vd_client *c, struct lease *l)
 			vd_warn("lease %s: malformed chunk ID; dropping", l->id);
 			goto out;
 		}
-		rc = vd_buf_addf(&p, "%s/chunks/%s", x->cache, cid);
+		rc = vd_cache_path(&p, x->store, "chunks", cid);
 		if (!rc)
 			rc = vd_strv_push(&chunkpaths, p.data);
 		vd_buf_release(&p);
+		if (!rc && (rc = vd_cache_pin(x->store, chunkpaths.v[chunkpaths.n - 1]))) {
+			free(chunkpaths.v[--chunkpaths.n]);
+			chunkpaths.v[chunkpaths.n] = NULL;
+		}
 		if (!rc)
 			rc = cache_ensure(&size, x, c, "chunks", cid, false,
 					  chunkpaths.v[chunkpaths.n - 1]);
@@ -494,6 +546,9 @@ static void run_unit(struct exec *x, struct vd_client *c, struct lease *l)
 		rc = env_add(&env, "VDFS_UNIT", unitstr);
 	if (!rc)
 		rc = env_add(&env, "VDFS_PATH", jstr(l->j, "path"));
+	/* Its temporary files go with its directory. */
+	if (!rc)
+		rc = env_add(&env, "TMPDIR", workdir);
 	/* The task's parameters (encoding, env.NAME lines of its config). The
 	 * daemon vets the names; skip anything that would override the above. */
 	const char *ek;
@@ -521,8 +576,53 @@ static void run_unit(struct exec *x, struct vd_client *c, struct lease *l)
 	spec.in = in;
 	spec.nin = nin;
 	spec.timeout_ms = (int64_t)timeout_s * 1000;
-	spec.out_cap = EX_OUT_CAP;
+	spec.out_cap = x->out_cap;
 	spec.cancel = &l->cancel;
+	/* What the task asks for, within what this machine lends. */
+	mem = jint(l->j, "memory_bytes", 0);
+	spec.mem_limit = mem > 0 ? (uint64_t)mem : 0;
+	if (x->max_memory && (!spec.mem_limit || spec.mem_limit > x->max_memory))
+		spec.mem_limit = x->max_memory;
+	/* CPU time is a backstop behind the wall clock: a function may use
+	 * every core for the whole timeout. */
+	spec.cpu_limit_s = timeout_s * x->cores + 10;
+	spec.fsize_limit = x->fsize_limit;
+	spec.nofile_limit = x->nofile_limit;
+	if (x->bwrap) {
+		int n = 0;
+
+		wrap[n++] = x->bwrap;
+		wrap[n++] = "--die-with-parent";
+		wrap[n++] = "--unshare-net";
+		wrap[n++] = "--unshare-ipc";
+		wrap[n++] = "--unshare-pid";
+		wrap[n++] = "--unshare-uts";
+		wrap[n++] = "--ro-bind";
+		wrap[n++] = "/";
+		wrap[n++] = "/";
+		wrap[n++] = "--dev";
+		wrap[n++] = "/dev";
+		wrap[n++] = "--proc";
+		wrap[n++] = "/proc";
+		wrap[n++] = "--tmpfs";
+		wrap[n++] = "/tmp";
+		/* The code and our own directory (shipped functions on PATH)
+		 * may live under /tmp, which the tmpfs hides. */
+		wrap[n++] = "--ro-bind";
+		wrap[n++] = codepath.data;
+		wrap[n++] = codepath.data;
+		wrap[n++] = "--ro-bind";
+		wrap[n++] = x->selfdir;
+		wrap[n++] = x->selfdir;
+		wrap[n++] = "--bind";
+		wrap[n++] = workdir;
+		wrap[n++] = workdir;
+		wrap[n++] = "--chdir";
+		wrap[n++] = workdir;
+		wrap[n++] = "--";
+		wrap[n] = NULL;
+		spec.wrap = wrap;
+	}
 	if (atomic_load(&l->cancel))
 		goto out;
 	vd_debug("lease %s: running %s unit %s", l->id, jstr(l->j, "task"), unitstr);
@@ -550,6 +650,10 @@ out:
 	}
 	vd_run_result_release(&r);
 	vd_strv_release(&env);
+	for (i = 0; i < chunkpaths.n; i++)
+		vd_cache_unpin(x->store, chunkpaths.v[i]);
+	if (code_pinned)
+		vd_cache_unpin(x->store, codepath.data);
 	vd_strv_release(&chunkpaths);
 	vd_buf_release(&codepath);
 	free(in);
@@ -569,7 +673,7 @@ static void *worker_main(void *arg)
 	struct exec *x = w->x;
 	struct vd_client c;
 
-	if (vd_client_init(&c, x->server, x->token, NULL)) {
+	if (client_open(&c, x, x->own_token, NULL)) {
 		vd_err("worker: cannot set up HTTP");
 		return NULL;
 	}
@@ -614,7 +718,7 @@ static void *heartbeat_main(void *arg)
 	struct vd_client c;
 	struct vd_strv ids = { 0 };
 
-	if (vd_client_init(&c, x->server, x->token, NULL)) {
+	if (client_open(&c, x, x->own_token, NULL)) {
 		vd_err("heartbeat: cannot set up HTTP");
 		return NULL;
 	}
@@ -698,10 +802,18 @@ static json_t *host_facts(void)
 static int do_register(struct exec *x, struct vd_client *c)
 {
 	int wait = EX_BACKOFF_MIN_MS, rc = 1;
-	json_t *req, *reply = NULL;
+	json_t *req, *reply = NULL, *cached = json_array();
+	struct vd_strv ids = { 0 };
 
-	req = json_pack("{s:s, s:i, s:i, s:o}", "name", x->name, "level", x->level,
-			"slots", x->slots, "host", host_facts());
+	/* The chunks we hold, newest first, so that the daemon sends us
+	 * units that read them (at most what it keeps per executor). */
+	if (vd_cache_chunk_ids(&ids, x->store, 8192) == 0)
+		for (size_t i = 0; cached && i < ids.n; i++)
+			json_array_append_new(cached, json_string(ids.v[i]));
+	vd_strv_release(&ids);
+	req = json_pack("{s:s, s:i, s:i, s:o, s:o}", "name", x->name, "level", x->level,
+			"slots", x->slots, "host", host_facts(), "cached",
+			cached ? cached : json_array());
 	if (!req) {
 		fprintf(stderr, "vdfs-executor: out of memory\n");
 		return 1;
@@ -714,6 +826,13 @@ static int do_register(struct exec *x, struct vd_client *c)
 				       req, EX_REQ_TIMEOUT_MS);
 
 		if (e == -ECANCELED) {
+			vd_buf_release(&why);
+			break;
+		}
+		if (e == -EKEYREJECTED) {
+			fprintf(stderr, "vdfs-executor: TLS: the server at %s is not trusted: "
+				"%s%s\n", x->server, c->err,
+				x->pin ? " (its public key does not match --pin?)" : "");
 			vd_buf_release(&why);
 			break;
 		}
@@ -741,6 +860,16 @@ static int do_register(struct exec *x, struct vd_client *c)
 		hk = json_string_value(json_object_get(reply, "hash_key"));
 		if (!hk || vd_key_from_hex(&x->key, hk) != 0) {
 			fprintf(stderr, "vdfs-executor: the server sent no usable hash_key\n");
+			break;
+		}
+		const char *tok = json_string_value(json_object_get(reply, "token"));
+		if (!tok || !*tok || strlen(tok) > 256) {
+			fprintf(stderr, "vdfs-executor: the server sent no executor token\n");
+			break;
+		}
+		free(x->own_token);
+		if (!(x->own_token = strdup(tok)) || vd_client_set_token(c, tok)) {
+			fprintf(stderr, "vdfs-executor: out of memory\n");
 			break;
 		}
 		x->lease_ms = (int)jint(reply, "lease_ms", 30000);
@@ -800,12 +929,13 @@ static void take_leases(struct exec *x, const json_t *reply)
 static int dispatch(struct exec *x, struct vd_client *c)
 {
 	int wait = EX_BACKOFF_MIN_MS, rc;
+	int64_t busy_ms = vd_mono_ms();   /* when we last held a unit */
 
 	while (!atomic_load(&g_stop)) {
 		struct vd_buf why = VD_BUF_INIT(1024);
 		json_t *req, *reply = NULL;
 		long status = 0;
-		int nfree, e;
+		int nfree, e, poll_ms = EX_LEASE_WAIT_MS;
 
 		pthread_mutex_lock(&x->lock);
 		while (x->held >= x->slots && !atomic_load(&g_stop)) {
@@ -820,12 +950,26 @@ static int dispatch(struct exec *x, struct vd_client *c)
 			pthread_cond_timedwait(&x->cond, &x->lock, &ts);
 		}
 		nfree = x->slots - x->held;
+		if (x->held)
+			busy_ms = vd_mono_ms();
 		pthread_mutex_unlock(&x->lock);
 		if (atomic_load(&g_stop))
 			break;
+		if (x->idle_exit_s) {
+			int64_t left = busy_ms + x->idle_exit_s * 1000LL - vd_mono_ms();
+
+			if (left <= 0) {
+				vd_info("nothing to do for %d s; leaving (--idle-exit)",
+					x->idle_exit_s);
+				vd_buf_release(&why);
+				break;
+			}
+			if (left < poll_ms)
+				poll_ms = (int)left;
+		}
 
 		req = json_pack("{s:s, s:i, s:i}", "executor", x->name, "max", nfree,
-				"wait_ms", EX_LEASE_WAIT_MS);
+				"wait_ms", poll_ms);
 		e = req ? vd_client_json(&status, &reply, &why, c, "POST", "/v1/leases",
 					 req, EX_LEASE_TIMEOUT_MS)
 			: -ENOMEM;
@@ -833,6 +977,12 @@ static int dispatch(struct exec *x, struct vd_client *c)
 		if (e == -ECANCELED) {
 			vd_buf_release(&why);
 			break;
+		}
+		if (e == -EKEYREJECTED) {
+			fprintf(stderr, "vdfs-executor: TLS: the server at %s is no longer "
+				"trusted: %s\n", x->server, c->err);
+			vd_buf_release(&why);
+			return 1;
 		}
 		if (e || status >= 500) {
 			vd_warn("lease poll: %s; retrying in %d ms",
@@ -846,6 +996,7 @@ static int dispatch(struct exec *x, struct vd_client *c)
 		}
 		wait = EX_BACKOFF_MIN_MS;
 		if (status == 200) {
+			busy_ms = vd_mono_ms();
 			take_leases(x, reply);
 		} else if (status == 204) {
 			bool idle;
@@ -896,7 +1047,20 @@ static void usage(FILE *f)
 		"  --name NAME         executor name (default hostname-pid)\n"
 		"  --cache DIR         code and chunk cache (default\n"
 		"                      $XDG_CACHE_HOME or ~/.cache, /vdfs-executor/<server>)\n"
+		"  --cache-size SIZE   cap on the cache; least recently used files go\n"
+		"                      (default 10G; suffixes K, M, G)\n"
 		"  --once              exit when there is no work and nothing runs\n"
+		"  --idle-exit SECONDS exit after that long with nothing to run\n"
+		"  --cacert FILE       https: trust this CA (PEM) for the server\n"
+		"  --pin sha256//B64   https: accept only a server key with this pin\n"
+		"                      (what vdfsd logs; a self-signed certificate is fine)\n"
+		"  --insecure          allow http:// to an address other than loopback\n"
+		"  --sandbox MODE      none (default) or bwrap: each unit in bubblewrap,\n"
+		"                      without network, on a read-only system\n"
+		"  --max-memory SIZE   most memory a unit may use, whatever its task asks\n"
+		"  --max-file-size SIZE  largest file a unit may write (default 4G)\n"
+		"  --max-open-files N  open files per process of a unit (default 1024)\n"
+		"  --stdout-cap SIZE   most output a unit may print (default 1G)\n"
 		"  --verbose           log debug lines\n"
 		"  --help              this text\n");
 }
@@ -937,6 +1101,57 @@ static void default_name(char *out, size_t size)
 	vd_buf_addf(&b, "%s-%ld", host, (long)getpid());
 	snprintf(out, size, "%s", vd_buf_cstr(&b));
 	vd_buf_release(&b);
+}
+
+/* 1K, 512M, 10G: bytes. */
+static int parse_size(uint64_t *out, const char *s)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || s[0] == '-')
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	default: break;
+	}
+	if (*end || v > (1ull << 50) >> shift)
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+/* Is the URL's host a loopback address (127.0.0.0/8, [::1], localhost)? */
+static bool loopback_url(const char *url)
+{
+	const char *h = strstr(url, "://");
+	char host[256];
+	size_t n;
+
+	h = h ? h + 3 : url;
+	if (*h == '[') {
+		const char *e = strchr(h, ']');
+
+		if (!e)
+			return false;
+		n = (size_t)(e - h - 1);
+		h++;
+	} else {
+		n = strcspn(h, ":/");
+	}
+	if (n == 0 || n >= sizeof(host))
+		return false;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	if (!strcmp(host, "localhost") || !strcmp(host, "::1"))
+		return true;
+	return !strncmp(host, "127.", 4) && strspn(host, "0123456789.") == n;
 }
 
 static bool name_ok(const char *s)
@@ -1028,6 +1243,16 @@ int main(int argc, char **argv)
 		{ "name", required_argument, NULL, 'N' },
 		{ "cache", required_argument, NULL, 'c' },
 		{ "once", no_argument, NULL, 'o' },
+		{ "cache-size", required_argument, NULL, 'C' },
+		{ "idle-exit", required_argument, NULL, 'I' },
+		{ "cacert", required_argument, NULL, 'A' },
+		{ "pin", required_argument, NULL, 'P' },
+		{ "insecure", no_argument, NULL, 'k' },
+		{ "sandbox", required_argument, NULL, 'S' },
+		{ "max-memory", required_argument, NULL, 'M' },
+		{ "max-file-size", required_argument, NULL, 'F' },
+		{ "max-open-files", required_argument, NULL, 'O' },
+		{ "stdout-cap", required_argument, NULL, 'U' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1039,12 +1264,21 @@ int main(int argc, char **argv)
 	const char *token_file = NULL, *cache = NULL, *name = NULL;
 	struct vd_buf dir = VD_BUF_INIT(PATH_MAX);
 	pthread_t hb;
-	bool verbose = false, hb_started = false, client_ok = false;
+	bool verbose = false, hb_started = false, client_ok = false, insecure = false;
+	const char *sandbox = "none";
+	uint64_t sz;
 	int opt, i, rc, code = 1;
 
 	memset(&x, 0, sizeof(x));
 	x.level = 1;
 	x.slots = 1;
+	x.cache_cap = 10ull << 30;
+	x.fsize_limit = 4ull << 30;
+	x.nofile_limit = 1024;
+	x.out_cap = EX_OUT_CAP;
+	x.cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (x.cores < 1)
+		x.cores = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
@@ -1074,6 +1308,57 @@ int main(int argc, char **argv)
 		case 'o':
 			x.once = true;
 			break;
+		case 'C':
+		case 'M':
+		case 'F':
+		case 'U':
+			if (parse_size(&sz, optarg) || sz < 4096) {
+				fprintf(stderr, "vdfs-executor: --%s wants a size like 512M\n",
+					opt == 'C' ? "cache-size" : opt == 'M' ? "max-memory"
+					: opt == 'F' ? "max-file-size" : "stdout-cap");
+				return 2;
+			}
+			if (opt == 'C')
+				x.cache_cap = sz;
+			else if (opt == 'M')
+				x.max_memory = sz;
+			else if (opt == 'F')
+				x.fsize_limit = sz;
+			else
+				x.out_cap = (size_t)sz;
+			break;
+		case 'I':
+			if (parse_int(&x.idle_exit_s, optarg, 1, 86400 * 365)) {
+				fprintf(stderr, "vdfs-executor: --idle-exit wants seconds\n");
+				return 2;
+			}
+			break;
+		case 'O': {
+			int nf;
+
+			if (parse_int(&nf, optarg, 16, 1 << 20)) {
+				fprintf(stderr, "vdfs-executor: --max-open-files wants 16..1048576\n");
+				return 2;
+			}
+			x.nofile_limit = (uint64_t)nf;
+			break;
+		}
+		case 'A':
+			x.cacert = optarg;
+			break;
+		case 'P':
+			if (strncmp(optarg, "sha256//", 8) != 0 || strlen(optarg) < 20) {
+				fprintf(stderr, "vdfs-executor: --pin wants sha256//<base64>\n");
+				return 2;
+			}
+			x.pin = optarg;
+			break;
+		case 'k':
+			insecure = true;
+			break;
+		case 'S':
+			sandbox = optarg;
+			break;
 		case 'v':
 			verbose = true;
 			break;
@@ -1093,6 +1378,27 @@ int main(int argc, char **argv)
 	}
 	if (strncmp(x.server, "http://", 7) != 0 && strncmp(x.server, "https://", 8) != 0) {
 		fprintf(stderr, "vdfs-executor: --server wants an http:// URL\n");
+		return 2;
+	}
+	if (!strncmp(x.server, "http://", 7) && !insecure && !loopback_url(x.server)) {
+		fprintf(stderr, "vdfs-executor: http:// to %s would send the token and the "
+			"data in the clear; use https:// (vdfsd --tls-cert), or --insecure "
+			"on a trusted network\n", x.server);
+		return 2;
+	}
+	if ((x.cacert || x.pin) && strncmp(x.server, "https://", 8) != 0) {
+		fprintf(stderr, "vdfs-executor: --cacert and --pin are for an https:// server\n");
+		return 2;
+	}
+	if (!strcmp(sandbox, "bwrap")) {
+		if (access("/usr/bin/bwrap", X_OK) != 0) {
+			fprintf(stderr, "vdfs-executor: --sandbox bwrap needs /usr/bin/bwrap "
+				"(apt-get install bubblewrap)\n");
+			return 2;
+		}
+		x.bwrap = "/usr/bin/bwrap";
+	} else if (strcmp(sandbox, "none") != 0) {
+		fprintf(stderr, "vdfs-executor: --sandbox wants none or bwrap\n");
 		return 2;
 	}
 	if (name && !name_ok(name)) {
@@ -1117,16 +1423,10 @@ int main(int argc, char **argv)
 			x.cache ? "program's" : "cache");
 		goto out;
 	}
-	for (i = 0; i < 2; i++) {
-		vd_buf_reset(&dir);
-		rc = vd_buf_addf(&dir, "%s/%s", x.cache, i ? "chunks" : "code");
-		if (!rc)
-			rc = vd_mkdir_p(dir.data, 0755);
-		if (rc) {
-			fprintf(stderr, "vdfs-executor: cannot create %s: %s\n",
-				vd_buf_cstr(&dir), strerror(-rc));
-			goto out;
-		}
+	if ((rc = vd_cache_open(&x.store, x.cache, x.cache_cap))) {
+		fprintf(stderr, "vdfs-executor: cannot use the cache %s: %s\n", x.cache,
+			strerror(-rc));
+		goto out;
 	}
 
 	vd_runner_init();
@@ -1139,7 +1439,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vdfs-executor: cannot initialise libcurl\n");
 		goto out;
 	}
-	if (vd_client_init(&c, x.server, x.token, &g_stop)) {
+	if (client_open(&c, &x, x.token, &g_stop)) {
 		fprintf(stderr, "vdfs-executor: cannot set up HTTP\n");
 		goto out_curl;
 	}
@@ -1186,7 +1486,11 @@ out:
 		code = x.fatal;
 	pthread_mutex_unlock(&x.lock);
 	free(workers);
+	if (x.token)
+		explicit_bzero(x.token, strlen(x.token));
 	free(x.token);
+	free(x.own_token);
+	vd_cache_close(x.store);
 	free(x.cache);
 	free(x.selfdir);
 	vd_buf_release(&dir);

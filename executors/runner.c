@@ -1,26 +1,34 @@
 /*
  * runner.c - one function run as a child process (see runner.h).
  *
- * The child is started with posix_spawn (glibc spawns with CLONE_VFORK, so
- * nothing of ours runs in the child between fork and exec, which matters in
- * a threaded program) into a process group of its own, with the signal mask
- * and dispositions reset: the executor ignores SIGPIPE, and an ignored
- * signal would otherwise stay ignored across exec.
+ * The child is started with fork and exec. Between the two it only makes
+ * async-signal-safe calls (the process is threaded, and only the forking
+ * thread exists in the child): it resets every signal's disposition and
+ * the mask (the executor ignores SIGPIPE, and an ignored signal would stay
+ * ignored across exec), joins a process group of its own, asks to be
+ * killed if the thread that started it dies, wires its stdio, closes every
+ * other descriptor (sockets and the token stay with us), sets its rlimits
+ * and execs. posix_spawn cannot set rlimits, and setting them on the child
+ * after it started would race with what it does first. An exec failure is
+ * reported through a close-on-exec pipe.
  *
  * The parent then loops on poll() over the child's stdout and stderr with a
  * short timeout, so that the deadline, the cancel flag and the child's exit
  * are all noticed within 100 ms whatever the child does with its pipes.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +39,9 @@ extern char **environ;
 
 #define RUN_TICK_MS 100
 #define RUN_IO_BLOCK 65536
+/* How often the process group's memory is summed from /proc. */
+#define RUN_MEM_TICK_MS 200
+#define RUN_WRAP_MAX 64
 
 /* Spawns take it shared, vd_runner_install exclusive (see runner.h). */
 static pthread_rwlock_t spawn_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -246,56 +257,190 @@ static void kill_group(struct vd_run_result *r, pid_t pgid, bool *killed,
 	kill(-pgid, SIGKILL);
 }
 
+/* The limits the child sets on itself, worked out before fork. */
+struct child_limits {
+	bool as, cpu, fsize, nofile;
+	struct rlimit as_l, cpu_l, fsize_l, nofile_l;
+};
+
+static void limits_of(struct child_limits *cl, const struct vd_run_spec *spec)
+{
+	memset(cl, 0, sizeof(*cl));
+	if (spec->mem_limit) {
+		uint64_t as = spec->mem_limit * 2 + (256u << 20);
+
+		cl->as = true;
+		cl->as_l.rlim_cur = cl->as_l.rlim_max = (rlim_t)as;
+	}
+	if (spec->cpu_limit_s > 0) {
+		cl->cpu = true;
+		cl->cpu_l.rlim_cur = (rlim_t)spec->cpu_limit_s;
+		/* SIGXCPU at the soft limit, SIGKILL a little later. */
+		cl->cpu_l.rlim_max = (rlim_t)spec->cpu_limit_s + 5;
+	}
+	if (spec->fsize_limit) {
+		cl->fsize = true;
+		cl->fsize_l.rlim_cur = cl->fsize_l.rlim_max = (rlim_t)spec->fsize_limit;
+	}
+	if (spec->nofile_limit) {
+		cl->nofile = true;
+		cl->nofile_l.rlim_cur = cl->nofile_l.rlim_max = (rlim_t)spec->nofile_limit;
+	}
+}
+
+/* The child between fork and exec: async-signal-safe calls only. */
+static void __attribute__((noreturn))
+child_main(const struct vd_run_spec *spec, char **argv, char **envp, int in_fd,
+	   int out_fd, int err_fd, int report_fd, const struct child_limits *cl)
+{
+	struct sigaction dfl;
+	sigset_t none;
+	int err, sig;
+
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &dfl, NULL);   /* fails harmlessly for 32, 33 */
+	if (setpgid(0, 0) < 0)
+		goto fail;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
+	    dup2(err_fd, STDERR_FILENO) < 0)
+		goto fail;
+	/* Nothing else of ours reaches the function (the report pipe closes
+	 * itself on exec). */
+	if (report_fd > 3)
+		close_range(3, (unsigned)report_fd - 1, 0);
+	close_range((unsigned)report_fd + 1, ~0u, 0);
+	if (spec->cwd && chdir(spec->cwd) < 0)
+		goto fail;
+	if ((cl->as && setrlimit(RLIMIT_AS, &cl->as_l) < 0) ||
+	    (cl->cpu && setrlimit(RLIMIT_CPU, &cl->cpu_l) < 0) ||
+	    (cl->fsize && setrlimit(RLIMIT_FSIZE, &cl->fsize_l) < 0) ||
+	    (cl->nofile && setrlimit(RLIMIT_NOFILE, &cl->nofile_l) < 0))
+		goto fail;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execve(argv[0], argv, envp);
+fail:
+	err = errno;
+	if (write(report_fd, &err, sizeof(err)) < 0)
+		err = 0;
+	_exit(127);
+}
+
+/* Start the child. -errno of an exec (or set-up) failure in the child, or
+ * of fork itself (-EAGAIN, -ENOMEM). */
 static int spawn(pid_t *pid, const struct vd_run_spec *spec, char **envp,
 		 int in_fd, int out_fd, int err_fd)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	sigset_t none, all;
-	char *argv[2] = { (char *)spec->exe, NULL };
-	int rc;
+	char *argv[RUN_WRAP_MAX + 2];
+	struct child_limits cl;
+	sigset_t all, old;
+	int rep[2], n = 0, err = 0, fork_err;
+	ssize_t got;
+	pid_t p;
 
-	sigemptyset(&none);
+	for (; spec->wrap && spec->wrap[n]; n++) {
+		if (n == RUN_WRAP_MAX)
+			return -E2BIG;
+		argv[n] = (char *)spec->wrap[n];
+	}
+	argv[n++] = (char *)spec->exe;
+	argv[n] = NULL;
+	limits_of(&cl, spec);
+	if (pipe2(rep, O_CLOEXEC) < 0)
+		return -errno;
+	/* Signals stay blocked until the child has reset their handlers. */
 	sigfillset(&all);
-	sigdelset(&all, SIGKILL);
-	sigdelset(&all, SIGSTOP);
-	rc = posix_spawn_file_actions_init(&fa);
-	if (rc)
-		return -rc;
-	rc = posix_spawnattr_init(&at);
-	if (rc) {
-		posix_spawn_file_actions_destroy(&fa);
-		return -rc;
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_rwlock_rdlock(&spawn_lock);
+	p = fork();
+	if (p == 0)
+		child_main(spec, argv, envp, in_fd, out_fd, err_fd, rep[1], &cl);
+	fork_err = errno;
+	pthread_rwlock_unlock(&spawn_lock);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	close(rep[1]);
+	if (p < 0) {
+		close(rep[0]);
+		return fork_err == ENOMEM ? -ENOMEM : -EAGAIN;
 	}
-	rc = posix_spawn_file_actions_adddup2(&fa, in_fd, STDIN_FILENO);
-	if (!rc)
-		rc = posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO);
-	if (!rc)
-		rc = posix_spawn_file_actions_adddup2(&fa, err_fd, STDERR_FILENO);
-	if (!rc && spec->cwd)
-		rc = posix_spawn_file_actions_addchdir_np(&fa, spec->cwd);
-	if (!rc)
-		rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP |
-					      POSIX_SPAWN_SETSIGMASK |
-					      POSIX_SPAWN_SETSIGDEF);
-	if (!rc)
-		rc = posix_spawnattr_setpgroup(&at, 0);
-	if (!rc)
-		rc = posix_spawnattr_setsigmask(&at, &none);
-	if (!rc)
-		rc = posix_spawnattr_setsigdefault(&at, &all);
-	if (!rc) {
-		pthread_rwlock_rdlock(&spawn_lock);
-		rc = posix_spawn(pid, spec->exe, &fa, &at, argv, envp);
-		pthread_rwlock_unlock(&spawn_lock);
+	do {
+		got = read(rep[0], &err, sizeof(err));
+	} while (got < 0 && errno == EINTR);
+	close(rep[0]);
+	if (got == (ssize_t)sizeof(err)) {
+		int st;
+
+		waitpid(p, &st, 0);
+		/* Keep resource trouble apart from a function that cannot run. */
+		return -(err == EAGAIN || err == ENOMEM ? EIO : (err ? err : EIO));
 	}
-	posix_spawnattr_destroy(&at);
-	posix_spawn_file_actions_destroy(&fa);
-	return -rc;
+	*pid = p;
+	return 0;
 }
 
-static void set_status(struct vd_run_result *r, int status, bool killed)
+/* Resident bytes of every process in group pgid, from /proc/N/stat. */
+static uint64_t group_rss(pid_t pgid)
 {
+	long page = sysconf(_SC_PAGESIZE);
+	uint64_t sum = 0;
+	struct dirent *de;
+	DIR *d = opendir("/proc");
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d)) != NULL) {
+		char path[300], buf[1024], *p, *end;
+		long long v = 0;
+		ssize_t n;
+		int fd, field;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		/* Fields after the command's ")": 3 state, 4 ppid, 5 pgrp,
+		 * ... 24 rss (pages). */
+		p = strrchr(buf, ')');
+		if (!p)
+			continue;
+		p++;
+		for (field = 3; field <= 24; field++) {
+			while (*p == ' ')
+				p++;
+			if (field == 3) {
+				p++;
+				continue;
+			}
+			v = strtoll(p, &end, 10);
+			if (end == p)
+				break;
+			p = end;
+			if (field == 5 && v != (long long)pgid)
+				break;
+		}
+		if (field == 25 && v > 0)
+			sum += (uint64_t)v * (uint64_t)page;
+	}
+	closedir(d);
+	return sum;
+}
+
+static void set_status(struct vd_run_result *r, int status, bool killed,
+		       const struct vd_run_spec *spec)
+{
+	int sig = 0;
+
 	if (killed) {
 		r->exit = 128 + SIGKILL;
 		r->signal = SIGKILL;
@@ -310,6 +455,19 @@ static void set_status(struct vd_run_result *r, int status, bool killed)
 		r->exit = 255;
 		snprintf(r->reason, sizeof(r->reason), "unknown wait status %d", status);
 	}
+	if (killed)
+		return;
+	/* A limit the kernel enforced: by signal, or as a shell reports a
+	 * child that died of it (128 + N). */
+	sig = r->signal ? r->signal : (r->exit > 128 && r->exit < 128 + 65 ? r->exit - 128 : 0);
+	if (sig == SIGXCPU && spec->cpu_limit_s > 0)
+		snprintf(r->reason, sizeof(r->reason), "cpu limit");
+	else if (sig == SIGXFSZ && spec->fsize_limit)
+		snprintf(r->reason, sizeof(r->reason), "file size limit");
+	else if (spec->mem_limit && (r->exit || r->signal) && r->peak_rss >= spec->mem_limit)
+		/* It failed after using all it may: most likely an allocation
+		 * that the address-space limit refused. */
+		snprintf(r->reason, sizeof(r->reason), "memory limit");
 }
 
 int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
@@ -319,10 +477,11 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 };
 	pthread_t feeder_thread;
 	bool feeding = false, killed = false, reaped = false;
-	int64_t start, deadline;
+	int64_t start, deadline, next_mem = 0;
+	struct rusage ru;
 	pid_t pid = -1;
 	char *blk = NULL;
-	int status = 0, rc;
+	int status = 0, rc, pidfd = -1;
 
 	memset(out, 0, sizeof(*out));
 	vd_buf_init(&out->out, spec->out_cap);
@@ -380,9 +539,12 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 	}
 	feeding = true;
 
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	deadline = spec->timeout_ms > 0 ? start + spec->timeout_ms : 0;
+	next_mem = start + RUN_MEM_TICK_MS;
+	memset(&ru, 0, sizeof(ru));
 	while (!reaped || pout[0] >= 0 || perr[0] >= 0) {
-		struct pollfd pfd[2];
+		struct pollfd pfd[3];
 		int nfd = 0, i;
 
 		if (spec->cancel && atomic_load(spec->cancel) && !killed) {
@@ -391,8 +553,17 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 		}
 		if (deadline && vd_mono_ms() >= deadline)
 			kill_group(out, pid, &killed, "timeout");
+		if (spec->mem_limit && !reaped && !killed && vd_mono_ms() >= next_mem) {
+			uint64_t rss = group_rss(pid);
+
+			if (rss > out->peak_rss)
+				out->peak_rss = rss;
+			if (rss > spec->mem_limit)
+				kill_group(out, pid, &killed, "memory limit");
+			next_mem = vd_mono_ms() + RUN_MEM_TICK_MS;
+		}
 		if (!reaped) {
-			pid_t w = waitpid(pid, &status, WNOHANG);
+			pid_t w = wait4(pid, &status, WNOHANG, &ru);
 
 			if (w == pid) {
 				reaped = true;
@@ -404,10 +575,16 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 				kill(-pid, SIGKILL);
 			}
 		}
+		if (reaped && pout[0] < 0 && perr[0] < 0)
+			break;     /* all done: do not sleep a tick for nothing */
 		if (pout[0] >= 0)
 			pfd[nfd++] = (struct pollfd){ .fd = pout[0], .events = POLLIN };
 		if (perr[0] >= 0)
 			pfd[nfd++] = (struct pollfd){ .fd = perr[0], .events = POLLIN };
+		/* The child's exit wakes us at once (a pidfd is readable then),
+		 * rather than at the next tick: short units add up. */
+		if (!reaped && pidfd >= 0)
+			pfd[nfd++] = (struct pollfd){ .fd = pidfd, .events = POLLIN };
 		if (poll(pfd, (nfds_t)nfd, RUN_TICK_MS) < 0) {
 			if (errno != EINTR)
 				vd_warn("runner: poll: %s", strerror(errno));
@@ -415,6 +592,9 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 		}
 		for (i = 0; i < nfd; i++) {
 			bool is_out = pfd[i].fd == pout[0];
+
+			if (pfd[i].fd == pidfd)
+				continue;   /* waitpid at the top of the loop */
 			ssize_t r;
 
 			if (!pfd[i].revents)
@@ -442,7 +622,11 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 		}
 	}
 	out->ms = vd_mono_ms() - start;
-	set_status(out, status, killed);
+	/* ru_maxrss (KiB) is the largest of the child and the descendants
+	 * it waited for. */
+	if ((uint64_t)ru.ru_maxrss * 1024 > out->peak_rss)
+		out->peak_rss = (uint64_t)ru.ru_maxrss * 1024;
+	set_status(out, status, killed, spec);
 	pid = -1;
 	rc = 0;
 out:
@@ -462,6 +646,8 @@ out:
 		if (perr[i] >= 0)
 			close(perr[i]);
 	}
+	if (pidfd >= 0)
+		close(pidfd);
 	free(blk);
 	vd_strv_release(&env);
 	if (rc)

@@ -1,8 +1,9 @@
 /*
  * runner.h - run one function on one unit: a child process in its own
  * process group, stdin fed from memory and files by a writer thread, stdout
- * collected under a cap, the tail of stderr kept, a deadline and a
- * cancellation flag enforced by killing the whole group.
+ * collected under a cap, the tail of stderr kept, a deadline, a memory
+ * limit and a cancellation flag enforced by killing the whole group, and
+ * rlimits (CPU, address space, file size, open files) set in the child.
  *
  * The runner knows nothing of HTTP or leases, so that it can be tested on
  * its own with /bin/sh scripts (tests/test_runner.c).
@@ -44,6 +45,19 @@ struct vd_run_spec {
 	int64_t timeout_ms;           /* 0 = no deadline */
 	size_t out_cap;               /* stdout over this kills with "stdout cap" */
 	atomic_bool *cancel;          /* set by another thread to kill; may be NULL */
+	/* A sandbox: argv put in front of exe (wrap[0] an absolute path,
+	 * the list NULL-terminated); NULL runs exe directly. */
+	const char *const *wrap;
+	/* Limits; 0 means none. mem_limit is bytes of resident memory of the
+	 * whole process group, polled every 200 ms ("memory limit"); each
+	 * process also gets RLIMIT_AS = 2 * mem_limit + 256 MiB, so that a
+	 * burst between two polls still hits a wall. cpu_limit_s is
+	 * RLIMIT_CPU ("cpu limit"), fsize_limit RLIMIT_FSIZE ("file size
+	 * limit"), nofile_limit RLIMIT_NOFILE. */
+	uint64_t mem_limit;
+	int64_t cpu_limit_s;
+	uint64_t fsize_limit;
+	uint64_t nofile_limit;
 };
 
 struct vd_run_result {
@@ -53,11 +67,14 @@ struct vd_run_result {
 	 * happened to exit cleanly at the same moment: its output is cut. */
 	int exit;
 	int signal;
-	/* "" for a normal exit, else "timeout", "stdout cap", "cancelled",
-	 * "signal N" or "exec failed: <strerror>". */
+	/* "" for a normal exit, else "timeout", "stdout cap", "memory limit",
+	 * "cpu limit", "file size limit", "cancelled", "signal N" or
+	 * "exec failed: <strerror>". */
 	char reason[160];
 	bool cancelled;
 	int64_t ms;                   /* wall time from start to exit */
+	uint64_t peak_rss;            /* the most resident bytes seen (polled, and
+				       * the largest process's own high-water mark) */
 	struct vd_buf out;            /* stdout (capped at spec->out_cap) */
 	char err[VD_RUN_ERR_TAIL + 1];/* the last bytes of stderr, NUL-terminated */
 	size_t errlen;

@@ -193,8 +193,11 @@ static int target_get(struct target *t, struct vd_view *v, fuse_ino_t ino)
 static int attr_of_staging(struct stat *st, struct vd_view *v, const struct vfh *fh)
 {
 	struct stat real;
+	uint64_t vsize;
 	if (fstat(data_read_fd(fh), &real) < 0)
 		return -errno;
+	if (data_virtual_size(fh, &vsize))
+		real.st_size = (off_t)vsize;
 	int64_t ms = (int64_t)real.st_mtim.tv_sec * 1000 + real.st_mtim.tv_nsec / 1000000;
 	view_stat_base(st, v, S_IFREG | (fh->kind == FH_STAGE ? 0644 : (real.st_mode & 07777)),
 		       (uint64_t)real.st_size, ms);
@@ -729,7 +732,7 @@ static int do_open(struct vfh *fh, struct vd_view *v, struct target *t,
 		rc = data_open(fh, v, &t->r, fi->flags);
 		break;
 	default:
-		rc = -EACCES;
+		rc = runs_kind(t->r.kind) ? runs_open(fh, fi, v, &t->r, wr) : -EACCES;
 		break;
 	}
 	return rc;
@@ -841,8 +844,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	case FH_STAGE:
 	case FH_TREEFILE: {
 		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+		int fd = data_ready_fd(v, fh);
+		if (fd < 0) {
+			rc = fd;
+			break;
+		}
 		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-		bv.buf[0].fd = data_read_fd(fh);
+		bv.buf[0].fd = fd;
 		bv.buf[0].pos = off;
 		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 		return;

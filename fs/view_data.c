@@ -88,7 +88,9 @@ static void stage_destroy(struct stage *s)
 		if (rc < 0)
 			vd_warn("removing staging tree %s: %s", s->dir, strerror(-rc));
 	}
+	vd_engine_ingest_abort(s->stream);
 	pthread_mutex_destroy(&s->seal_lock);
+	pthread_mutex_destroy(&s->io_lock);
 	free(s->task);
 	free(s->name);
 	free(s->path);
@@ -109,6 +111,7 @@ static int stage_new(struct stage **out, struct vd_view *v, const char *task,
 		return -ENOMEM;
 	s->fd = -1;
 	pthread_mutex_init(&s->seal_lock, NULL);
+	pthread_mutex_init(&s->io_lock, NULL);
 	s->is_tree = tree;
 	s->task = strdup(task);
 	s->name = strdup(name);
@@ -379,6 +382,10 @@ int data_stat(struct stat *st, struct vd_view *v, struct vref *r)
 		if (s) {
 			rc = fstat(s->fd, &real) < 0 ? -errno : 0;
 			if (rc == 0) {
+				struct vfh probe = { .kind = FH_STAGE, .st = s };
+				uint64_t vs;
+				if (data_virtual_size(&probe, &vs))
+					real.st_size = (off_t)vs;
 				stat_from_real(st, v, &real);
 				st->st_mode = S_IFREG | 0644;
 			}
@@ -533,6 +540,89 @@ static int seal_fd(struct vd_view *v, const char *task, const char *name, int fd
 	return rc;
 }
 
+/* Move a staging file's content into its fd (io_lock held). */
+static int stage_plain(struct vd_view *v, struct stage *s)
+{
+	int rc = s->stream_err;
+	if (rc)
+		return rc;
+	if (s->stream) {
+		rc = vd_engine_ingest_copy_to(s->stream, s->fd);
+		vd_engine_ingest_abort(s->stream);
+		s->stream = NULL;
+	} else if (s->refill[0]) {
+		struct mc_ent *ent = NULL;
+		rc = mc_get(&ent, v, s->refill);
+		if (rc == 0 && ent->m->nfiles != 1)
+			rc = -EIO;
+		if (rc == 0 && ftruncate(s->fd, 0) < 0)
+			rc = -errno;
+		if (rc == 0)
+			rc = copy_file_to_fd(v, &ent->m->files[0], s->fd);
+		if (ent)
+			mc_put(v, ent);
+		s->refill[0] = '\0';
+	}
+	if (rc < 0) {
+		vd_warn("task %s: data/%s: cannot move its content to the staging "
+			"file: %s", s->task, s->name, strerror(-rc));
+		s->stream_err = rc;
+	}
+	return rc;
+}
+
+/* Seal a streamed file (io_lock held): the stream becomes a refill. */
+static int seal_stream(struct vd_view *v, struct stage *s)
+{
+	struct vd_buf why = VD_BUF_INIT(4096);
+	struct vd_version_info vi;
+	vd_ingest *in = s->stream;
+	uint64_t size = vd_engine_ingest_size(in);
+	s->stream = NULL;
+	int rc = vd_engine_ingest_seal(&vi, &why, in, s->name);
+	if (rc < 0) {
+		if (why.len == 0)
+			vd_warn("task %s: data/%s not sealed: %s", s->task, s->name,
+				strerror(-rc));
+		if (rc == -E2BIG)
+			rc = -EFBIG;
+		/* The stream is gone and with it the content. */
+		s->stream_err = rc;
+	} else {
+		memcpy(s->refill, vi.data_id, VD_ID_SIZE);
+		s->vsize = size;
+		rc = 0;
+	}
+	vd_buf_release(&why);
+	return rc;
+}
+
+int data_ready_fd(struct vd_view *v, const struct vfh *fh)
+{
+	if (fh->kind != FH_STAGE)
+		return fh->fd;
+	struct stage *s = fh->st;
+	pthread_mutex_lock(&s->io_lock);
+	int rc = stage_plain(v, s);
+	pthread_mutex_unlock(&s->io_lock);
+	return rc < 0 ? rc : s->fd;
+}
+
+bool data_virtual_size(const struct vfh *fh, uint64_t *size)
+{
+	if (fh->kind != FH_STAGE)
+		return false;
+	struct stage *s = fh->st;
+	pthread_mutex_lock(&s->io_lock);
+	bool virt = s->stream || s->refill[0];
+	if (s->stream)
+		*size = vd_engine_ingest_size(s->stream);
+	else if (virt)
+		*size = s->vsize;
+	pthread_mutex_unlock(&s->io_lock);
+	return virt;
+}
+
 /*
  * Seal a staging file if it changed since its last seal. A file that was
  * only made or truncated by its open, with nothing written yet, is sealed
@@ -550,7 +640,14 @@ static int stage_seal(struct vd_view *v, struct stage *s, bool force)
 		s->dirty = false;
 	pthread_mutex_unlock(&v->slock);
 	if (dirty) {
-		rc = seal_fd(v, s->task, s->name, s->fd);
+		pthread_mutex_lock(&s->io_lock);
+		if (s->stream_err)
+			rc = s->stream_err;
+		else if (s->stream)
+			rc = seal_stream(v, s);
+		else if (!s->refill[0] || (rc = stage_plain(v, s)) == 0)
+			rc = seal_fd(v, s->task, s->name, s->fd);
+		pthread_mutex_unlock(&s->io_lock);
 		if (rc < 0) {
 			pthread_mutex_lock(&v->slock);
 			s->dirty = true;
@@ -872,8 +969,15 @@ static int join_stage(struct vfh *fh, struct vd_view *v, struct stage *s, bool w
 	fh->st = s;
 	fh->writable = wr;
 	if (wr && trunc) {
-		if (ftruncate(s->fd, 0) < 0)
-			return -errno;
+		pthread_mutex_lock(&s->io_lock);
+		vd_engine_ingest_abort(s->stream);
+		s->stream = NULL;
+		s->refill[0] = '\0';
+		s->stream_err = 0;
+		int rc = ftruncate(s->fd, 0) < 0 ? -errno : 0;
+		pthread_mutex_unlock(&s->io_lock);
+		if (rc < 0)
+			return rc;
 		mark_dirty(v, s, false);
 	}
 	return 0;
@@ -946,6 +1050,11 @@ static int open_top_file(struct vfh *fh, struct vd_view *v, const struct vref *r
 				return rc;
 			}
 		}
+		/* Content that starts empty arrives as a stream (see struct
+		 * stage); without one (no memory, say) the fd serves as ever. */
+		if ((!exists || trunc || vi.size == 0) &&
+		    vd_engine_ingest_begin(&s->stream, v->e, r->task) < 0)
+			s->stream = NULL;
 		pthread_mutex_lock(&v->slock);
 		if (stage_find_locked(v, r->task, r->dname)) {
 			/* Another open made one meanwhile: join that. */
@@ -1224,7 +1333,9 @@ int data_setattr(struct vd_view *v, const struct vref *r, struct vfh *fh,
 
 	to_set &= SET_CONTENT | SET_META | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW;
 	if (fh && fh->kind == FH_STAGE) {
-		rc = apply_attrs_fd(fh->st->fd, attr, to_set);
+		rc = (to_set & SET_CONTENT) ? data_ready_fd(v, fh) : 0;
+		if (rc >= 0)
+			rc = apply_attrs_fd(fh->st->fd, attr, to_set);
 		if (rc == 0 && (to_set & SET_CONTENT))
 			mark_dirty(v, fh->st, true);
 		return rc;
@@ -1239,7 +1350,10 @@ int data_setattr(struct vd_view *v, const struct vref *r, struct vfh *fh,
 	if (r->path[0] == '\0') {
 		s = file_stage_get(v, r->task, r->dname);
 		if (s) {
-			rc = apply_attrs_fd(s->fd, attr, to_set);
+			struct vfh probe = { .kind = FH_STAGE, .st = s };
+			rc = (to_set & SET_CONTENT) ? data_ready_fd(v, &probe) : 0;
+			if (rc >= 0)
+				rc = apply_attrs_fd(s->fd, attr, to_set);
 			if (rc == 0 && (to_set & SET_CONTENT)) {
 				mark_dirty(v, s, true);
 				/* With no writer open no flush will come. */
@@ -1281,9 +1395,26 @@ int data_read_fd(const struct vfh *fh)
 
 int data_write(struct vd_view *v, struct vfh *fh, const char *p, size_t n, off_t off)
 {
-	ssize_t w = pwrite(data_read_fd(fh), p, n, off);
-	if (w < 0)
-		return -errno;
+	ssize_t w = 0;
+	if (fh->kind == FH_STAGE) {
+		struct stage *s = fh->st;
+		int rc = 0;
+		pthread_mutex_lock(&s->io_lock);
+		if (s->stream && (uint64_t)off == vd_engine_ingest_size(s->stream)) {
+			rc = vd_engine_ingest_write(s->stream, p, n);
+			w = (ssize_t)n;
+		} else if ((rc = stage_plain(v, s)) == 0) {
+			w = pwrite(s->fd, p, n, off);
+			rc = w < 0 ? -errno : 0;
+		}
+		pthread_mutex_unlock(&s->io_lock);
+		if (rc < 0)
+			return rc;
+	} else {
+		w = pwrite(fh->fd, p, n, off);
+		if (w < 0)
+			return -errno;
+	}
 	pthread_mutex_lock(&v->slock);
 	if (fh->kind == FH_STAGE)
 		fh->st->dirty = fh->st->written = true;
@@ -1302,7 +1433,11 @@ int data_flush(struct vd_view *v, struct vfh *fh)
 
 int data_fsync(struct vd_view *v, struct vfh *fh, int datasync)
 {
-	(void)v;
+	/* A streamed file's bytes reach the disk when it is sealed (at
+	 * flush); fsync before that makes the staging copy durable only,
+	 * which no crash would use, so there is nothing to do for a stream. */
+	if (fh->kind == FH_STAGE && data_virtual_size(fh, &(uint64_t){ 0 }))
+		return 0;
 	int fd = data_read_fd(fh);
 	int r = datasync ? fdatasync(fd) : fsync(fd);
 	return r < 0 ? -errno : 0;

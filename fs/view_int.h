@@ -13,6 +13,8 @@
  *                copying stored files out to staging
  *   view_data.c  tasks/NAME/data/: staging files and trees, sealing, the
  *                settle thread
+ *   view_runs.c  tasks/NAME/code/ (every code version) and
+ *                versions/ID/runs/ (every code's run on a version)
  *
  * Locks (never held while calling the engine's slow functions, and never
  * two at once except where noted):
@@ -64,6 +66,14 @@ enum nkind {
 	NK_LOG,
 	NK_RESULT,
 	NK_LATEST,
+	NK_CODES,       /* tasks/NAME/code */
+	NK_CODE,        /* tasks/NAME/code/CODE-ID */
+	NK_RUNS,        /* versions/ID/runs */
+	NK_RUN,         /* versions/ID/runs/CODE-ID */
+	NK_RUN_STATUS,  /* versions/ID/runs/CODE-ID/status, ... */
+	NK_RUN_META,
+	NK_RUN_LOG,
+	NK_RUN_RESULT,
 };
 
 /*
@@ -87,7 +97,9 @@ struct vnode {
 	char *task;                /* tasks/<task>/..., else NULL */
 	char *dname;               /* NK_DATAENT: the name in data/ */
 	char data_id[VD_ID_SIZE];  /* NK_VERSION and below */
-	uint64_t ckey;             /* NK_RESULT: which result (content key) */
+	char code_id[VD_ID_SIZE];  /* NK_CODE, NK_RUN and below */
+	uint64_t ckey;             /* NK_RESULT, NK_RUN_RESULT: which result
+				    * (content key) */
 };
 
 /*
@@ -103,8 +115,9 @@ struct vref {
 	const char *name;              /* last component */
 	char path[PATH_MAX];           /* NK_DATAENT, NK_INPUT: path below the top, "" = top */
 	char data_id[VD_ID_SIZE];
+	char code_id[VD_ID_SIZE];
 	mode_t type;                   /* filled by vref_stat */
-	uint64_t ckey;                 /* filled by vref_stat for NK_RESULT */
+	uint64_t ckey;                 /* filled by vref_stat for NK_RESULT, NK_RUN_RESULT */
 };
 
 struct dent {
@@ -149,6 +162,20 @@ struct stage {
 	bool written;                /* slock: bytes written or size set since made */
 	bool unlinked;               /* slock: unlinked while open: never sealed */
 	pthread_mutex_t seal_lock;   /* serializes seals of this file */
+	/* Where the staging file's content is. Normally in fd. A file made
+	 * empty (new, or opened with O_TRUNC) starts as a stream instead: the
+	 * engine chunks and stores writes as they come in order, and nothing
+	 * touches fd. Once such a file is sealed, its content is the sealed
+	 * version's (refill), copied into fd only if something needs it. An
+	 * out-of-order write, a read or a truncate first moves the content
+	 * into fd (stage_plain). All under io_lock, taken before seal_lock's
+	 * holder calls in and never while holding slock. */
+	pthread_mutex_t io_lock;
+	vd_ingest *stream;           /* io_lock */
+	char refill[VD_ID_SIZE];     /* io_lock: sealed content not yet in fd */
+	uint64_t vsize;              /* io_lock: size while stream or refill */
+	int stream_err;              /* io_lock: a failed streamed seal lost the
+				      * content; every later use fails with it */
 	/* staging tree */
 	char *dir;                   /* immutable: the real directory */
 	unsigned busy;               /* slock: operations in flight inside */
@@ -264,12 +291,15 @@ int node_relpath(char *out, size_t outsz, struct vd_view *v, struct vnode *n);
 int vref_of_node(struct vref *r, struct vd_view *v, struct vnode *n);
 int vref_child(struct vref *c, struct vd_view *v, const struct vref *parent,
 	       const char *name);
+/* Make c the child `name` of kind `kind` in p (task and IDs inherited). */
+void vref_child_init(struct vref *c, const struct vref *p, enum nkind kind,
+		     const char *name);
 /* Attributes of the place now; fills r->type (and r->ckey). -ENOENT. */
 int vref_stat(struct stat *st, struct vd_view *v, struct vref *r);
 void vref_ttl(const struct vref *r, double *entry, double *attr);
 /* Everything in a directory, without "." and "..". */
 int vref_list(struct dlist *out, struct vd_view *v, const struct vref *r);
-/* Read-only places: under versions/, plus the generated files. */
+/* Read-only places: under versions/ and code/, plus the generated files. */
 bool vref_immutable(const struct vref *r);
 /* Fill the fields every stat shares. */
 void view_stat_base(struct stat *st, struct vd_view *v, mode_t mode,
@@ -294,6 +324,12 @@ int chunk_read(size_t *got, struct vd_view *v, struct vfh *fh, char *dst,
 	       size_t size, uint64_t off);
 /* Write a stored file's whole content to fd from offset 0. */
 int copy_file_to_fd(struct vd_view *v, const struct vd_file *f, int fd);
+/* A staging handle's fd with its content in it (see struct stage), for
+ * reads; -errno. */
+int data_ready_fd(struct vd_view *v, const struct vfh *fh);
+/* The size of a staging file whose content is not in its fd: true and
+ * *size when so. */
+bool data_virtual_size(const struct vfh *fh, uint64_t *size);
 /* Recreate a sealed tree's files below dir (which exists). */
 int materialize_tree(struct vd_view *v, const struct vd_manifest *m, const char *dir);
 uint64_t file_ckey(const struct vd_file *f);
@@ -322,5 +358,17 @@ int data_fsync(struct vd_view *v, struct vfh *fh, int datasync);
 void data_release(struct vd_view *v, struct vfh *fh);
 /* The descriptor to read a staging handle from. */
 int data_read_fd(const struct vfh *fh);
+
+/* ---- view_runs.c ----------------------------------------------------- */
+/* True for the kinds view_runs.c answers for (code/, runs/ and below). */
+bool runs_kind(enum nkind kind);
+int runs_child(struct vref *c, const struct vref *parent, const char *name);
+/* Attributes of code/, runs/ and what is in them; fills r->ckey. -ENOENT. */
+int runs_stat(struct stat *st, struct vd_view *v, struct vref *r);
+int runs_list(struct dlist *out, struct vd_view *v, const struct vref *r);
+/* Open a code file or a run's file read-only; sets fi's caching. -EROFS
+ * for a write, -ESTALE when r's result is no longer the one shown. */
+int runs_open(struct vfh *fh, struct fuse_file_info *fi, struct vd_view *v,
+	      const struct vref *r, bool wr);
 
 #endif

@@ -264,7 +264,7 @@ struct vnode *node_get(struct vd_view *v, fuse_ino_t ino)
 static bool node_matches(const struct vnode *n, const struct vref *r)
 {
 	return n->kind == r->kind && n->type == r->type && n->ckey == r->ckey &&
-	       strcmp(n->data_id, r->data_id) == 0;
+	       strcmp(n->data_id, r->data_id) == 0 && strcmp(n->code_id, r->code_id) == 0;
 }
 
 int node_enter(struct vnode **out, struct vd_view *v, struct vnode *parent,
@@ -301,6 +301,7 @@ int node_enter(struct vnode **out, struct vd_view *v, struct vnode *parent,
 	n->type = r->type;
 	n->ckey = r->ckey;
 	memcpy(n->data_id, r->data_id, sizeof(n->data_id));
+	memcpy(n->code_id, r->code_id, sizeof(n->code_id));
 	n->ino = pick_ino_locked(v, parent->ino, name);
 	n->gen = v->next_gen++;
 	n->parent = parent;

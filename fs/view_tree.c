@@ -41,7 +41,10 @@ void view_stat_base(struct stat *st, struct vd_view *v, mode_t mode,
 	st->st_uid = v->uid;
 	st->st_gid = v->gid;
 	st->st_size = (off_t)size;
-	st->st_blksize = 4096;
+	/* The preferred I/O size: cp, cat and stdio size their buffers by it.
+	 * At 1 MiB (the mount's max_write) a copy into data/ is 1 MiB writes
+	 * rather than 128 KiB ones: an eighth of the round trips. */
+	st->st_blksize = 1 << 20;
 	st->st_blocks = (blkcnt_t)((size + 511) / 512);
 	struct timespec ts = { .tv_sec = time_ms / 1000,
 			       .tv_nsec = (long)(time_ms % 1000) * 1000000L };
@@ -122,13 +125,14 @@ int vref_of_node(struct vref *r, struct vd_view *v, struct vnode *n)
 	r->type = n->type;
 	r->ckey = n->ckey;
 	memcpy(r->data_id, n->data_id, sizeof(r->data_id));
+	memcpy(r->code_id, n->code_id, sizeof(r->code_id));
 	if (n->kind == NK_DATAENT || n->kind == NK_INPUT)
 		rc = node_relpath(r->path, sizeof(r->path), v, n);
 	return rc;
 }
 
-static void child_init(struct vref *c, const struct vref *p, enum nkind kind,
-		       const char *name)
+void vref_child_init(struct vref *c, const struct vref *p, enum nkind kind,
+		     const char *name)
 {
 	memset(c, 0, offsetof(struct vref, path));
 	c->path[0] = '\0';
@@ -137,6 +141,7 @@ static void child_init(struct vref *c, const struct vref *p, enum nkind kind,
 	c->dname = p->dname;
 	c->name = name;
 	memcpy(c->data_id, p->data_id, sizeof(c->data_id));
+	memcpy(c->code_id, p->code_id, sizeof(c->code_id));
 }
 
 int vref_child(struct vref *c, struct vd_view *v, const struct vref *p, const char *name)
@@ -148,42 +153,44 @@ int vref_child(struct vref *c, struct vd_view *v, const struct vref *p, const ch
 	switch (p->kind) {
 	case NK_ROOT:
 		if (strcmp(name, "README") == 0)
-			child_init(c, p, NK_README, name);
+			vref_child_init(c, p, NK_README, name);
 		else if (strcmp(name, "tasks") == 0)
-			child_init(c, p, NK_TASKS, name);
+			vref_child_init(c, p, NK_TASKS, name);
 		else if (strcmp(name, "executors") == 0)
-			child_init(c, p, NK_EXECUTORS, name);
+			vref_child_init(c, p, NK_EXECUTORS, name);
 		else
 			rc = -ENOENT;
 		break;
 	case NK_TASKS:
-		child_init(c, p, NK_TASK, name);
+		vref_child_init(c, p, NK_TASK, name);
 		c->task = name;
 		break;
 	case NK_EXECUTORS:
-		child_init(c, p, NK_EXECUTOR, name);
+		vref_child_init(c, p, NK_EXECUTOR, name);
 		break;
 	case NK_TASK:
 		if (strcmp(name, "function") == 0)
-			child_init(c, p, NK_FUNCTION, name);
+			vref_child_init(c, p, NK_FUNCTION, name);
 		else if (strcmp(name, "config") == 0)
-			child_init(c, p, NK_CONFIG, name);
+			vref_child_init(c, p, NK_CONFIG, name);
 		else if (strcmp(name, "data") == 0)
-			child_init(c, p, NK_DATA, name);
+			vref_child_init(c, p, NK_DATA, name);
 		else if (strcmp(name, "versions") == 0)
-			child_init(c, p, NK_VERSIONS, name);
+			vref_child_init(c, p, NK_VERSIONS, name);
 		else if (strcmp(name, "latest") == 0)
-			child_init(c, p, NK_LATEST, name);
+			vref_child_init(c, p, NK_LATEST, name);
+		else if (strcmp(name, "code") == 0)
+			vref_child_init(c, p, NK_CODES, name);
 		else
 			rc = -ENOENT;
 		break;
 	case NK_DATA:
-		child_init(c, p, NK_DATAENT, name);
+		vref_child_init(c, p, NK_DATAENT, name);
 		c->dname = name;
 		break;
 	case NK_DATAENT:
 	case NK_INPUT:
-		child_init(c, p, p->kind, name);
+		vref_child_init(c, p, p->kind, name);
 		rc = path_join(c->path, sizeof(c->path), p->path, name);
 		break;
 	case NK_VERSIONS:
@@ -191,22 +198,29 @@ int vref_child(struct vref *c, struct vd_view *v, const struct vref *p, const ch
 			rc = -ENOENT;
 			break;
 		}
-		child_init(c, p, NK_VERSION, name);
+		vref_child_init(c, p, NK_VERSION, name);
 		memcpy(c->data_id, name, VD_ID_SIZE);
 		break;
 	case NK_VERSION:
 		if (strcmp(name, "input") == 0)
-			child_init(c, p, NK_INPUT, name);
+			vref_child_init(c, p, NK_INPUT, name);
 		else if (strcmp(name, "status") == 0)
-			child_init(c, p, NK_STATUS, name);
+			vref_child_init(c, p, NK_STATUS, name);
 		else if (strcmp(name, "meta.json") == 0)
-			child_init(c, p, NK_META, name);
+			vref_child_init(c, p, NK_META, name);
 		else if (strcmp(name, "log") == 0)
-			child_init(c, p, NK_LOG, name);
+			vref_child_init(c, p, NK_LOG, name);
 		else if (strcmp(name, "result.csv") == 0)
-			child_init(c, p, NK_RESULT, name);
+			vref_child_init(c, p, NK_RESULT, name);
+		else if (strcmp(name, "runs") == 0)
+			vref_child_init(c, p, NK_RUNS, name);
 		else
 			rc = -ENOENT;
+		break;
+	case NK_CODES:
+	case NK_RUNS:
+	case NK_RUN:
+		rc = runs_child(c, p, name);
 		break;
 	default:
 		rc = -ENOTDIR;
@@ -231,7 +245,7 @@ bool vref_immutable(const struct vref *r)
 	case NK_EXECUTOR:
 		return true;
 	default:
-		return false;
+		return runs_kind(r->kind);
 	}
 }
 
@@ -260,10 +274,20 @@ void vref_ttl(const struct vref *r, double *entry, double *attr)
 	case NK_STATUS:
 	case NK_META:
 	case NK_LOG:
+	case NK_CODES:
+	case NK_RUNS:
+	case NK_RUN_STATUS:
+	case NK_RUN_META:
+	case NK_RUN_LOG:
 		*entry = VIEW_TTL_LONG;
 		break;
 	case NK_VERSION:
 	case NK_INPUT:
+	case NK_CODE:
+	case NK_RUN:
+	case NK_RUN_RESULT:
+		/* A run's result never changes once it exists; until then
+		 * its name is ENOENT, which the kernel does not cache. */
 		*entry = VIEW_TTL_LONG;
 		*attr = VIEW_TTL_LONG;
 		break;
@@ -409,6 +433,9 @@ int vref_stat(struct stat *st, struct vd_view *v, struct vref *r)
 	case NK_DATAENT:
 		rc = data_stat(st, v, r);
 		break;
+	default:
+		rc = runs_kind(r->kind) ? runs_stat(st, v, r) : -ENOENT;
+		break;
 	}
 	if (rc >= 0) {
 		rc = 0;
@@ -447,10 +474,10 @@ static int list_version(struct dlist *out, struct vd_view *v, const struct vref 
 	int rc = vd_engine_version_get(&vi, v->e, r->task, r->data_id);
 	if (rc < 0)
 		return rc;
-	static const char *const names[] = { "input", "status", "meta.json", "log" };
+	static const char *const names[] = { "input", "status", "meta.json", "log", "runs" };
 	const mode_t types[] = { vi.kind == VD_KIND_TREE ? S_IFDIR : S_IFREG,
-				 S_IFREG, S_IFREG, S_IFREG };
-	rc = list_fixed(out, names, types, 4);
+				 S_IFREG, S_IFREG, S_IFREG, S_IFDIR };
+	rc = list_fixed(out, names, types, 5);
 	if (rc >= 0 && vd_engine_result_get(&f, v->e, r->task, r->data_id) >= 0) {
 		rc = dlist_add(out, "result.csv", strlen("result.csv"), S_IFREG);
 		vd_file_free(f);
@@ -483,13 +510,14 @@ int vref_list(struct dlist *out, struct vd_view *v, const struct vref *r)
 			rc = list_strv(out, &sv, S_IFREG);
 		break;
 	case NK_TASK: {
-		static const char *const names[] = { "function", "config", "data", "versions" };
-		static const mode_t types[] = { S_IFREG, S_IFREG, S_IFDIR, S_IFDIR };
+		static const char *const names[] = { "function", "config", "data", "versions",
+						     "code" };
+		static const mode_t types[] = { S_IFREG, S_IFREG, S_IFDIR, S_IFDIR, S_IFDIR };
 		if (!vd_engine_task_exists(v->e, r->task)) {
 			rc = -ENOENT;
 			break;
 		}
-		rc = list_fixed(out, names, types, 4);
+		rc = list_fixed(out, names, types, 5);
 		if (rc >= 0 && vd_engine_version_latest(id, v->e, r->task) >= 0)
 			rc = dlist_add(out, "latest", strlen("latest"), S_IFLNK);
 		break;
@@ -510,6 +538,11 @@ int vref_list(struct dlist *out, struct vd_view *v, const struct vref *r)
 	case NK_DATA:
 	case NK_DATAENT:
 		rc = data_list(out, v, r);
+		break;
+	case NK_CODES:
+	case NK_RUNS:
+	case NK_RUN:
+		rc = runs_list(out, v, r);
 		break;
 	default:
 		rc = -ENOTDIR;

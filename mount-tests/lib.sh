@@ -207,7 +207,7 @@ vd_start_daemon() {
 	vd__is_mounted || vd_fail "$VD_MNT is not mounted within 20 s"
 	VD_URL="$(head -n 1 "$VD_STATE/url")"
 	case "$VD_URL" in
-	http://127.0.0.1:[0-9]*) ;;
+	http://127.0.0.1:[0-9]* | https://127.0.0.1:[0-9]*) ;;
 	*) vd_fail "unexpected url in $VD_STATE/url: '$VD_URL'" ;;
 	esac
 	[ -f "$VD_STATE/token" ] || vd_fail "vdfsd wrote no $VD_STATE/token"

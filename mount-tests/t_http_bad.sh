@@ -3,7 +3,10 @@
 # and a JSON error, and keeps serving: each refusal is followed by a good
 # request that succeeds. Covers no or a wrong token (401), unknown IDs and
 # leases (404), malformed and ill-typed bodies (400), a wrong method (405),
-# a body over the cap (413), and a result body that lies about its size.
+# a body over the cap (413), and a result body that lies about its size;
+# executors' own tokens: a result for a lease another executor holds (403),
+# a late duplicate (409), the wrong kind of token for a route (403), and a
+# revoked token (401).
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -59,7 +62,7 @@ good
 req 400 POST /v1/executors "${auth[@]}" --data-binary '{"name": "ok", "level": 9}'
 good
 head -c 4096 /dev/urandom >"$VD_WORK/junk"
-req 400 POST /v1/leases "${auth[@]}" --data-binary @"$VD_WORK/junk"
+req 400 POST /v1/executors "${auth[@]}" --data-binary @"$VD_WORK/junk"
 good
 vd_ok "malformed JSON, a non-object, a bad name, a level out of range, binary junk: 400"
 
@@ -68,17 +71,78 @@ req 413 POST /v1/executors "${auth[@]}" --data-binary @"$VD_WORK/big"
 good
 vd_ok "a JSON body over 1 MiB: 413"
 
-req 200 POST /v1/executors "${auth[@]}" --data-binary '{"name": "probe", "level": 1, "slots": 1}'
-grep -q '"hash_key"' "$OUT" || vd_fail "register reply has no hash_key: $(cat "$OUT")"
-req 404 PUT /v1/results/0123456789abcdef0123456789abcdef "${auth[@]}" \
+# register NAME: an executor's own token, from the registration reply.
+register() {
+	req 200 POST /v1/executors "${auth[@]}" --data-binary "{\"name\": \"$1\", \"level\": 1, \"slots\": 1}"
+	grep -q '"hash_key"' "$OUT" || vd_fail "register reply has no hash_key: $(cat "$OUT")"
+	sed -n 's/.*"token":"\([0-9a-f]*\)".*/\1/p' "$OUT"
+}
+PROBE="$(register probe)"
+OTHER="$(register other)"
+[ -n "$PROBE" ] && [ -n "$OTHER" ] && [ "$PROBE" != "$OTHER" ] ||
+	vd_fail "registration gave no executor token, or the same one twice"
+[ "$PROBE" != "$TOKEN" ] || vd_fail "the executor token is the enrollment token"
+grep -q "$PROBE" "$VD_STATE"/catalog/* 2>/dev/null && vd_fail "the catalog holds an executor token in the clear"
+pa=(-H "Authorization: Bearer $PROBE")
+oa=(-H "Authorization: Bearer $OTHER")
+vd_ok "registration exchanges the enrollment token for an executor's own token (only its hash is stored)"
+
+req 404 PUT /v1/results/0123456789abcdef0123456789abcdef "${pa[@]}" \
 	--data-binary $'{"exit": 0, "out_bytes": 2}\nok'
 good
-req 400 PUT /v1/results/0123456789abcdef0123456789abcdef "${auth[@]}" \
+req 400 PUT /v1/results/0123456789abcdef0123456789abcdef "${pa[@]}" \
 	--data-binary $'{"exit": 0, "out_bytes": 99}\nshort'
 good
-req 404 POST /v1/leases/0123456789abcdef0123456789abcdef/heartbeat "${auth[@]}"
+req 404 POST /v1/leases/0123456789abcdef0123456789abcdef/heartbeat "${pa[@]}"
+good
+req 400 POST /v1/leases "${pa[@]}" --data-binary @"$VD_WORK/junk"
 good
 vd_ok "results and heartbeats for unknown leases 404, a result shorter than it says 400"
+
+req 403 POST /v1/leases "${auth[@]}" --data-binary '{"max": 1, "wait_ms": 0}'
+good
+req 403 GET /v1/status "${pa[@]}"
+good
+req 403 POST /v1/executors "${pa[@]}" --data-binary '{"name": "x", "level": 1}'
+good
+req 403 POST /v1/leases "${pa[@]}" --data-binary '{"executor": "other", "max": 1, "wait_ms": 0}'
+good
+vd_ok "the enrollment token cannot lease, an executor token cannot read status, register or lease for another: 403"
+
+# A real lease: one unit of `cat`, leased by probe.
+mkdir "$VD_MNT/tasks/cat1"
+printf '#!/bin/sh\ncat\n' >"$VD_MNT/tasks/cat1/function"
+seq 1 100 >"$VD_WORK/one.txt"
+cp "$VD_WORK/one.txt" "$VD_MNT/tasks/cat1/data/one.txt"
+req 200 POST /v1/leases "${pa[@]}" --data-binary '{"max": 1, "wait_ms": 10000}'
+LEASE="$(sed -n 's/.*"lease":"\([0-9a-f]*\)".*/\1/p' "$OUT")"
+vd_is_id "$LEASE" || vd_fail "no lease in $(head -c 300 "$OUT")"
+n=$(stat -c %s "$VD_WORK/one.txt")
+printf '{"exit": 0, "out_bytes": %d}\n' "$n" | cat - "$VD_WORK/one.txt" >"$VD_WORK/result"
+req 403 POST "/v1/leases/$LEASE/heartbeat" "${oa[@]}"
+good
+req 403 PUT "/v1/results/$LEASE" "${oa[@]}" --data-binary @"$VD_WORK/result"
+good
+req 200 POST "/v1/leases/$LEASE/heartbeat" "${pa[@]}"
+req 200 PUT "/v1/results/$LEASE" "${pa[@]}" --data-binary @"$VD_WORK/result"
+req 409 PUT "/v1/results/$LEASE" "${pa[@]}" --data-binary @"$VD_WORK/result"
+good
+req 409 POST "/v1/leases/$LEASE/heartbeat" "${pa[@]}"
+good
+vd_wait_status "$VD_MNT/tasks/cat1/latest" done
+vd_same "$VD_MNT/tasks/cat1/latest/result.csv" "$VD_WORK/one.txt" "the result posted by hand is the run's result"
+vd_ok "a heartbeat or result for another executor's lease 403, a duplicate result 409, a heartbeat after it 409"
+
+req 403 DELETE /v1/executors/probe "${oa[@]}"
+good
+req 404 DELETE /v1/executors/nobody "${auth[@]}"
+good
+req 200 DELETE /v1/executors/probe "${auth[@]}"
+req 401 POST /v1/leases "${pa[@]}" --data-binary '{"max": 1, "wait_ms": 0}'
+good
+req 204 POST /v1/leases "${oa[@]}" --data-binary '{"max": 1, "wait_ms": 0}'
+grep -q '^state: revoked' "$VD_MNT/executors/probe" || vd_fail "executors/probe does not say revoked: $(cat "$VD_MNT/executors/probe")"
+vd_ok "a revoked executor's token is refused (401), the others still work; executors/probe says revoked"
 
 # After all that, real work still flows.
 mkdir "$VD_MNT/tasks/echo"

@@ -326,6 +326,231 @@ static void test_config_env(void **state)
 	vd_buf_release(&why);
 }
 
+/* Run every queued unit of the engine with answer(). */
+static void drain(vd_engine *e, const char *who)
+{
+	json_t *l;
+	while ((l = lease(e, who, 8, 0))) {
+		size_t i;
+		json_t *one;
+		json_array_foreach(json_object_get(l, "leases"), i, one)
+			assert_int_equal(answer(e, one, 0), 0);
+		json_decref(l);
+	}
+}
+
+static void test_operator_api(void **state)
+{
+	struct fx *f = *state;
+	vd_engine *e = f->e;
+	struct vd_version_info va, vb, vr;
+	struct vd_buf why = VD_BUF_INIT(1024), st = VD_BUF_INIT(4096), res = VD_BUF_INIT(1 << 24);
+	char code[VD_ID_SIZE];
+	size_t n;
+	char *text = make_text(20000, &n);
+	const char *cfg = "unit_size = 16K\n";
+	assert_int_equal(vd_engine_task_create(e, "a"), 0);
+	assert_int_equal(vd_engine_task_create(e, "b"), 0);
+	assert_int_equal(vd_engine_config_write(&why, e, "a", cfg, strlen(cfg)), 0);
+	assert_int_equal(vd_engine_function_write(code, e, "a", "up", 2), 1);
+	reg(e, "ex5", 1);
+	int fd = temp_fd(text, n);
+	assert_int_equal(vd_engine_submit_file(&va, &why, e, "a", "t", fd), 1);
+	close(fd);
+	/* Change one line in the middle. */
+	memcpy(text + n / 2 - (n / 2) % 64, "CHANGED", 7);
+	fd = temp_fd(text, n);
+	assert_int_equal(vd_engine_submit_file(&vb, &why, e, "a", "t", fd), 1);
+	close(fd);
+	drain(e, "ex5");
+	wait_status(e, "a", va.data_id, "done", &st);
+	wait_status(e, "a", vb.data_id, "done", &st);
+
+	json_t *d = NULL;
+	assert_int_equal(vd_engine_api_diff(&d, &why, e, va.data_id, vb.data_id), 0);
+	json_t *units = json_object_get(d, "units"), *files = json_object_get(d, "files");
+	assert_int_equal(json_integer_value(json_object_get(files, "changed")), 1);
+	assert_true(json_integer_value(json_object_get(units, "added")) >= 1);
+	assert_true(json_integer_value(json_object_get(units, "added")) <= 2);
+	assert_true(json_integer_value(json_object_get(units, "shared")) >
+		    json_integer_value(json_object_get(units, "added")));
+	json_decref(d);
+	assert_int_equal(vd_engine_api_diff(&d, &why, e, va.data_id,
+					    "0123456789abcdef0123456789abcdef"), -ENOENT);
+
+	/* b's result, submitted to task b, derives from a's run. */
+	struct vd_file *rf = NULL;
+	assert_int_equal(vd_engine_result_get(&rf, e, "a", vb.data_id), 0);
+	read_file(&res, e, rf);
+	fd = temp_fd(res.data, res.len);
+	assert_int_equal(vd_engine_submit_file(&vr, &why, e, "b", "r.csv", fd), 1);
+	close(fd);
+	assert_string_equal(vr.data_id, rf->id);
+	json_t *lin = NULL;
+	assert_int_equal(vd_engine_api_lineage(&lin, &why, e, vb.data_id), 0);
+	bool run_edge = false, same_edge = false;
+	size_t i;
+	json_t *ed;
+	json_array_foreach(json_object_get(lin, "edges"), i, ed) {
+		const char *from = json_string_value(json_object_get(ed, "from"));
+		const char *to = json_string_value(json_object_get(ed, "to"));
+		const char *kind = json_string_value(json_object_get(ed, "kind"));
+		const char *c = json_string_value(json_object_get(ed, "code_id"));
+		if (!strcmp(kind, "run") && !strcmp(from, vb.data_id) && !strcmp(to, rf->id))
+			run_edge = c && !strcmp(c, code);
+		if (!strcmp(kind, "same") && !strcmp(from, rf->id) && !strcmp(to, vr.data_id))
+			same_edge = c && !strcmp(c, code);
+	}
+	assert_true(run_edge);
+	assert_true(same_edge);
+	json_decref(lin);
+
+	json_t *v = NULL;
+	assert_int_equal(vd_engine_api_version(&v, &why, e, rf->id), 0);
+	assert_int_equal(json_array_size(json_object_get(v, "results")), 1);
+	json_decref(v);
+	json_t *du = NULL;
+	assert_int_equal(vd_engine_api_du(&du, e), 0);
+	json_t *store = json_object_get(du, "store");
+	assert_true(json_integer_value(json_object_get(store, "stored")) <
+		    json_integer_value(json_object_get(store, "logical")));
+	json_decref(du);
+	vd_file_free(rf);
+	free(text);
+	vd_buf_release(&why);
+	vd_buf_release(&st);
+	vd_buf_release(&res);
+}
+
+static void test_csv_and_empty(void **state)
+{
+	struct fx *f = *state;
+	vd_engine *e = f->e;
+	struct vd_version_info vi, ve;
+	struct vd_buf why = VD_BUF_INIT(1024), st = VD_BUF_INIT(4096), in = VD_BUF_INIT(1 << 24);
+	char code[VD_ID_SIZE];
+	const char *cfg = "format = csv\nunit_size = 8K\n";
+	assert_int_equal(vd_engine_task_create(e, "csv"), 0);
+	assert_int_equal(vd_engine_config_write(&why, e, "csv", cfg, strlen(cfg)), 0);
+	assert_int_equal(vd_engine_function_write(code, e, "csv", "c", 1), 1);
+	struct vd_buf text = VD_BUF_INIT(1 << 24);
+	vd_buf_adds(&text, "id,name,value\n");
+	for (int i = 0; i < 30000; i++)
+		vd_buf_addf(&text, "%d,row%d,%d\n", i, i % 91, i * 7);
+	int fd = temp_fd(text.data, text.len);
+	assert_int_equal(vd_engine_submit_file(&vi, &why, e, "csv", "t.csv", fd), 1);
+	close(fd);
+	reg(e, "ex6", 1);
+	/* Every unit's stdin starts with the header; the file's own header
+	 * line is skipped in the first unit, so the rows add up exactly. */
+	size_t units = 0;
+	json_t *l;
+	while ((l = lease(e, "ex6", 8, 0))) {
+		size_t i;
+		json_t *one;
+		json_array_foreach(json_object_get(l, "leases"), i, one) {
+			assert_string_equal(json_string_value(json_object_get(one, "header")),
+					    "id,name,value\n");
+			struct vd_buf u = VD_BUF_INIT(1 << 24);
+			json_t *c;
+			size_t j;
+			json_array_foreach(json_object_get(one, "chunks"), j, c)
+				assert_int_equal(vd_engine_api_chunk(&u, &why, e,
+					json_string_value(json_object_get(c, "id"))), 0);
+			size_t skip = (size_t)json_integer_value(json_object_get(one, "skip"));
+			vd_buf_add(&in, u.data + skip, u.len - skip);
+			vd_buf_release(&u);
+			assert_int_equal(answer(e, one, 0), 0);
+			units++;
+		}
+		json_decref(l);
+	}
+	assert_true(units > 1);
+	assert_int_equal(in.len, text.len - strlen("id,name,value\n"));
+	assert_memory_equal(in.data, text.data + strlen("id,name,value\n"), in.len);
+	wait_status(e, "csv", vi.data_id, "done", &st);
+
+	/* An empty file: a version with no units and an empty result. */
+	fd = temp_fd("", 0);
+	assert_int_equal(vd_engine_submit_file(&ve, &why, e, "csv", "empty", fd), 1);
+	close(fd);
+	assert_int_equal(ve.size, 0);
+	wait_status(e, "csv", ve.data_id, "done", &st);
+	struct vd_file *rf = NULL;
+	assert_int_equal(vd_engine_result_get(&rf, e, "csv", ve.data_id), 0);
+	assert_int_equal(rf->size, 0);
+	vd_file_free(rf);
+	vd_buf_release(&text);
+	vd_buf_release(&in);
+	vd_buf_release(&why);
+	vd_buf_release(&st);
+}
+
+static void test_stream(void **state)
+{
+	struct fx *f = *state;
+	vd_engine *e = f->e;
+	struct vd_version_info vs, vf;
+	struct vd_buf why = VD_BUF_INIT(1024), got = VD_BUF_INIT(1 << 26);
+	size_t n;
+	char *text = make_text(200000, &n);
+	assert_int_equal(vd_engine_task_create(e, "s"), 0);
+	assert_int_equal(vd_engine_task_create(e, "t"), 0);
+
+	/* Odd-sized pieces, then a copy of the prefix half way. */
+	vd_ingest *in = NULL;
+	assert_int_equal(vd_engine_ingest_begin(&in, e, "s"), 0);
+	size_t pos = 0, step = 1;
+	while (pos < n) {
+		size_t k = step < n - pos ? step : n - pos;
+		assert_int_equal(vd_engine_ingest_write(in, text + pos, k), 0);
+		pos += k;
+		step = step * 3 % 200003 + 1;
+		if (pos > n / 2 && pos - k <= n / 2) {
+			char path[] = "/tmp/vd-test-copy-XXXXXX";
+			int fd = mkstemp(path);
+			unlink(path);
+			assert_int_equal(vd_engine_ingest_copy_to(in, fd), 0);
+			off_t sz = lseek(fd, 0, SEEK_END);
+			assert_int_equal((size_t)sz, pos);
+			char *back = malloc(pos);
+			assert_int_equal(vd_pread_all(fd, back, pos, 0), 0);
+			assert_memory_equal(back, text, pos);
+			free(back);
+			close(fd);
+		}
+	}
+	assert_int_equal(vd_engine_ingest_size(in), n);
+	assert_int_equal(vd_engine_ingest_seal(&vs, &why, in, "streamed"), 1);
+
+	/* The same content through the fd path: the same version. */
+	int fd = temp_fd(text, n);
+	assert_int_equal(vd_engine_submit_file(&vf, &why, e, "t", "plain", fd), 1);
+	close(fd);
+	assert_string_equal(vs.data_id, vf.data_id);
+	assert_int_equal(vf.stored, 0);   /* every chunk was stored by the stream */
+	struct vd_manifest *m = NULL;
+	assert_int_equal(vd_engine_manifest_get(&m, e, vs.data_id), 0);
+	vd_buf_reset(&got);
+	read_file(&got, e, &m->files[0]);
+	assert_memory_equal(got.data, text, n);
+	vd_manifest_free(m);
+
+	/* An aborted stream leaves nothing behind. */
+	text[10] = 'X';
+	assert_int_equal(vd_engine_ingest_begin(&in, e, "s"), 0);
+	assert_int_equal(vd_engine_ingest_write(in, text, n), 0);
+	vd_engine_ingest_abort(in);
+	struct vd_strv ids = { 0 };
+	assert_int_equal(vd_engine_version_list(&ids, e, "s"), 0);
+	assert_int_equal(ids.n, 1);
+	vd_strv_release(&ids);
+	assert_int_equal(vd_engine_ingest_begin(&in, e, "nope"), -ENOENT);
+	free(text);
+	vd_buf_release(&why);
+	vd_buf_release(&got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -333,6 +558,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failure_and_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sum_and_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_config_env, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_operator_api, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_csv_and_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

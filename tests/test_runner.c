@@ -1,7 +1,8 @@
 /*
  * test_runner.c - the executor's child-process runner, with /bin/sh
  * functions: exit codes, stdin pieces, environment, deadline, stdout cap,
- * stderr tail, exec failure, cancellation, stragglers.
+ * stderr tail, exec failure, cancellation, stragglers, the memory, CPU,
+ * file size and open-file limits, and a wrapper (sandbox) command.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -142,6 +143,94 @@ static void test_stdout_cap(void **state)
 	assert_string_equal(r.reason, "stdout cap");
 	assert_int_equal(r.exit, 137);
 	assert_true(r.out.len <= 1000);
+	vd_run_result_release(&r);
+}
+
+/* A function that allocates without bound is stopped, and says so; one
+ * that stays under the limit is not. */
+static void test_memory_limit(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+
+	spec_init(&s, script(f, "hog", "x=x; while :; do x=\"$x$x\"; done"));
+	s.mem_limit = 64u << 20;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_string_equal(r.reason, "memory limit");
+	assert_true(r.exit != 0);
+	assert_true(r.peak_rss >= s.mem_limit);
+	vd_run_result_release(&r);
+
+	spec_init(&s, script(f, "small", "x=$(head -c 4000000 /dev/zero | tr '\\0' x); "
+			     "echo ${#x}"));
+	s.mem_limit = 64u << 20;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_string_equal(r.reason, "");
+	assert_int_equal(r.exit, 0);
+	assert_string_equal(vd_buf_cstr(&r.out), "4000000\n");
+	vd_run_result_release(&r);
+
+	/* Failing for its own reasons under the limit is not the limit. */
+	spec_init(&s, script(f, "fail", "exit 4"));
+	s.mem_limit = 64u << 20;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_string_equal(r.reason, "");
+	assert_int_equal(r.exit, 4);
+	vd_run_result_release(&r);
+}
+
+static void test_rlimits(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+
+	/* File size: the writer gets SIGXFSZ, directly or as the shell's child. */
+	spec_init(&s, script(f, "big", "exec head -c 3000000 /dev/zero > big"));
+	s.cwd = f->dir;
+	s.fsize_limit = 1u << 20;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_string_equal(r.reason, "file size limit");
+	vd_run_result_release(&r);
+	spec_init(&s, script(f, "big2", "head -c 3000000 /dev/zero > big2; exit $?"));
+	s.cwd = f->dir;
+	s.fsize_limit = 1u << 20;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_string_equal(r.reason, "file size limit");
+	vd_run_result_release(&r);
+
+	/* Open files: what ulimit sees. */
+	spec_init(&s, script(f, "nofile", "ulimit -n"));
+	s.nofile_limit = 16;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_int_equal(r.exit, 0);
+	assert_string_equal(vd_buf_cstr(&r.out), "16\n");
+	vd_run_result_release(&r);
+
+	/* CPU: a busy loop is stopped after a second of CPU time. */
+	spec_init(&s, script(f, "spin", "while :; do :; done"));
+	s.cpu_limit_s = 1;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_string_equal(r.reason, "cpu limit");
+	assert_true(r.ms < 9000);
+	vd_run_result_release(&r);
+}
+
+/* A wrapper command runs in front of the function (how a sandbox is put
+ * around it). */
+static void test_wrap(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+	const char *const wrap[] = { "/usr/bin/env", "WRAPPED=yes", NULL };
+
+	spec_init(&s, script(f, "w", "echo \"$WRAPPED\""));
+	s.wrap = wrap;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_int_equal(r.exit, 0);
+	assert_string_equal(vd_buf_cstr(&r.out), "yes\n");
 	vd_run_result_release(&r);
 }
 
@@ -320,6 +409,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_straggler, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parallel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rlimits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrap, setup, teardown),
 	};
 
 	vd_runner_init();

@@ -24,6 +24,7 @@ struct vd_cli_conn {
 	const char *state;         /* --state DIR: DIR/url and DIR/token */
 	char *url;                 /* resolved base URL, malloc'd */
 	char *token;               /* resolved token, malloc'd */
+	char *pin;                 /* https: DIR/tls-pin (vdfsd writes it), malloc'd */
 };
 
 /* The long options every subcommand accepts; end a getopt table with

@@ -37,7 +37,8 @@ while [ $# -gt 0 ]; do
 done
 
 packages=(libfuse3-dev fuse3 librocksdb-dev libxxhash-dev libcurl4-openssl-dev
-	libmicrohttpd-dev libjansson-dev libcmocka-dev cmake pkg-config gcc make curl)
+	libmicrohttpd-dev libjansson-dev libcmocka-dev cmake pkg-config gcc make curl
+	libgnutls28-dev bubblewrap openssl)
 
 missing=()
 for p in "${packages[@]}"; do

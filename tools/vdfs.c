@@ -11,6 +11,12 @@
 #include "cli.h"
 
 int vd_cli_cmd_status(int argc, char **argv);
+int vd_cli_cmd_log(int argc, char **argv);
+int vd_cli_cmd_du(int argc, char **argv);
+int vd_cli_cmd_lineage(int argc, char **argv);
+int vd_cli_cmd_diff(int argc, char **argv);
+int vd_cli_cmd_executors(int argc, char **argv);
+int vd_cli_cmd_bench(int argc, char **argv);
 
 static const struct {
 	const char *name;
@@ -19,6 +25,19 @@ static const struct {
 } commands[] = {
 	{ "status", vd_cli_cmd_status,
 	  "status                     tasks, runs and executors of a running vdfsd" },
+	{ "log", vd_cli_cmd_log,
+	  "log TASK [--long]          a task's versions, newest first" },
+	{ "du", vd_cli_cmd_du,
+	  "du [TASK] [--bytes]        logical against stored bytes, dedup ratio" },
+	{ "lineage", vd_cli_cmd_lineage,
+	  "lineage ID [--dot]         where a version or result came from, what came of it" },
+	{ "diff", vd_cli_cmd_diff,
+	  "diff A B [--lines|--result]\n"
+	  "                             B against A: summary, line diff of inputs or results" },
+	{ "executors", vd_cli_cmd_executors,
+	  "executors [revoke NAME]    executors' state; revoke cuts one off" },
+	{ "bench", vd_cli_cmd_bench,
+	  "bench [--quick] [--out DIR] [--cases LIST]  performance against baselines (tools/vdfs-bench.sh)" },
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,251 @@
+/*
+ * cmd_lineage.c - `vdfs lineage ID [--dot]`: the derivation DAG around a
+ * version or result (GET /v1/lineage/<id>), as indented text (the ID's
+ * ancestors, then its descendants, each edge with its kind and the code ID
+ * that made it) or as a Graphviz digraph.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "id.h"
+
+#define SHORT_ID 12
+
+struct graph {
+	const json_t *nodes;   /* id -> node */
+	json_t *in, *out;      /* id -> [edge] */
+	bool full;
+};
+
+static const char *shorten(char buf[VD_ID_SIZE], const char *id, bool full)
+{
+	snprintf(buf, VD_ID_SIZE, "%.*s", full ? VD_ID_LEN : SHORT_ID, id && *id ? id : "-");
+	return buf;
+}
+
+static void describe(const struct graph *g, const char *id)
+{
+	const json_t *n = json_object_get(g->nodes, id);
+	char s[VD_ID_SIZE];
+	const char *kind = vd_cli_jstr(n, "kind");
+	shorten(s, id, g->full);
+	if (!strcmp(kind, "version"))
+		printf("version %s  %s/%s", s, vd_cli_jstr(n, "task"), vd_cli_jstr(n, "name"));
+	else if (!strcmp(kind, "result"))
+		printf("result %s  of task %s", s, vd_cli_jstr(n, "task"));
+	else
+		printf("%s %s", *kind ? kind : "node", s);
+}
+
+static void describe_edge(const struct graph *g, const json_t *e)
+{
+	char s[VD_ID_SIZE];
+	const char *path = vd_cli_jstr(e, "path");
+	printf("%s [code %s", vd_cli_jstr(e, "kind"), shorten(s, vd_cli_jstr(e, "code_id"), g->full));
+	if (*path)
+		printf(", file %s", path);
+	printf("]");
+}
+
+static int edge_cmp_from(const void *a, const void *b)
+{
+	const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+	int d = strcmp(vd_cli_jstr(x, "kind"), vd_cli_jstr(y, "kind"));
+	return d ? d : strcmp(vd_cli_jstr(x, "from"), vd_cli_jstr(y, "from"));
+}
+
+static int edge_cmp_to(const void *a, const void *b)
+{
+	const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+	int d = strcmp(vd_cli_jstr(x, "kind"), vd_cli_jstr(y, "kind"));
+	return d ? d : strcmp(vd_cli_jstr(x, "to"), vd_cli_jstr(y, "to"));
+}
+
+/*
+ * Print the edges into (up) or out of (down) id, depth first. A node
+ * reached twice (a diamond: two derivations meeting again) is expanded
+ * once and marked "(shown above)" after; the same set keeps a cycle, which
+ * the daemon should never report, from looping.
+ */
+static void walk(const struct graph *g, json_t *seen, const char *id, bool up, int depth)
+{
+	const json_t *list = json_object_get(up ? g->in : g->out, id);
+	size_t n = json_array_size(list), i;
+	const json_t **v = calloc(n + 1, sizeof *v);
+	if (!v)
+		return;
+	for (i = 0; i < n; i++)
+		v[i] = json_array_get(list, i);
+	qsort(v, n, sizeof *v, up ? edge_cmp_from : edge_cmp_to);
+	for (i = 0; i < n; i++) {
+		const char *next = vd_cli_jstr(v[i], up ? "from" : "to");
+		printf("%*s%s ", 2 + 3 * depth, "", up ? "<-" : "->");
+		describe_edge(g, v[i]);
+		printf(" ");
+		describe(g, next);
+		if (json_object_get(seen, next)) {
+			printf("  (shown above)\n");
+			continue;
+		}
+		printf("\n");
+		json_object_set_new(seen, next, json_true());
+		walk(g, seen, next, up, depth + 1);
+	}
+	free(v);
+}
+
+static void index_edges(struct graph *g, const json_t *edges)
+{
+	size_t i;
+	const json_t *e;
+	json_array_foreach(edges, i, e) {
+		const char *k[2] = { vd_cli_jstr(e, "to"), vd_cli_jstr(e, "from") };
+		json_t *m[2] = { g->in, g->out };
+		for (int s = 0; s < 2; s++) {
+			json_t *arr = json_object_get(m[s], k[s]);
+			if (!arr) {
+				arr = json_array();
+				json_object_set_new(m[s], k[s], arr);
+			}
+			json_array_append(arr, (json_t *)e);
+		}
+	}
+}
+
+static void print_text(const struct graph *g, const char *root, const json_t *lin)
+{
+	json_t *seen = json_object();
+	describe(g, root);
+	printf("\nancestors:\n");
+	if (!json_array_size(json_object_get(g->in, root)))
+		printf("  (none)\n");
+	json_object_set_new(seen, root, json_true());
+	walk(g, seen, root, true, 0);
+	json_object_clear(seen);
+	printf("descendants:\n");
+	if (!json_array_size(json_object_get(g->out, root)))
+		printf("  (none)\n");
+	json_object_set_new(seen, root, json_true());
+	walk(g, seen, root, false, 0);
+	printf("%zu nodes, %zu edges%s\n", json_object_size(g->nodes),
+	       json_array_size(json_object_get(lin, "edges")),
+	       json_is_true(json_object_get(lin, "truncated")) ? " (truncated: the graph is larger)" : "");
+	json_decref(seen);
+}
+
+/* A DOT string's inside: quotes and backslashes escaped, control bytes
+ * made spaces (names are file names and may hold anything but '/'). */
+static void dot_str(const char *s)
+{
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20 || ch == 0x7f)
+			putchar(' ');
+		else
+			putchar(ch);
+	}
+}
+
+static void print_dot(const struct graph *g, const char *root, const json_t *lin)
+{
+	const char *id;
+	const json_t *n, *e;
+	size_t i;
+	char s[VD_ID_SIZE];
+
+	printf("digraph lineage {\n"
+	       "  rankdir=LR;\n"
+	       "  node [fontname=\"monospace\", fontsize=10];\n"
+	       "  edge [fontname=\"monospace\", fontsize=9];\n");
+	json_object_foreach((json_t *)g->nodes, id, n) {
+		bool version = !strcmp(vd_cli_jstr(n, "kind"), "version");
+		printf("  \"%s\" [shape=%s, label=\"", id, version ? "box" : "ellipse");
+		dot_str(version ? "version" : "result");
+		printf("\\n");
+		dot_str(vd_cli_jstr(n, "task"));
+		if (version) {
+			printf("/");
+			dot_str(vd_cli_jstr(n, "name"));
+		}
+		printf("\\n%s\"%s];\n", shorten(s, id, g->full),
+		       !strcmp(id, root) ? ", style=bold, penwidth=2" : "");
+	}
+	json_array_foreach(json_object_get(lin, "edges"), i, e) {
+		const char *path = vd_cli_jstr(e, "path");
+		printf("  \"%s\" -> \"%s\" [label=\"", vd_cli_jstr(e, "from"), vd_cli_jstr(e, "to"));
+		dot_str(vd_cli_jstr(e, "kind"));
+		printf(" %s", shorten(s, vd_cli_jstr(e, "code_id"), g->full));
+		if (*path) {
+			printf("\\n");
+			dot_str(path);
+		}
+		printf("\"%s];\n", strcmp(vd_cli_jstr(e, "kind"), "run") ? ", style=dashed" : "");
+	}
+	printf("}\n");
+}
+
+int vd_cli_cmd_lineage(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "dot", no_argument, NULL, 'd' },
+		{ "long", no_argument, NULL, 'l' },
+		VD_CLI_CONN_OPTIONS,
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vd_cli_conn c = { 0 };
+	struct vd_buf path = VD_BUF_INIT(256);
+	struct graph g = { 0 };
+	json_t *lin = NULL, *nodes = json_object();
+	bool dot = false;
+	int opt, rc = 2;
+	size_t i;
+	const json_t *n;
+
+	while ((opt = getopt_long(argc, argv, "l", opts, NULL)) != -1) {
+		if (opt == 'd') {
+			dot = true;
+		} else if (opt == 'l') {
+			g.full = true;
+		} else if (!vd_cli_conn_option(&c, opt, optarg)) {
+			fprintf(stderr, "usage: vdfs lineage ID [--dot] [--long]\n");
+			goto out;
+		}
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "usage: vdfs lineage ID [--dot] [--long]\n");
+		goto out;
+	}
+	const char *id = argv[optind];
+	if (!vd_id_valid(id)) {
+		fprintf(stderr, "vdfs lineage: '%s' is not an ID (32 lowercase hex digits)\n", id);
+		goto out;
+	}
+	vd_buf_addf(&path, "/v1/lineage/%s", id);
+	if ((rc = vd_cli_conn_open(&c, "lineage")))
+		goto out;
+	if ((rc = vd_cli_get_json(&lin, &c, "lineage", vd_buf_cstr(&path))))
+		goto out;
+	json_array_foreach(json_object_get(lin, "nodes"), i, n)
+		json_object_set(nodes, vd_cli_jstr(n, "id"), (json_t *)n);
+	g.nodes = nodes;
+	g.in = json_object();
+	g.out = json_object();
+	index_edges(&g, json_object_get(lin, "edges"));
+	if (dot)
+		print_dot(&g, id, lin);
+	else
+		print_text(&g, id, lin);
+	rc = 0;
+out:
+	json_decref(g.in);
+	json_decref(g.out);
+	json_decref(nodes);
+	json_decref(lin);
+	vd_buf_release(&path);
+	vd_cli_conn_close(&c);
+	return rc;
+}

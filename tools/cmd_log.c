@@ -1,0 +1,153 @@
+/*
+ * cmd_log.c - `vdfs log TASK`: a task's versions, newest first (GET
+ * /v1/tasks/<task>/log), with name, local time, code ID, run duration,
+ * logical and newly stored bytes, units and status.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+#define SHORT_ID 12
+
+/* Percent-encode everything but RFC 3986's unreserved characters. */
+static int url_escape(struct vd_buf *out, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	int rc = 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p && !rc; p++) {
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		    *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+			rc = vd_buf_add(out, p, 1);
+		} else {
+			char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
+			rc = vd_buf_add(out, e, 3);
+		}
+	}
+	return rc;
+}
+
+static void add_time(struct vd_cli_table *t, long long ms)
+{
+	char s[64];
+	struct tm tm;
+	time_t sec = (time_t)(ms / 1000);
+	if (ms <= 0 || !localtime_r(&sec, &tm) || !strftime(s, sizeof s, "%Y-%m-%d %H:%M:%S", &tm))
+		vd_cli_table_add(t, "-");
+	else
+		vd_cli_table_add(t, s);
+}
+
+static void add_duration(struct vd_cli_table *t, const json_t *d)
+{
+	long long ms = (long long)json_integer_value(d);
+	if (!json_is_integer(d) || ms < 0)
+		vd_cli_table_add(t, "-");
+	else if (ms < 1000)   /* one word each, so that scripts can split on blanks */
+		vd_cli_table_addf(t, "%lldms", ms);
+	else if (ms < 60000)
+		vd_cli_table_addf(t, "%.1fs", (double)ms / 1000.0);
+	else if (ms < 3600000)
+		vd_cli_table_addf(t, "%lldm%02llds", ms / 60000, ms / 1000 % 60);
+	else
+		vd_cli_table_addf(t, "%lldh%02lldm", ms / 3600000, ms / 60000 % 60);
+}
+
+static void add_bytes(struct vd_cli_table *t, const json_t *v, bool raw)
+{
+	char s[32];
+	if (!json_is_integer(v)) {
+		vd_cli_table_add(t, "-");
+	} else if (raw) {
+		vd_cli_table_addf(t, "%lld", (long long)json_integer_value(v));
+	} else {
+		vd_cli_human_bytes(s, (unsigned long long)json_integer_value(v));
+		vd_cli_table_add(t, s);
+	}
+}
+
+static void add_id(struct vd_cli_table *t, const char *id, bool full)
+{
+	if (!*id)
+		vd_cli_table_add(t, "-");
+	else
+		vd_cli_table_addf(t, "%.*s", full ? (int)strlen(id) : SHORT_ID, id);
+}
+
+static void print_log(const json_t *log, bool full, bool raw)
+{
+	const json_t *vs = json_object_get(log, "versions"), *v;
+	struct vd_cli_table t = { .ncols = 9 };
+	size_t i;
+
+	if (!json_array_size(vs)) {
+		printf("task %s has no versions\n", vd_cli_jstr(log, "task"));
+		return;
+	}
+	const char *head[] = { "ID", "NAME", "TIME", "CODE", "DURATION", "LOGICAL", "STORED",
+			       "UNITS", "STATUS" };
+	for (i = 0; i < 9; i++)
+		vd_cli_table_add(&t, head[i]);
+	json_array_foreach(vs, i, v) {
+		const json_t *units = json_object_get(v, "units");
+		add_id(&t, vd_cli_jstr(v, "data_id"), full);
+		vd_cli_table_add(&t, *vd_cli_jstr(v, "name") ? vd_cli_jstr(v, "name") : "-");
+		add_time(&t, vd_cli_jint(v, "time"));
+		add_id(&t, vd_cli_jstr(v, "code_id"), full);
+		add_duration(&t, json_object_get(v, "duration_ms"));
+		add_bytes(&t, json_object_get(v, "size"), raw);
+		add_bytes(&t, json_object_get(v, "stored"), raw);
+		if (json_is_integer(units))
+			vd_cli_table_addf(&t, "%lld", (long long)json_integer_value(units));
+		else
+			vd_cli_table_add(&t, "-");
+		vd_cli_table_add(&t, *vd_cli_jstr(v, "status") ? vd_cli_jstr(v, "status") : "-");
+	}
+	vd_cli_table_print(&t);
+}
+
+int vd_cli_cmd_log(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "long", no_argument, NULL, 'l' },
+		{ "bytes", no_argument, NULL, 'b' },
+		VD_CLI_CONN_OPTIONS,
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vd_cli_conn c = { 0 };
+	struct vd_buf path = VD_BUF_INIT(4096);
+	json_t *log = NULL;
+	bool full = false, raw = false;
+	int opt, rc = 2;
+
+	while ((opt = getopt_long(argc, argv, "lb", opts, NULL)) != -1) {
+		if (opt == 'l') {
+			full = true;
+		} else if (opt == 'b') {
+			raw = true;
+		} else if (!vd_cli_conn_option(&c, opt, optarg)) {
+			fprintf(stderr, "usage: vdfs log TASK [--long] [--bytes]\n");
+			goto out;
+		}
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "usage: vdfs log TASK [--long] [--bytes]\n");
+		goto out;
+	}
+	if (vd_buf_adds(&path, "/v1/tasks/") || url_escape(&path, argv[optind]) ||
+	    vd_buf_adds(&path, "/log")) {
+		fprintf(stderr, "vdfs log: task name too long\n");
+		goto out;
+	}
+	if ((rc = vd_cli_conn_open(&c, "log")))
+		goto out;
+	rc = vd_cli_get_json(&log, &c, "log", vd_buf_cstr(&path));
+	if (!rc)
+		print_log(log, full, raw);
+out:
+	json_decref(log);
+	vd_buf_release(&path);
+	vd_cli_conn_close(&c);
+	return rc;
+}

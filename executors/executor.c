@@ -88,6 +88,7 @@ struct exec {
 	int idle_exit_s;      /* --idle-exit; 0 = never */
 	const char *bwrap;    /* --sandbox bwrap: the bwrap program, else NULL */
 	uint64_t max_memory;  /* --max-memory: cap on what a unit may ask for */
+	uint64_t as_limit;    /* --max-address-space: RLIMIT_AS per process */
 	uint64_t fsize_limit; /* --max-file-size */
 	uint64_t nofile_limit;/* --max-open-files */
 	size_t out_cap;       /* --stdout-cap */
@@ -523,6 +524,7 @@ static void run_unit(struct exec *x, struct vd_client *c, struct lease *l)
 	spec.mem_limit = mem > 0 ? (uint64_t)mem : 0;
 	if (x->max_memory && (!spec.mem_limit || spec.mem_limit > x->max_memory))
 		spec.mem_limit = x->max_memory;
+	spec.as_limit = x->as_limit;
 	/* CPU time is a backstop behind the wall clock: a function may use
 	 * every core for the whole timeout. */
 	spec.cpu_limit_s = timeout_s * x->cores + 10;
@@ -998,6 +1000,8 @@ static void usage(FILE *f)
 		"  --sandbox MODE      none (default) or bwrap: each unit in bubblewrap,\n"
 		"                      without network, on a read-only system\n"
 		"  --max-memory SIZE   most memory a unit may use, whatever its task asks\n"
+		"  --max-address-space SIZE  also cap each process's address space (RLIMIT_AS;\n"
+		"                      off by default: many programs reserve more than they use)\n"
 		"  --max-file-size SIZE  largest file a unit may write (default 4G)\n"
 		"  --max-open-files N  open files per process of a unit (default 1024)\n"
 		"  --stdout-cap SIZE   most output a unit may print (default 1G)\n"
@@ -1022,6 +1026,7 @@ int main(int argc, char **argv)
 		{ "insecure", no_argument, NULL, 'k' },
 		{ "sandbox", required_argument, NULL, 'S' },
 		{ "max-memory", required_argument, NULL, 'M' },
+		{ "max-address-space", required_argument, NULL, 'V' },
 		{ "max-file-size", required_argument, NULL, 'F' },
 		{ "max-open-files", required_argument, NULL, 'O' },
 		{ "stdout-cap", required_argument, NULL, 'U' },
@@ -1082,15 +1087,19 @@ int main(int argc, char **argv)
 			break;
 		case 'C':
 		case 'M':
+		case 'V':
 		case 'F':
 		case 'U':
 			if (vd_ex_parse_size(&sz, optarg) || sz < 4096) {
 				fprintf(stderr, "vdfs-executor: --%s wants a size like 512M\n",
 					opt == 'C' ? "cache-size" : opt == 'M' ? "max-memory"
+					: opt == 'V' ? "max-address-space"
 					: opt == 'F' ? "max-file-size" : "stdout-cap");
 				return 2;
 			}
-			if (opt == 'C')
+			if (opt == 'V')
+				x.as_limit = sz;
+			else if (opt == 'C')
 				x.cache_cap = sz;
 			else if (opt == 'M')
 				x.max_memory = sz;

@@ -266,11 +266,9 @@ struct child_limits {
 static void limits_of(struct child_limits *cl, const struct vd_run_spec *spec)
 {
 	memset(cl, 0, sizeof(*cl));
-	if (spec->mem_limit) {
-		uint64_t as = spec->mem_limit * 2 + (256u << 20);
-
+	if (spec->as_limit) {
 		cl->as = true;
-		cl->as_l.rlim_cur = cl->as_l.rlim_max = (rlim_t)as;
+		cl->as_l.rlim_cur = cl->as_l.rlim_max = (rlim_t)spec->as_limit;
 	}
 	if (spec->cpu_limit_s > 0) {
 		cl->cpu = true;

@@ -49,12 +49,14 @@ struct vd_run_spec {
 	 * the list NULL-terminated); NULL runs exe directly. */
 	const char *const *wrap;
 	/* Limits; 0 means none. mem_limit is bytes of resident memory of the
-	 * whole process group, polled every 200 ms ("memory limit"); each
-	 * process also gets RLIMIT_AS = 2 * mem_limit + 256 MiB, so that a
-	 * burst between two polls still hits a wall. cpu_limit_s is
+	 * whole process group, polled every 200 ms ("memory limit").
+	 * as_limit, when set, is RLIMIT_AS for each process: a wall for a
+	 * burst between two polls, opt-in because many sound programs reserve
+	 * far more address space than they use (sanitizers, JVMs, Go). cpu_limit_s is
 	 * RLIMIT_CPU ("cpu limit"), fsize_limit RLIMIT_FSIZE ("file size
 	 * limit"), nofile_limit RLIMIT_NOFILE. */
 	uint64_t mem_limit;
+	uint64_t as_limit;
 	int64_t cpu_limit_s;
 	uint64_t fsize_limit;
 	uint64_t nofile_limit;

@@ -16,6 +16,9 @@
 # replaced; after the release the remaining units start, and the run
 # finishes with the code it started with: v1's result, and meta.json names
 # v1's code ID.
+
+# `ls` is what a user runs here, and every name it lists is a hex ID.
+# shellcheck disable=SC2012
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -34,7 +37,7 @@ meta_code_id() {
 # Expected results, computed with standard tools: v1 counts words, v2
 # counts upper-cased words; reduce = sum sorts rows by key, bytewise.
 count_upper() {
-	cat -- "$@" | tr -s ' \n' '\n' | grep -v '^$' | tr 'a-z' 'A-Z' | LC_ALL=C sort |
+	cat -- "$@" | tr -s ' \n' '\n' | grep -v '^$' | LC_ALL=C tr '[:lower:]' '[:upper:]' | LC_ALL=C sort |
 		uniq -c | awk '{ print $2 "," $1 }'
 }
 
@@ -68,7 +71,7 @@ cp "$IN/v1.sh" "$T/function"
 cp "$IN/a.txt" "$T/data/a.txt"
 id="$(vd_new_version "$T" "")"
 V="$T/versions/$id"
-vd_wait_status "$V" done
+vd_wait_status "$V" "done"
 vd_same "$V/result.csv" "$IN/a.v1.csv" "v1's result is the word count"
 
 c1="$(ls "$T/code")"
@@ -78,7 +81,9 @@ vd_same "$T/code/$c1" "$IN/v1.sh" "code/<v1> holds v1's bytes"
 	vd_fail "meta.json names code $(meta_code_id "$V/meta.json"), code/ lists $c1"
 vd_ok "meta.json names the code ID that code/ lists"
 [ "$(stat -c %a "$T/code/$c1")" = 555 ] || vd_fail "code/$c1 has mode $(stat -c %a "$T/code/$c1")"
-[ -x "$T/code/$c1" ] && [ ! -w "$T/code/$c1" ] || vd_fail "code/$c1 is not r-x"
+if [ ! -x "$T/code/$c1" ] || [ -w "$T/code/$c1" ]; then
+	vd_fail "code/$c1 is not r-x"
+fi
 vd_ok "a code version is a read-only executable file (0555)"
 [ "$(ls "$V/runs")" = "$c1" ] || vd_fail "runs/ should list $c1, lists: $(ls "$V/runs" | tr '\n' ' ')"
 vd_ok "runs/ lists the one code that ran"
@@ -96,8 +101,8 @@ vd_same "$T/function" "$IN/v2.sh" "function reads the newest code"
 # rerun = latest (the default): v2 runs on the version too.
 ls -1 "$V/runs" | LC_ALL=C sort >"$IN/runs"
 vd_same "$IN/runs" "$IN/codes" "runs/ lists both codes once v2 is written"
-vd_wait_status "$V/runs/$c2" done
-vd_wait_status "$V" done
+vd_wait_status "$V/runs/$c2" "done"
+vd_wait_status "$V" "done"
 vd_same "$V/runs/$c1/result.csv" "$IN/a.v1.csv" "runs/<v1>/result.csv is v1's result"
 vd_same "$V/runs/$c2/result.csv" "$IN/a.v2.csv" "runs/<v2>/result.csv is v2's result"
 vd_same "$V/result.csv" "$IN/a.v2.csv" "versions/<id>/result.csv is the newest code's"
@@ -105,7 +110,7 @@ vd_same "$V/result.csv" "$IN/a.v2.csv" "versions/<id>/result.csv is the newest c
 [ "$(meta_code_id "$V/runs/$c2/meta.json")" = "$c2" ] || vd_fail "runs/$c2/meta.json names another code"
 [ "$(meta_code_id "$V/meta.json")" = "$c2" ] || vd_fail "meta.json does not name the newest code"
 vd_ok "each run's meta.json names its own code ID; the version's the newest"
-[ "$(vd_status_word "$V/runs/$c1/status")" = done ] || vd_fail "runs/$c1/status is not done"
+[ "$(vd_status_word "$V/runs/$c1/status")" = "done" ] || vd_fail "runs/$c1/status is not done"
 grep -q . "$V/runs/$c2/log" || vd_fail "runs/$c2/log is empty"
 ls -1 "$V/runs/$c1" | LC_ALL=C sort | tr '\n' ' ' >"$IN/runfiles"
 [ "$(cat "$IN/runfiles")" = "log meta.json result.csv status " ] ||
@@ -183,11 +188,11 @@ vd_same "$H/function" "$IN/v2.sh" "the function is replaced while the run is in 
 	vd_fail "with rerun = none only $h1 should have a run; runs/ lists: $(ls "$HV/runs" | tr '\n' ' ')"
 vd_ok "with rerun = none the new code starts no run on the version"
 word="$(vd_status_word "$HV/status")"
-[ "$word" != done ] || vd_fail "the held run is done before its hold was released"
+[ "$word" != "done" ] || vd_fail "the held run is done before its hold was released"
 
 rm -f "$HOLD"
-vd_wait_status "$HV/runs/$h1" done
-vd_wait_status "$HV" done
+vd_wait_status "$HV/runs/$h1" "done"
+vd_wait_status "$HV" "done"
 after="$(units_started)"
 ((after > before)) || vd_fail "no unit started after the function was replaced ($before before, $after in all)"
 vd_ok "$((after - before)) of $after units started after the function was replaced"

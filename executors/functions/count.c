@@ -93,6 +93,41 @@ static void on_bad(void *arg, uint64_t off, size_t len)
 	st->run_len = len;
 }
 
+/* Read stdin to its end through the decoder (and so the matcher). 0, or
+ * -errno after one line on stderr. */
+static int count_stdin(vd_decode *dec)
+{
+	char *buf = malloc(VD_DECODE_HEADROOM + READ_SIZE);
+	const char *what = "reading stdin";
+	int rc = -ENOMEM;
+
+	if (!buf)
+		goto out;
+	for (;;) {
+		ssize_t r = read(STDIN_FILENO, buf + VD_DECODE_HEADROOM, READ_SIZE);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = -errno;
+			goto out;
+		}
+		if (r == 0)
+			break;
+		if ((rc = vd_decode_feed(dec, buf + VD_DECODE_HEADROOM, (size_t)r))) {
+			what = "decoding";
+			goto out;
+		}
+	}
+	what = "decoding";
+	rc = vd_decode_finish(dec);
+out:
+	if (rc)
+		fprintf(stderr, "vdfs-count: %s (as %s): %s\n", what,
+			vd_enc_name(vd_decode_encoding(dec)), strerror(-rc));
+	free(buf);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -105,7 +140,6 @@ int main(int argc, char **argv)
 	struct vd_strv words = { 0 };
 	struct vd_buf out = VD_BUF_INIT((size_t)64 << 20);
 	vd_decode *dec = NULL;
-	char *buf = NULL;
 	bool per_file = false;
 	const char *encname = getenv("VDFS_ENCODING");
 	enum vd_enc enc = VD_ENC_AUTO;
@@ -130,7 +164,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vdfs-count: no word to count (usage: vdfs-count WORD...)\n");
 		goto out;
 	}
+	size_t total = 0;
 	for (int i = optind; i < argc; i++) {
+		/* Checked before the words are compared with each other, which
+		 * takes time quadratic in their number. */
+		total += strlen(argv[i]);
+		if (total > VD_MATCH_MAX_BYTES) {
+			fprintf(stderr, "vdfs-count: the words come to more than %u bytes\n",
+				VD_MATCH_MAX_BYTES);
+			goto out;
+		}
 		if (!*argv[i]) {
 			fprintf(stderr, "vdfs-count: a word must have at least one character\n");
 			goto out;
@@ -170,25 +213,8 @@ int main(int argc, char **argv)
 	}
 
 	status = 1;
-	if (!(buf = malloc(VD_DECODE_HEADROOM + READ_SIZE))) {
-		fprintf(stderr, "vdfs-count: out of memory\n");
+	if (count_stdin(dec))
 		goto out;
-	}
-	for (;;) {
-		ssize_t r = read(STDIN_FILENO, buf + VD_DECODE_HEADROOM, READ_SIZE);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			fprintf(stderr, "vdfs-count: reading stdin: %s\n", strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		if ((rc = vd_decode_feed(dec, buf + VD_DECODE_HEADROOM, (size_t)r)))
-			goto decode_error;
-	}
-	if ((rc = vd_decode_finish(dec)))
-		goto decode_error;
 	report_run(&st);
 	if (st.bad_spots)
 		fprintf(stderr, "vdfs-count: %s%s%s: %llu undecodable byte%s in %llu place%s "
@@ -220,12 +246,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	status = 0;
-	goto out;
-decode_error:
-	fprintf(stderr, "vdfs-count: decoding as %s: %s\n",
-		vd_enc_name(vd_decode_encoding(dec)), strerror(-rc));
 out:
-	free(buf);
 	vd_decode_free(dec);
 	vd_match_free(st.match);
 	vd_strv_release(&words);

@@ -116,6 +116,15 @@ static int add_pari_error(struct vd_buf *row, const char *msg)
 	return rc;
 }
 
+/* Drop what was appended to b after its first `len` bytes. */
+static void truncate_to(struct vd_buf *b, size_t len)
+{
+	if (b->len > len) {
+		b->len = len;
+		b->data[len] = '\0';
+	}
+}
+
 /*
  * Append ",p1,p2,..." for the integer num ("-?[0-9]+", canonical) to fac,
  * or ",error: ..." when PARI gives up. PARI errors longjmp out of the
@@ -125,12 +134,13 @@ static int add_pari_error(struct vd_buf *row, const char *msg)
 static int factor_one(struct vd_buf *fac, const char *num)
 {
 	pari_sp av = avma;
+	size_t mark = fac->len;
 	volatile int rc = 0;
 
 	pari_CATCH(CATCH_ALL) {
 		char *msg = pari_err2str(pari_err_last());
 
-		vd_buf_reset(fac);
+		truncate_to(fac, mark);
 		rc = vd_buf_add(fac, ",", 1);
 		if (!rc)
 			rc = add_pari_error(fac, msg ? msg : "unknown error");
@@ -159,7 +169,7 @@ static int factor_one(struct vd_buf *fac, const char *num)
 	set_avma(av);
 	if (rc == -EFBIG) {
 		/* Only a number with millions of small factors gets here. */
-		vd_buf_reset(fac);
+		truncate_to(fac, mark);
 		rc = vd_buf_adds(fac, ",error: too many factors to print");
 	}
 	return rc;

@@ -764,7 +764,13 @@ static void slot_name(char out[16], int slot, int period, enum time_kind kind)
 		snprintf(out, 16, "#%d", slot);
 }
 
-static int fit(struct model *m, const struct history *h)
+/* What a fit used and how well it fits its own history. */
+struct fit_stats {
+	size_t used;          /* rows with a load and every lag */
+	double mape;          /* in-sample, percent */
+};
+
+static int fit(struct fit_stats *fs, struct model *m, const struct history *h)
 {
 	int np = model_nparams(m), rc = 0;
 	size_t per = h->span / (size_t)m->period + 2, used = 0;
@@ -834,9 +840,11 @@ static int fit(struct model *m, const struct history *h)
 					daytype(st, m->period, h->kind), feat) - y) / fabs(y);
 		nape++;
 	}
+	fs->used = used;
+	fs->mape = nape ? 100 * ape / (double)nape : NAN;
 	fprintf(stderr, "vdfs-forecast: trained on %zu rows (%zu with a load) "
 		"of %zu read; in-sample MAPE %.3f %%\n", used, h->loads, h->rows,
-		nape ? 100 * ape / (double)nape : NAN);
+		fs->mape);
 out:
 	free(a);
 	free(b);
@@ -857,6 +865,7 @@ static int cmd_train(struct opts *o)
 {
 	struct history h;
 	struct model m = { 0 };
+	struct fit_stats fs = { 0 };
 	struct vd_buf out = VD_BUF_INIT(FC_MODEL_MAX + 4096);
 	struct vd_buf text = VD_BUF_INIT(FC_MODEL_MAX);
 	char t0[40] = "", t1[40] = "";
@@ -869,7 +878,7 @@ static int cmd_train(struct opts *o)
 	m.period = o->period;
 	m.nlags = o->nlags;
 	memcpy(m.lags, o->lags, sizeof(m.lags));
-	rc = fit(&m, &h);
+	rc = fit(&fs, &m, &h);
 	if (!rc)
 		rc = model_write(&text, &m);
 	if (!rc && !o->script) {
@@ -886,12 +895,13 @@ static int cmd_train(struct opts *o)
 		/* The model rides in a single-quoted argument: it holds no quote. */
 		rc = vd_buf_addf(&out,
 			"#!/bin/sh\n"
-			"# A vdfs function made by `vdfs-forecast train --script`:\n"
-			"# day-ahead load forecasts from a model trained on %zu rows,\n"
-			"# %s to %s. Input rows: time,lag%d,... as written by\n"
-			"# `vdfs-forecast features`; output rows: time,prediction.\n"
+			"# Made by `vdfs-forecast train --script`: a day-ahead load model\n"
+			"# fitted on %zu loads from %s to %s (%zu rows\n"
+			"# with every lag); in-sample MAPE %.3f %%. Input rows: time and the\n"
+			"# lags named below (`vdfs-forecast features` writes them); output\n"
+			"# rows: time,prediction.\n"
 			"exec vdfs-forecast predict --coef '\n%s'\n",
-			h.loads, t0, t1, m.lags[0], text.data);
+			h.loads, t0, t1, fs.used, fs.mape, text.data);
 	}
 	if (!rc)
 		rc = vd_write_all(STDOUT_FILENO, out.data, out.len);

@@ -690,6 +690,16 @@ int vd_engine_api_result(json_t **reply, struct vd_buf *why, vd_engine *e,
 		rc = -ESTALE;
 		goto unlock;
 	}
+	/* A function that succeeded may still have had something to say
+	 * (bytes it could not decode, rows it skipped): keep it in the log,
+	 * in the batch that records the result. */
+	if (m.stderr_tail && *m.stderr_tail) {
+		struct vd_buf tail = VD_BUF_INIT(VD_STDERR_TAIL * 4);
+		vd_engine_add_one_line(&tail, m.stderr_tail, VD_STDERR_TAIL);
+		vd_engine_log_add(b, e, r->task, r->data, r->code, "unit %zu/%zu "
+				  "executor=%s stderr: %s", u, r->nunits, ex, vd_buf_cstr(&tail));
+		vd_buf_release(&tail);
+	}
 	if (r->cfg.replicas > 1) {
 		rc = add_vote(b, e, l, r, u, blob, outlen, m.ms, ex);
 	} else {

@@ -2,7 +2,7 @@
 # tools/data-zh.sh - fetch the real Chinese text that vdfs-count is checked
 # on, from Debian packages, into a data directory (never into the repository).
 #
-#   tools/data-zh.sh [DIR]     default: $VDFS_DATA_DIR, else build/data/zh
+#   tools/data-zh.sh [DIR]     default: $VDFS_DATA_DIR/zh, else build/data/zh
 #
 # DIR gets:
 #   tree/fortunes/{chinese,tang300,song100}   fortunes-zh: poems, UTF-8
@@ -22,13 +22,13 @@
 # Idempotent and quiet on success: a complete DIR (it has VERSIONS) is left
 # alone; a new one is built beside it and renamed into place, so an
 # interrupted run never leaves a half tree that looks complete. `apt-get
-# update` runs only when a download fails for want of package lists (as root
-# or through sudo). Exits non-zero with one line on stderr when the data
+# update` runs only when a download fails for want of package lists (none,
+# or stale), as root or through sudo. Exits non-zero with one line on stderr when the data
 # cannot be had.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-dir="${1:-${VDFS_DATA_DIR:-$root/build/data/zh}}"
+dir="${1:-${VDFS_DATA_DIR:-$root/build/data}/zh}"
 packages=(fortunes-zh manpages-zh texlive-lang-chinese)
 zhlipsum=./usr/share/texlive/texmf-dist/tex/latex/zhlipsum
 
@@ -54,8 +54,11 @@ download() {
 	(cd "$tmp" && apt-get download -q "${packages[@]}") >>"$log" 2>&1 </dev/null
 }
 if ! download; then
-	# Most often there are no package lists yet (a fresh machine): update
-	# them once and try again.
+	# No package lists yet (a fresh machine), or lists older than the
+	# mirror (404): update them once and try again. Anything else (no
+	# network) is reported as it is.
+	grep -qE 'Unable to locate package|no installation candidate|select candidate|404' "$log" ||
+		{ tail -n 10 "$log" >&2; die "apt-get download ${packages[*]} failed"; }
 	sudo=()
 	if [ "$(id -u)" != 0 ]; then
 		command -v sudo >/dev/null || { tail -n 5 "$log" >&2; die "apt-get download failed and apt-get update needs root"; }
@@ -69,8 +72,9 @@ fi
 new="$tmp/new"
 mkdir -p "$new/tree/fortunes" "$new/tree/man" "$new/zhlipsum" "$tmp/x"
 for p in "${packages[@]}"; do
-	deb="$(ls "$tmp"/"${p}"_*.deb 2>/dev/null | head -n 1)"
-	[ -n "$deb" ] || die "apt-get download gave no .deb for $p"
+	debs=("$tmp/${p}"_*.deb)
+	deb="${debs[0]}"
+	[ -f "$deb" ] || die "apt-get download gave no .deb for $p"
 	echo "$p $(dpkg-deb -f "$deb" Version)" >>"$new/VERSIONS.tmp"
 	case "$p" in
 	texlive-lang-chinese)

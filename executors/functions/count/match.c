@@ -8,12 +8,12 @@
  * some word ends comes last: the hot loop then needs a single comparison
  * per byte to know whether anything ended.
  *
- * When the words come to at most 64 bytes (a dozen or more Chinese
- * characters) a bit-parallel Shift-And runs instead: one 64-bit state, one
- * bit per word byte, updated with a shift, an AND and an OR per input
- * byte. Its chain of dependent operations per byte is three one-cycle
- * instructions where the table walk's is a load, so it runs about twice as
- * fast. Both report the same occurrences in the same order.
+ * When the words come to at most 64 bytes (up to 21 Chinese characters)
+ * a bit-parallel Shift-And runs instead: one 64-bit state, one bit per word
+ * byte, updated with a shift, an AND and an OR per input byte. Its chain of
+ * dependent operations per byte is three one-cycle instructions where the
+ * table walk's is a load, so it runs about twice as fast. Both find the
+ * same occurrences.
  *
  * Most words cannot overlap themselves (no single character can): then
  * every occurrence counts and their order does not matter, so Shift-And

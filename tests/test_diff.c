@@ -245,7 +245,7 @@ static const char *body_of(const char *s)
 	return s;
 }
 
-static char *gnu_diff(const struct text *a, const struct text *b)
+static char *gnu_diff_u(const struct text *a, const struct text *b, int context)
 {
 	char pa[] = "/tmp/vdfs-test-diff-a.XXXXXX", pb[] = "/tmp/vdfs-test-diff-b.XXXXXX";
 	int fa = mkstemp(pa), fb = mkstemp(pb);
@@ -255,7 +255,7 @@ static char *gnu_diff(const struct text *a, const struct text *b)
 	close(fa);
 	close(fb);
 	char cmd[256];
-	snprintf(cmd, sizeof cmd, "LC_ALL=C diff -u %s %s", pa, pb);
+	snprintf(cmd, sizeof cmd, "LC_ALL=C diff -U%d %s %s", context, pa, pb);
 	FILE *p = popen(cmd, "r");
 	assert_non_null(p);
 	struct vd_buf out = VD_BUF_INIT((size_t)1 << 30);
@@ -268,6 +268,11 @@ static char *gnu_diff(const struct text *a, const struct text *b)
 	unlink(pa);
 	unlink(pb);
 	return vd_buf_detach(&out, NULL);
+}
+
+static char *gnu_diff(const struct text *a, const struct text *b)
+{
+	return gnu_diff_u(a, b, 3);
 }
 
 struct result {
@@ -711,6 +716,46 @@ static void test_small_windows(void **state)
 	text_free(&b);
 }
 
+/* A hunk body larger than the in-memory cap (4 MiB) spills to a file. */
+static void test_huge_hunk(void **state)
+{
+	struct text a, b;
+	struct result r;
+	(void)state;
+	gen_unique(&a, 70000);
+	gen_unique(&b, 70000);
+	assert_true(a.b.len + b.b.len > ((size_t)6 << 20));
+	check_like_gnu(&a, &b, CUT_LINES, 64, true, &r);
+	assert_int_equal(r.st.hunks, 1);
+	assert_int_equal(r.st.removed + r.st.added, 140000);
+	free(r.out);
+	text_free(&a);
+	text_free(&b);
+}
+
+/* Other amounts of context, as diff -U N prints them. */
+static void test_context_sizes(void **state)
+{
+	(void)state;
+	for (int ctx = 0; ctx <= 10; ctx += 5) {
+		struct text a, b;
+		struct result r;
+		struct vd_diff_opts o;
+		vd_diff_opts_default(&o);
+		o.context = ctx;
+		gen_unique(&a, 20000);
+		gen_edited(&b, &a, 40, 0);
+		run_diff(&r, &a, &b, CUT_LINES, 32, true, &o);
+		char *g = gnu_diff_u(&a, &b, ctx);
+		assert_string_equal(body_of(r.out), body_of(g));
+		apply_check(&a, &b, r.out);
+		free(g);
+		free(r.out);
+		text_free(&a);
+		text_free(&b);
+	}
+}
+
 static void test_binary(void **state)
 {
 	struct text a, b;
@@ -755,6 +800,8 @@ int main(void)
 		cmocka_unit_test(test_cuts_inside_lines),
 		cmocka_unit_test(test_repetitive_minimal),
 		cmocka_unit_test(test_small_windows),
+		cmocka_unit_test(test_huge_hunk),
+		cmocka_unit_test(test_context_sizes),
 		cmocka_unit_test(test_binary),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,7 +27,8 @@ struct mfile {
 struct side {
 	json_t *reply;                 /* GET /v1/versions/<id> */
 	const char *id;
-	const char *name;              /* the version's name, or "result.csv" */
+	const char *name;              /* the version's name; "" for a result */
+	bool single;                   /* a file (not a tree) */
 	struct mfile *f;
 	size_t n;
 	uint64_t chunks;
@@ -55,7 +56,8 @@ static int side_parse(struct side *s)
 	const json_t *v0 = json_array_get(json_object_get(s->reply, "versions"), 0);
 	size_t i, j;
 
-	s->name = v0 ? vd_cli_jstr(v0, "name") : "result.csv";
+	s->name = v0 ? vd_cli_jstr(v0, "name") : "";
+	s->single = !strcmp(vd_cli_jstr(man, "kind"), "file");
 	if (!json_is_array(files)) {
 		fprintf(stderr, "vdfs diff: the daemon sent no manifest for %s\n", s->id);
 		return 1;
@@ -155,8 +157,10 @@ static void label(struct vd_buf *b, char ab, const struct side *s, const struct 
 		vd_buf_adds(b, "/dev/null");
 	else if (!*f->path)
 		vd_buf_addf(b, "%c/%s", ab, *s->name ? s->name : s->id);
+	else if (!*s->name || s->single)   /* a result: its one file is result.csv */
+		vd_buf_addf(b, "%c/%s", ab, f->path);
 	else
-		vd_buf_addf(b, "%c/%s/%s", ab, *s->name ? s->name : s->id, f->path);
+		vd_buf_addf(b, "%c/%s/%s", ab, s->name, f->path);
 }
 
 /* Line-diff every file of a against b's file of the same path. */
@@ -172,8 +176,9 @@ static int diff_lines(const struct vd_cli_conn *c, struct side *a, struct side *
 	o.context = context;
 	o.fetch = fetch_chunk;
 	o.fetch_arg = (void *)c;
-	/* A single file on each side is compared whatever the names. */
-	bool single = a->n == 1 && b->n == 1 && !*a->f[0].path && !*b->f[0].path;
+	/* A file on each side (a version or a result) is compared whatever
+	 * the names; trees file by file, by path. */
+	bool single = a->single && b->single && a->n == 1 && b->n == 1;
 	for (size_t i = 0, j = 0; !rc && (i < a->n || j < b->n);) {
 		int d = single ? 0 : i == a->n ? 1 : j == b->n ? -1 : strcmp(a->f[i].path, b->f[j].path);
 		const struct mfile *fa = d <= 0 ? &a->f[i] : NULL, *fb = d >= 0 ? &b->f[j] : NULL;
@@ -318,8 +323,6 @@ int vd_cli_cmd_diff(int argc, char **argv)
 	if (lines || result) {
 		if ((rc = side_get(&sa, &c, a)) || (rc = side_get(&sb, &c, b)))
 			goto out;
-		if (result)
-			sa.name = sb.name = "result.csv";
 		rc = diff_lines(&c, &sa, &sb, context, stats);
 		goto out;
 	}

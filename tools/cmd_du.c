@@ -23,6 +23,8 @@ static void add_ratio(struct vd_cli_table *t, long long logical, long long store
 {
 	if (stored > 0)
 		vd_cli_table_addf(t, "%.1fx", (double)logical / (double)stored);
+	else if (logical > 0)
+		vd_cli_table_add(t, "all shared");   /* every byte was stored before */
 	else
 		vd_cli_table_add(t, "-");
 }

@@ -25,18 +25,43 @@ static const char *shorten(char buf[VD_ID_SIZE], const char *id, bool full)
 	return buf;
 }
 
+/*
+ * A result copied into a task as it is becomes a version with the result's
+ * own data ID: one node that is both, which the daemon reports as a version
+ * with a run edge into it (and a "same" edge to itself). Such a node is
+ * described as both; the self edge says nothing more and is not drawn.
+ */
+static const char *result_task(const struct graph *g, const char *id)
+{
+	const json_t *in = json_object_get(g->in, id), *e;
+	size_t i;
+	json_array_foreach(in, i, e) {
+		if (!strcmp(vd_cli_jstr(e, "kind"), "run"))
+			return vd_cli_jstr(json_object_get(g->nodes, vd_cli_jstr(e, "from")), "task");
+	}
+	return NULL;
+}
+
+static bool self_edge(const json_t *e)
+{
+	return !strcmp(vd_cli_jstr(e, "from"), vd_cli_jstr(e, "to"));
+}
+
 static void describe(const struct graph *g, const char *id)
 {
 	const json_t *n = json_object_get(g->nodes, id);
 	char s[VD_ID_SIZE];
-	const char *kind = vd_cli_jstr(n, "kind");
+	const char *kind = vd_cli_jstr(n, "kind"), *rt;
 	shorten(s, id, g->full);
-	if (!strcmp(kind, "version"))
+	if (!strcmp(kind, "version")) {
 		printf("version %s  %s/%s", s, vd_cli_jstr(n, "task"), vd_cli_jstr(n, "name"));
-	else if (!strcmp(kind, "result"))
+		if ((rt = result_task(g, id)))
+			printf("  (= a result of task %s)", rt);
+	} else if (!strcmp(kind, "result")) {
 		printf("result %s  of task %s", s, vd_cli_jstr(n, "task"));
-	else
+	} else {
 		printf("%s %s", *kind ? kind : "node", s);
+	}
 }
 
 static void describe_edge(const struct graph *g, const json_t *e)
@@ -81,6 +106,8 @@ static void walk(const struct graph *g, json_t *seen, const char *id, bool up, i
 	qsort(v, n, sizeof *v, up ? edge_cmp_from : edge_cmp_to);
 	for (i = 0; i < n; i++) {
 		const char *next = vd_cli_jstr(v[i], up ? "from" : "to");
+		if (self_edge(v[i]))
+			continue;
 		printf("%*s%s ", 2 + 3 * depth, "", up ? "<-" : "->");
 		describe_edge(g, v[i]);
 		printf(" ");
@@ -114,23 +141,32 @@ static void index_edges(struct graph *g, const json_t *edges)
 	}
 }
 
+static size_t real_edges(const json_t *list)
+{
+	size_t n = 0, i;
+	const json_t *e;
+	json_array_foreach(list, i, e)
+		n += !self_edge(e);
+	return n;
+}
+
 static void print_text(const struct graph *g, const char *root, const json_t *lin)
 {
 	json_t *seen = json_object();
 	describe(g, root);
 	printf("\nancestors:\n");
-	if (!json_array_size(json_object_get(g->in, root)))
+	if (!real_edges(json_object_get(g->in, root)))
 		printf("  (none)\n");
 	json_object_set_new(seen, root, json_true());
 	walk(g, seen, root, true, 0);
 	json_object_clear(seen);
 	printf("descendants:\n");
-	if (!json_array_size(json_object_get(g->out, root)))
+	if (!real_edges(json_object_get(g->out, root)))
 		printf("  (none)\n");
 	json_object_set_new(seen, root, json_true());
 	walk(g, seen, root, false, 0);
 	printf("%zu nodes, %zu edges%s\n", json_object_size(g->nodes),
-	       json_array_size(json_object_get(lin, "edges")),
+	       real_edges(json_object_get(lin, "edges")),
 	       json_is_true(json_object_get(lin, "truncated")) ? " (truncated: the graph is larger)" : "");
 	json_decref(seen);
 }
@@ -168,14 +204,21 @@ static void print_dot(const struct graph *g, const char *root, const json_t *lin
 		printf("\\n");
 		dot_str(vd_cli_jstr(n, "task"));
 		if (version) {
+			const char *rt = result_task(g, id);
 			printf("/");
 			dot_str(vd_cli_jstr(n, "name"));
+			if (rt) {
+				printf("\\n= a result of ");
+				dot_str(rt);
+			}
 		}
 		printf("\\n%s\"%s];\n", shorten(s, id, g->full),
 		       !strcmp(id, root) ? ", style=bold, penwidth=2" : "");
 	}
 	json_array_foreach(json_object_get(lin, "edges"), i, e) {
 		const char *path = vd_cli_jstr(e, "path");
+		if (self_edge(e))
+			continue;
 		printf("  \"%s\" -> \"%s\" [label=\"", vd_cli_jstr(e, "from"), vd_cli_jstr(e, "to"));
 		dot_str(vd_cli_jstr(e, "kind"));
 		printf(" %s", shorten(s, vd_cli_jstr(e, "code_id"), g->full));

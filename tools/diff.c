@@ -573,6 +573,7 @@ struct ctx {
 	struct hunker h;
 	const char *label_a, *label_b;
 	bool binary;
+	uint64_t max_chunk;       /* the longest extent on either side */
 	struct line *la, *lb;     /* one window's lines, window_lines each */
 };
 
@@ -672,6 +673,8 @@ static int side_init(struct side *s, struct ctx *c, const struct vd_diff_extent 
 			s->cnt[i] = x[i].lines;
 		}
 		s->off[i + 1] = s->off[i] + x[i].len;
+		if (x[i].len > c->max_chunk)
+			c->max_chunk = x[i].len;
 		s->nl[i + 1] = s->nl[i] + s->cnt[i];
 	}
 	return 0;
@@ -692,7 +695,7 @@ static size_t chunk_at(const struct side *s, uint64_t pos)
 }
 
 /* *pos = just after the k-th newline (k >= 1) of chunks [i0, i1). Returns
- * 0, 1 when they hold fewer, or -errno. */
+ * 0, -ENOENT when they hold fewer, or another -errno. */
 static int find_fwd(uint64_t *pos, struct ctx *c, const struct side *s, size_t i0, size_t i1,
 		    uint64_t k)
 {
@@ -717,11 +720,12 @@ static int find_fwd(uint64_t *pos, struct ctx *c, const struct side *s, size_t i
 		}
 		cum += s->cnt[i];
 	}
-	return 1;
+	return -ENOENT;
 }
 
 /* *pos = just after the k-th newline (k >= 1) counted backwards from the
- * end of chunks [i0, i1). Returns 0, 1 when they hold fewer, or -errno. */
+ * end of chunks [i0, i1). Returns 0, -ENOENT when they hold fewer, or
+ * another -errno. */
 static int find_back(uint64_t *pos, struct ctx *c, const struct side *s, size_t i0, size_t i1,
 		     uint64_t k)
 {
@@ -743,7 +747,7 @@ static int find_back(uint64_t *pos, struct ctx *c, const struct side *s, size_t 
 		}
 		cum += s->cnt[i];
 	}
-	return 1;
+	return -ENOENT;
 }
 
 /* Newlines before byte pos. */
@@ -773,7 +777,10 @@ struct reader {
 	struct vd_buf w;      /* bytes read, not yet committed */
 };
 
-/* Read until the window holds `want` bytes or the region ends. */
+/* Read until the window holds `want` bytes or the region ends. Whole
+ * chunks are taken (a window may pass `want` by one chunk): a chunk left
+ * half read would likely be evicted by the other side's reads before the
+ * next window, and fetched twice. */
 static int reader_fill(struct ctx *c, struct reader *r, size_t want)
 {
 	while (r->w.len < want && r->pos < r->end) {
@@ -784,8 +791,6 @@ static int reader_fill(struct ctx *c, struct reader *r, size_t want)
 			return rc;
 		uint64_t cend = r->s->off[i + 1] < r->end ? r->s->off[i + 1] : r->end;
 		size_t take = (size_t)(cend - r->pos);
-		if (take > want - r->w.len)
-			take = want - r->w.len;
 		const char *from = p + (r->pos - r->s->off[i]);
 		if (memchr(from, '\0', take))
 			c->binary = true;
@@ -942,7 +947,9 @@ out:
 static int do_region(struct ctx *c, const struct side *A, uint64_t a0, uint64_t a1,
 		     const struct side *B, uint64_t b0, uint64_t b1)
 {
-	size_t wcap = c->o->window + c->o->max_line + 65536;
+	/* A window: `window` bytes, plus the rest of a line (max_line), plus
+	 * the rest of the chunk it ends in. */
+	size_t wcap = c->o->window + c->o->max_line + (size_t)c->max_chunk + 65536;
 	struct reader ra = { A, a0, a1, VD_BUF_INIT(wcap) };
 	struct reader rb = { B, b0, b1, VD_BUF_INIT(wcap) };
 	uint64_t la, lb;
@@ -1037,7 +1044,7 @@ static int walk(struct ctx *c, const struct side *A, const struct side *B, const
 {
 	const uint64_t k2 = (uint64_t)c->o->context + 2;
 	bool open = false;
-	uint64_t ra0 = 0, rb0 = 0, fe, bs;
+	uint64_t ra0 = 0, rb0 = 0, fe = 0, bs = 0;
 	int rc = 0;
 
 	for (size_t r = 0; r < nr && !rc && !c->binary; r++) {
@@ -1050,19 +1057,20 @@ static int walk(struct ctx *c, const struct side *A, const struct side *B, const
 		bool gap_before = u->ia > (r ? runs[r - 1].ia + runs[r - 1].n : 0) ||
 				  u->ib > (r ? runs[r - 1].ib + runs[r - 1].n : 0);
 		bool gap_after = nia > ea || nib > eb;
-		int ff = 1, fb = 1;
+		int ff = -ENOENT, fb = -ENOENT;   /* 0: the widening was found */
 
 		if (gap_before && !open) {   /* only before the first run */
 			open = true;
 			ra0 = rb0 = 0;
 		}
-		if (gap_after && (rc = find_back(&bs, c, A, u->ia, ea, k2)) < 0)
+		if (gap_after)
+			fb = find_back(&bs, c, A, u->ia, ea, k2);
+		if (open)
+			ff = find_fwd(&fe, c, A, u->ia, ea, k2);
+		if ((fb && fb != -ENOENT) || (ff && ff != -ENOENT)) {
+			rc = fb && fb != -ENOENT ? fb : ff;
 			break;
-		fb = gap_after ? rc : 1;
-		if (open && (rc = find_fwd(&fe, c, A, u->ia, ea, k2)) < 0)
-			break;
-		ff = open ? rc : 1;
-		rc = 0;
+		}
 		if (open && !gap_after) {
 			/* The last run, to both files' ends. */
 			if (ff == 0)

@@ -36,9 +36,12 @@ while [ $# -gt 0 ]; do
 	shift
 done
 
+# graphviz: t_lineage parses `vdfs lineage --dot` with dot; time: t_versions
+# measures `vdfs diff --lines`' peak memory with /usr/bin/time.
 packages=(libfuse3-dev fuse3 librocksdb-dev libxxhash-dev libcurl4-openssl-dev
 	libmicrohttpd-dev libjansson-dev libcmocka-dev cmake pkg-config gcc make curl
-	libgnutls28-dev bubblewrap openssl)
+	libgnutls28-dev bubblewrap openssl libpari-dev pari-gp
+	graphviz time)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -53,8 +53,8 @@ void vd_manifest_free(struct vd_manifest *m)
 	free(m);
 }
 
-static int ext_push(struct vd_file *f, size_t *cap, const char *id, uint64_t len,
-		    uint64_t lines)
+int vd_engine_file_push(struct vd_file *f, size_t *cap, const char *id, uint64_t len,
+			uint64_t lines)
 {
 	if (f->n == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 16;
@@ -99,7 +99,7 @@ int vd_engine_extents_parse(struct vd_file *f, const json_t *a)
 		json_t *nl = json_array_get(x, 2);
 		if (!id || !vd_id_valid(id) || len < 0)
 			return -EBADMSG;
-		int rc = ext_push(f, &cap, id, (uint64_t)len,
+		int rc = vd_engine_file_push(f, &cap, id, (uint64_t)len,
 				  json_is_integer(nl) ? (uint64_t)json_integer_value(nl)
 						      : VD_LINES_UNKNOWN);
 		if (rc)
@@ -254,7 +254,7 @@ static int cutter_cut(struct cutter *c, bool eof, struct vd_buf *why)
 			vd_hasher_update(c->h, p, cut);
 		if ((rc = vd_store_writer_put(id, c->w, p, cut)))
 			return rc;
-		if ((rc = ext_push(c->f, &c->ecap, id, cut, lines)))
+		if ((rc = vd_engine_file_push(c->f, &c->ecap, id, cut, lines)))
 			return rc;
 		c->start += cut;
 	}

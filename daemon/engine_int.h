@@ -217,6 +217,9 @@ int vd_engine_list_suffix(struct vd_strv *out, vd_engine *e, const char *prefix)
 int vd_engine_manifest_parse(struct vd_manifest **out, const char *json, size_t n);
 int vd_engine_version_json(json_t **out, vd_engine *e, const char *task,
 			   const char *data_id);
+/* Append a chunk to f's extents (cap: how many ext has room for). */
+int vd_engine_file_push(struct vd_file *f, size_t *cap, const char *id, uint64_t len,
+			uint64_t lines);
 /* A file's extents as [[id, len], ...] and back. */
 json_t *vd_engine_file_json(const struct vd_file *f);
 int vd_engine_extents_parse(struct vd_file *f, const json_t *a);

@@ -33,25 +33,6 @@ static uint64_t count_lines(const char *p, size_t n)
 	return lines;
 }
 
-static int extent_push(struct vd_file *f, size_t *cap, const char *id, uint64_t len,
-		       uint64_t lines)
-{
-	if (f->n == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 16;
-		struct vd_extent *x = realloc(f->ext, ncap * sizeof *x);
-		if (!x)
-			return -ENOMEM;
-		f->ext = x;
-		*cap = ncap;
-	}
-	struct vd_extent *x = &f->ext[f->n++];
-	memcpy(x->id, id, VD_ID_SIZE);
-	x->off = f->size;
-	x->len = len;
-	x->lines = lines;
-	f->size += len;
-	return 0;
-}
 
 static int reduce_concat(struct vd_file *f, vd_hasher *h, vd_store_writer *w,
 			 vd_engine *e, const struct vd_extent *outs, size_t n)
@@ -67,13 +48,13 @@ static int reduce_concat(struct vd_file *f, vd_hasher *h, vd_store_writer *w,
 		if ((rc = vd_store_read(&b, e->store, outs[i].id)))
 			goto out;
 		vd_hasher_update(h, b.data, b.len);
-		if ((rc = extent_push(f, &cap, outs[i].id, b.len, count_lines(b.data, b.len))))
+		if ((rc = vd_engine_file_push(f, &cap, outs[i].id, b.len, count_lines(b.data, b.len))))
 			goto out;
 		if (b.data[b.len - 1] != '\n') {
 			if (!nl_id[0] && (rc = vd_store_writer_put(nl_id, w, "\n", 1)))
 				goto out;
 			vd_hasher_update(h, "\n", 1);
-			if ((rc = extent_push(f, &cap, nl_id, 1, 1)))
+			if ((rc = vd_engine_file_push(f, &cap, nl_id, 1, 1)))
 				goto out;
 		}
 	}
@@ -271,7 +252,7 @@ static int put_pieces(struct vd_file *f, size_t *cap, vd_store_writer *w,
 		char id[VD_ID_SIZE];
 		int rc = vd_store_writer_put(id, w, p, n);
 		if (!rc)
-			rc = extent_push(f, cap, id, n, count_lines(p, n));
+			rc = vd_engine_file_push(f, cap, id, n, count_lines(p, n));
 		if (rc)
 			return rc;
 		p += n;

@@ -13,7 +13,7 @@
 #   - the documented conventions for 0, 1, -1, -12, signs, zeros, spaces.
 # Then a task with env.FACTOR_TIME_LIMIT = 1 gets a 200-digit semiprime
 # between two easy numbers: its row is "n,error: time limit", the others
-# are right, and stderr says which line ran out of time.
+# are right, and the run log has the function's note on it.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -65,10 +65,10 @@ id="$(vd_wait_new_version "$T" "$before")"
 vd_ok "cp -r of 10 files of numbers became version $id"
 vd_start_executor e1
 vd_start_executor e2
-vd_wait_status "$T/versions/$id" done
+vd_wait_status "$T/versions/$id" "done"
 R="$IN/result.csv"
 cp "$T/versions/$id/result.csv" "$R"
-vd_note "units per executor (from the run log):$(grep -o 'executor=[^ ]*' "$T/versions/$id/log" | sort | uniq -c | tr -s ' \n' ' ' || true)"
+vd_note "units per executor (from the run log):$(grep ' exit=' "$T/versions/$id/log" | grep -o 'executor=[^ ]*' | sort | uniq -c | tr -s ' \n' ' ' || true)"
 
 nres="$(wc -l <"$R")"
 [ "$nres" = "$nexp" ] || vd_fail "result.csv has $nres rows; the input has $nexp non-blank lines"
@@ -137,13 +137,9 @@ printf '12,2,2,3\n%s,error: time limit\n35,5,7\n' "$hard" >"$IN/limit-expected.c
 before="$(vd_versions "$L")"
 cp "$IN/limit.txt" "$L/data/limit.txt"
 lid="$(vd_new_version "$L" "$before")"
-vd_wait_status "$L/versions/$lid" done
+vd_wait_status "$L/versions/$lid" "done"
 vd_same "$L/versions/$lid/result.csv" "$IN/limit-expected.csv" \
 	"env.FACTOR_TIME_LIMIT = 1: a 200-digit semiprime gets 'n,error: time limit', the rest go on"
-# The run log keeps the stderr of failed units only (docs/engine.md), so
-# the function's own note is checked where a user running it would see it.
-FACTOR_TIME_LIMIT=1 "$VD_BIN/vdfs-factor" <"$IN/limit.txt" >"$IN/limit-direct.csv" 2>"$IN/limit-direct.err"
-vd_same "$IN/limit-direct.csv" "$IN/limit-expected.csv" "vdfs-factor run directly gives the same rows"
-grep -q '^vdfs-factor: line 2: time limit of 1 s passed' "$IN/limit-direct.err" ||
-	vd_fail "vdfs-factor's stderr does not say which line ran out of time: $(cat "$IN/limit-direct.err")"
-vd_ok "its stderr names the line that ran out of time"
+grep -q 'vdfs-factor: line 2: time limit of 1 s passed' "$L/versions/$lid/log" ||
+	vd_fail "the run log does not have vdfs-factor's note on the line that ran out of time"
+vd_ok "the run log has vdfs-factor's note naming the line that ran out of time"

@@ -422,12 +422,14 @@ static int history_read(struct history *h, int period)
 			v = NAN;
 		}
 		if (npts == cpts) {
-			cpts = cpts ? cpts * 2 : 4096;
-			if (cpts > FC_SPAN_MAX) {
+			if (npts == FC_SPAN_MAX) {
 				fail("the history has more than %d rows", FC_SPAN_MAX);
 				rc = -EFBIG;
 				break;
 			}
+			cpts = cpts ? cpts * 2 : 4096;
+			if (cpts > FC_SPAN_MAX)
+				cpts = FC_SPAN_MAX;
 			np = realloc(pts, cpts * sizeof(*pts));
 			if (!np) {
 				rc = -ENOMEM;
@@ -1049,6 +1051,24 @@ static int predict_row(struct vd_buf *out, const struct model *m, const int *col
 			   daytype(st, m->period, kind), feat));
 }
 
+/* The row of an over-long line: its first bytes and "...", as the time
+ * field, and no prediction. */
+static int add_long_row(struct vd_buf *out, const struct vd_lines *in)
+{
+	struct vd_buf head = VD_BUF_INIT(VD_LINES_PREFIX + 8);
+	int rc;
+
+	rc = vd_buf_add(&head, in->long_prefix, in->long_prefix_len);
+	if (!rc)
+		rc = vd_buf_adds(&head, "...");
+	if (!rc)
+		rc = vd_csv_add_field(out, head.data, head.len);
+	if (!rc)
+		rc = vd_buf_adds(out, ",\n");
+	vd_buf_release(&head);
+	return rc;
+}
+
 static int cmd_predict(struct opts *o)
 {
 	struct model m = { 0 };
@@ -1086,9 +1106,7 @@ static int cmd_predict(struct opts *o)
 			/* Kept as a row: its first bytes, and no prediction. */
 			note("line %llu: longer than %u bytes; no prediction",
 			     (unsigned long long)in.lineno, FC_LINE_MAX);
-			rc = vd_csv_add_field(&out, in.long_prefix, in.long_prefix_len);
-			if (!rc)
-				rc = vd_buf_adds(&out, "...,\n");
+			rc = add_long_row(&out, &in);
 		} else if (rc < 0) {
 			fail("reading the input: %s", strerror(-rc));
 			break;

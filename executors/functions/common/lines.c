@@ -111,8 +111,11 @@ static int skip_long(struct vd_lines *lr, int64_t deadline_ms)
 	char *nl;
 	int rc;
 
-	lr->long_prefix_len = lr->end - lr->start < VD_LINES_PREFIX ?
-			      lr->end - lr->start : VD_LINES_PREFIX;
+	nl = memchr(lr->buf + lr->start, '\n', lr->end - lr->start);
+	lr->long_prefix_len = nl ? (size_t)(nl - (lr->buf + lr->start)) :
+			      lr->end - lr->start;
+	if (lr->long_prefix_len > VD_LINES_PREFIX)
+		lr->long_prefix_len = VD_LINES_PREFIX;
 	memcpy(lr->long_prefix, lr->buf + lr->start, lr->long_prefix_len);
 	for (;;) {
 		nl = memchr(lr->buf + lr->start, '\n', lr->end - lr->start);

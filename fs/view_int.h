@@ -113,11 +113,16 @@ struct vref {
 	const char *task;
 	const char *dname;
 	const char *name;              /* last component */
-	char path[PATH_MAX];           /* NK_DATAENT, NK_INPUT: path below the top, "" = top */
 	char data_id[VD_ID_SIZE];
 	char code_id[VD_ID_SIZE];
 	mode_t type;                   /* filled by vref_stat */
 	uint64_t ckey;                 /* filled by vref_stat for NK_RESULT, NK_RUN_RESULT */
+	/* Last, because it is large: builders clear every field before it
+	 * (memset up to offsetof(path)) and set path[0] alone. A field added
+	 * after it would be left as garbage, and a garbage ckey makes the node
+	 * table see a new meaning, hand out a new inode and so drop the
+	 * kernel's cached pages of immutable files. */
+	char path[PATH_MAX];           /* NK_DATAENT, NK_INPUT: path below the top, "" = top */
 };
 
 struct dent {

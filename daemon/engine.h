@@ -151,6 +151,11 @@ int vd_engine_data_get(struct vd_version_info *out, vd_engine *e,
 /* Forget the name (its versions stay). -ENOENT. */
 int vd_engine_data_unlink(vd_engine *e, const char *task, const char *name);
 
+/* A number that grows by one whenever a new version of any task is
+ * committed (never reset while the engine is open; versions are never
+ * removed). While it stays the same, every versions/ listing does too: the
+ * view lets the kernel keep its cached listings of versions/ until then. */
+uint64_t vd_engine_versions_seq(vd_engine *e);
 /* Data IDs of the task's versions, sorted. */
 int vd_engine_version_list(struct vd_strv *out, vd_engine *e, const char *task);
 int vd_engine_version_get(struct vd_version_info *out, vd_engine *e,

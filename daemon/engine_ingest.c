@@ -377,6 +377,14 @@ int vd_engine_version_list(struct vd_strv *out, vd_engine *e, const char *task)
 	return rc;
 }
 
+uint64_t vd_engine_versions_seq(vd_engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	uint64_t n = e->m_versions;
+	pthread_mutex_unlock(&e->lock);
+	return n;
+}
+
 int vd_engine_version_latest(char data_id[VD_ID_SIZE], vd_engine *e,
 			     const char *task)
 {

@@ -992,14 +992,28 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		rc = -ENOMEM;
 		goto out;
 	}
+	/* The number is read before the listing is taken, so a version
+	 * committed meanwhile makes the next opendir list again. */
+	uint64_t seq = t.r.kind == NK_VERSIONS ? vd_engine_versions_seq(v->e) + 1 : 0;
 	/* The listing is taken once per open: offsets stay meaningful. */
 	rc = vref_list(&fh->list, v, &t.r);
 	if (rc < 0)
 		goto out;
 	fi->fh = (uint64_t)(uintptr_t)fh;
-	/* What is inside an input tree never changes. */
-	fi->cache_readdir = t.r.kind == NK_INPUT;
+	/* What is inside an input tree never changes. versions/ only grows,
+	 * and only when a version is sealed: the kernel may keep its cached
+	 * listing (and answer `ls -l` from its dentry and attribute caches,
+	 * which hold for an hour) for as long as no version was sealed since
+	 * it was filled; otherwise keep_cache = 0 makes it drop the cache
+	 * and read the listing again. */
+	fi->cache_readdir = t.r.kind == NK_INPUT || t.r.kind == NK_VERSIONS;
 	fi->keep_cache = t.r.kind == NK_INPUT;
+	if (t.r.kind == NK_VERSIONS) {
+		pthread_mutex_lock(&v->nlock);
+		fi->keep_cache = t.n->list_seq == seq;
+		t.n->list_seq = seq;
+		pthread_mutex_unlock(&v->nlock);
+	}
 	fh_link(v, fh);
 	if (fuse_reply_open(req, fi) != 0)
 		fh_free(v, fh);

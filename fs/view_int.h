@@ -100,6 +100,9 @@ struct vnode {
 	char code_id[VD_ID_SIZE];  /* NK_CODE, NK_RUN and below */
 	uint64_t ckey;             /* NK_RESULT, NK_RUN_RESULT: which result
 				    * (content key) */
+	/* NK_VERSIONS: vd_engine_versions_seq when the kernel was last given
+	 * this directory's listing to cache (0: never). */
+	uint64_t list_seq;         /* nlock */
 };
 
 /*

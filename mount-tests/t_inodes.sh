@@ -7,6 +7,10 @@
 # `input`'s cached pages, so a warm `cat` re-read everything through the
 # daemon. Checked here by inode numbers (stat -c %i), which is what the
 # kernel keys its cache on; nothing is timed.
+#
+# The kernel also keeps its listing of versions/ between opens while no
+# version was sealed: the last part checks that a version sealed after the
+# listing was cached shows at once, for a file and for a tree.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -69,3 +73,20 @@ if [ -w /proc/sys/vm/drop_caches ]; then
 	vd_ok "a forgotten name gets the same inode number again"
 fi
 vd_same "$V/input" "$IN/a.txt" "the input still reads back byte for byte"
+
+# A cached listing of versions/ never hides a new version.
+for i in 1 2; do ls -l "$T/versions" >/dev/null; done
+before="$(vd_versions "$T")"
+vd_gen_text "$IN/d.txt" 50000 14 500
+cp "$IN/d.txt" "$T/data/d.txt"
+# No wait: cp has returned, so the version must be listed now.
+new="$(vd_new_version "$T" "$before")"
+ls -l "$T/versions/$new/input" >/dev/null || vd_fail "the new version $new has no input"
+vd_same "$T/versions/$new/input" "$IN/d.txt" "a version sealed after versions/ was listed (and cached) is listed at once"
+before="$(vd_versions "$T")"
+mkdir -p "$IN/tree2"
+vd_gen_text "$IN/tree2/e.txt" 50000 15 500
+cp -r "$IN/tree2" "$T/data/"
+new="$(vd_wait_new_version "$T" "$before")"
+[ "$(ls "$T/versions" | wc -l)" = 4 ] || vd_fail "expected 4 versions, listed: $(ls "$T/versions" | tr '\n' ' ')"
+vd_same "$T/versions/$new/input/e.txt" "$IN/tree2/e.txt" "a tree sealed after the listing was cached shows too"

@@ -194,6 +194,8 @@ int vd_engine_manifest_get(struct vd_manifest **out, vd_engine *e,
 void vd_manifest_free(struct vd_manifest *m);
 /* Append a stored chunk's bytes to out, verified against its ID. */
 int vd_engine_chunk_read(struct vd_buf *out, vd_engine *e, const char *chunk_id);
+/* Start reading a chunk from disk in the background (vd_store_prefetch). */
+void vd_engine_chunk_prefetch(vd_engine *e, const char *chunk_id);
 
 enum vd_gen { VD_GEN_STATUS, VD_GEN_META, VD_GEN_LOG };
 

@@ -190,6 +190,12 @@ int vd_engine_chunk_read(struct vd_buf *out, vd_engine *e, const char *chunk_id)
 	return vd_store_read(out, e->store, chunk_id);
 }
 
+void vd_engine_chunk_prefetch(vd_engine *e, const char *chunk_id)
+{
+	if (vd_id_valid(chunk_id))
+		vd_store_prefetch(e->store, chunk_id);
+}
+
 /* ---- cutting content into chunks ----------------------------------- */
 
 /*

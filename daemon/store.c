@@ -394,6 +394,21 @@ out:
 	return rc;
 }
 
+void vd_store_prefetch(vd_store *s, const char *id)
+{
+	char pack[PACK_NAME_SIZE];
+	uint64_t off, len;
+	bool owned = false;
+	int fd = -1;
+
+	if (rec_lookup(s, id, pack, &off, &len) || off > (uint64_t)INT64_MAX - len ||
+	    pack_fd_get(&fd, &owned, s, pack))
+		return;
+	(void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+	if (owned)
+		close(fd);
+}
+
 /* ---- writing ---- */
 
 int vd_store_writer_new(vd_store_writer **out, vd_store *s)

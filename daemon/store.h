@@ -44,6 +44,13 @@ int vd_store_has(vd_store *s, const char *id);
 int vd_store_size(uint64_t *len, vd_store *s, const char *id);
 /* Append the chunk's bytes to out, verified. -ENOENT, -EIO, -EFBIG. */
 int vd_store_read(struct vd_buf *out, vd_store *s, const char *id);
+/* Ask the kernel to start reading the chunk's bytes from disk now
+ * (POSIX_FADV_WILLNEED on its pack), without waiting: a reader going
+ * through a file's chunks in order calls it for the next one, so that the
+ * disk works while the current one is handed out. Each chunk of a result
+ * sits in a pack of its own, where the kernel's readahead, which follows
+ * one file, cannot see the next one coming. A hint: errors are ignored. */
+void vd_store_prefetch(vd_store *s, const char *id);
 
 int vd_store_writer_new(vd_store_writer **out, vd_store *s);
 /* Compute the ID of p[0..n), store the bytes unless already known, write the

@@ -309,6 +309,10 @@ int chunk_read(size_t *got, struct vd_view *v, struct vfh *fh, char *dst,
 			rc = ext_load(&b, v, x);
 			if (rc < 0)
 				goto out;
+			/* Reads come in order: have the disk fetch the next
+			 * chunk while this one is handed out. */
+			if (i + 1 < f->n)
+				vd_engine_chunk_prefetch(v->e, f->ext[i + 1].id);
 			memcpy(dst + done, b.data + in, take);
 			pthread_mutex_lock(&fh->lock);
 			vd_buf_release(&fh->chunk);

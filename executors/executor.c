@@ -517,6 +517,9 @@ static void run_unit(struct exec *x, struct vd_client *c, struct lease *l)
 	spec.cwd = workdir;
 	spec.in = in;
 	spec.nin = nin;
+	/* stdin as a file in the unit's directory: cheaper for us and faster
+	 * for the function than a pipe (docs/executors.md). */
+	spec.stdin_dir = workdir;
 	spec.timeout_ms = (int64_t)timeout_s * 1000;
 	spec.out_cap = x->out_cap;
 	spec.cancel = &l->cancel;

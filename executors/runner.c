@@ -236,6 +236,60 @@ static void *feeder_main(void *arg)
 	return NULL;
 }
 
+/* ---- stdin as a file --------------------------------------------------- */
+
+static int copy_piece(int dst, const struct vd_run_input *in)
+{
+	uint64_t left = in->len;
+	loff_t off = (loff_t)in->off;
+	int src, rc = 0;
+
+	if (in->mem)
+		return vd_write_all(dst, in->mem, (size_t)in->len);
+	src = open(in->file, O_RDONLY | O_CLOEXEC);
+	if (src < 0)
+		return -errno;
+	while (left > 0) {
+		size_t want = left < (1u << 30) ? (size_t)left : (1u << 30);
+		ssize_t n = copy_file_range(src, &off, dst, NULL, want, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		if (n == 0) {
+			rc = -EIO;   /* the file is shorter than promised */
+			break;
+		}
+		left -= (uint64_t)n;
+	}
+	close(src);
+	return rc;
+}
+
+/* The unit's stdin as an unnamed file in dir, positioned at 0, or -errno
+ * (-EOPNOTSUPP and -EISDIR: this file system has no O_TMPFILE). */
+static int stdin_file(int *fd_out, const struct vd_run_spec *spec)
+{
+	int fd = open(spec->stdin_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0400);
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	for (size_t i = 0; i < spec->nin && !rc; i++)
+		rc = copy_piece(fd, &spec->in[i]);
+	if (!rc && lseek(fd, 0, SEEK_SET) < 0)
+		rc = -errno;
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
 /* ---- the run ---------------------------------------------------------- */
 
 static void tail_add(struct vd_run_result *r, const char *p, size_t n)
@@ -491,7 +545,7 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 	struct rusage ru;
 	pid_t pid = -1;
 	char *blk = NULL;
-	int status = 0, rc, pidfd = -1;
+	int status = 0, rc, pidfd = -1, infile = -1;
 
 	memset(out, 0, sizeof(*out));
 	vd_buf_init(&out->out, spec->out_cap);
@@ -503,13 +557,20 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 		rc = -ENOMEM;
 		goto out;
 	}
-	if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 ||
+	if (spec->stdin_dir) {
+		rc = stdin_file(&infile, spec);
+		if (rc == -EOPNOTSUPP || rc == -EISDIR)
+			rc = 0;   /* no O_TMPFILE here: use the pipe */
+		if (rc)
+			goto out;
+	}
+	if ((infile < 0 && pipe2(pin, O_CLOEXEC) < 0) || pipe2(pout, O_CLOEXEC) < 0 ||
 	    pipe2(perr, O_CLOEXEC) < 0) {
 		rc = -errno;
 		goto out;
 	}
 	start = vd_mono_ms();
-	rc = spawn(&pid, spec, env.v, pin[0], pout[1], perr[1]);
+	rc = spawn(&pid, spec, env.v, infile >= 0 ? infile : pin[0], pout[1], perr[1]);
 	if (rc == -EAGAIN || rc == -ENOMEM) {
 		/* Our own lack of resources, not the function's fault. */
 		pid = -1;
@@ -525,10 +586,16 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 		rc = 0;
 		goto out;
 	}
-	close(pin[0]);
+	if (pin[0] >= 0)
+		close(pin[0]);
 	close(pout[1]);
 	close(perr[1]);
 	pin[0] = pout[1] = perr[1] = -1;
+	if (infile >= 0) {
+		close(infile);
+		infile = -1;
+		goto fed;
+	}
 
 	feed.fd = pin[1];
 	pin[1] = -1;
@@ -548,7 +615,7 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 		goto out;
 	}
 	feeding = true;
-
+fed:
 	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	deadline = spec->timeout_ms > 0 ? start + spec->timeout_ms : 0;
 	next_mem = start + RUN_MEM_TICK_MS;
@@ -658,6 +725,8 @@ out:
 	}
 	if (pidfd >= 0)
 		close(pidfd);
+	if (infile >= 0)
+		close(infile);
 	free(blk);
 	vd_strv_release(&env);
 	if (rc)

@@ -42,6 +42,14 @@ struct vd_run_spec {
 	const char *cwd;              /* working directory; NULL = inherited */
 	const struct vd_run_input *in;
 	size_t nin;
+	/* When set, stdin is a regular file: the pieces are copied (in the
+	 * kernel, copy_file_range) into an unnamed file made in this directory
+	 * (O_TMPFILE), and the function reads it as a seekable file from
+	 * offset 0. NULL, or a file system without O_TMPFILE: a pipe that a
+	 * thread of ours fills. A file costs one in-kernel copy of the unit;
+	 * the pipe costs two copies through our memory, a thread, and the
+	 * function's reads of at most a pipe buffer at a time. */
+	const char *stdin_dir;
 	int64_t timeout_ms;           /* 0 = no deadline */
 	size_t out_cap;               /* stdout over this kills with "stdout cap" */
 	atomic_bool *cancel;          /* set by another thread to kill; may be NULL */

@@ -14,7 +14,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -88,6 +90,42 @@ static void test_exit_and_stdin(void **state)
 	assert_int_equal(r.out.len, 12);
 	assert_memory_equal(r.out.data, "hello world\n", 12);
 	assert_string_equal(r.err, "oops\n");
+	vd_run_result_release(&r);
+}
+
+/* stdin_dir: the same pieces arrive as a regular file the function can
+ * seek in (read twice here), and nothing is left behind in the directory. */
+static void test_stdin_file(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+	char file[256], dir[256];
+	struct vd_run_input in[3];
+
+	snprintf(file, sizeof(file), "%s/data", f->dir);
+	snprintf(dir, sizeof(dir), "%s/unit", f->dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(vd_write_file_atomic(file, "SKIPworld\nTAIL", 14, 0644), 0);
+	in[0] = (struct vd_run_input){ .mem = "hello ", .len = 6 };
+	in[1] = (struct vd_run_input){ .file = file, .off = 4, .len = 6 };
+	in[2] = (struct vd_run_input){ .mem = "", .len = 0 };
+	spec_init(&s, script(f, "f", "test -f /dev/stdin || exit 9; cat; "
+			     "cat /dev/stdin; ls -A | wc -l"));
+	s.in = in;
+	s.nin = 3;
+	s.stdin_dir = dir;
+	s.cwd = dir;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_int_equal(r.exit, 0);
+	/* cat reads it, then /dev/stdin opens it afresh from offset 0. */
+	assert_int_equal(r.out.len, 26);
+	assert_memory_equal(r.out.data, "hello world\nhello world\n0\n", 26);
+	vd_run_result_release(&r);
+
+	/* A piece past the end of its file fails the run's set-up. */
+	in[1].len = 60;
+	assert_int_equal(vd_runner_run(&r, &s), -EIO);
 	vd_run_result_release(&r);
 }
 
@@ -399,6 +437,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_exit_and_stdin, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stdin_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_and_cwd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_kills_group, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stdout_cap, setup, teardown),

@@ -4,17 +4,44 @@
 #include "catalog.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include <rocksdb/c.h>
 
 #include "util.h"
 
+/*
+ * A full disk. Once a write to the WAL fails, RocksDB refuses every later
+ * write until DB::Resume(), which the C API of Debian 12's RocksDB (7.8)
+ * does not offer; reads go on working. So a commit that fails for want of
+ * space marks the catalog `stuck`, and a later commit, once the disk has
+ * room again, closes and reopens the database: recovery replays the WAL,
+ * and every commit that was acknowledged is there. Reopening needs the
+ * database to itself, hence the rwlock: every call holds it shared, the
+ * reopen holds it exclusive. A thread inside a scan callback already holds
+ * it shared and never reopens (that would wait for itself).
+ *
+ * RocksDB's own info log (LOG) is kept to fatal messages: Debian's build
+ * keeps assertions, and one fires when the log is written again after a
+ * write to it failed, which a full disk causes. Our log says what matters.
+ */
+#define CATALOG_REOPEN_EVERY_MS 1000
+#define CATALOG_REOPEN_MIN_FREE ((uint64_t)1 << 20)
+
+static _Thread_local int held_shared;
+
 struct vd_catalog {
-	/* All of these are created at open and are thread-safe in RocksDB;
-	 * nothing here changes after open, so no lock is needed. */
-	rocksdb_t *db;
+	/* Guards db: shared for every use, exclusive to reopen it. */
+	pthread_rwlock_t lock;
+	rocksdb_t *db;                       /* lock; NULL only after a failed reopen */
+	atomic_bool stuck;                   /* a write failed for want of space */
+	_Atomic int64_t failed_reopen_ms;    /* vd_mono_ms of the last failed reopen */
+	/* The rest is created at open and never changes; RocksDB's objects
+	 * are thread-safe. */
 	rocksdb_options_t *opts;
 	rocksdb_block_based_table_options_t *topts;
 	rocksdb_cache_t *cache;
@@ -34,6 +61,7 @@ static void catalog_free(vd_catalog *c)
 {
 	if (c->db)
 		rocksdb_close(c->db);
+	pthread_rwlock_destroy(&c->lock);
 	if (c->ropts)
 		rocksdb_readoptions_destroy(c->ropts);
 	if (c->wopts)
@@ -66,6 +94,7 @@ int vd_catalog_open(vd_catalog **out, const char *path)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	pthread_rwlock_init(&c->lock, NULL);
 	c->path = strdup(path);
 	c->opts = rocksdb_options_create();
 	c->topts = rocksdb_block_based_options_create();
@@ -86,6 +115,7 @@ int vd_catalog_open(vd_catalog **out, const char *path)
 	rocksdb_options_set_block_based_table_factory(c->opts, c->topts);
 	rocksdb_options_set_create_if_missing(c->opts, 1);
 	rocksdb_options_set_keep_log_file_num(c->opts, 4);
+	rocksdb_options_set_info_log_level(c->opts, 4 /* FATAL_LEVEL, see above */);
 	rocksdb_options_set_max_open_files(c->opts, 512);
 	rocksdb_writeoptions_set_sync(c->wopts_sync, 1);
 
@@ -119,14 +149,32 @@ void vd_catalog_close(vd_catalog *c)
 		catalog_free(c);
 }
 
+/* RocksDB says what went wrong only in words; a full disk is the one
+ * cause callers act on (they wait for space instead of failing). */
 static int catalog_error(vd_catalog *c, const char *what, const char *key, char *err)
 {
+	int rc = strstr(err, "No space left") || strstr(err, "Disk quota") ? -ENOSPC : -EIO;
+	if (rc == -ENOSPC && !atomic_exchange(&c->stuck, true))
+		vd_warn("catalog %s: writes wait for space on the disk; reopened once "
+			"there is", c->path);
 	vd_err("catalog %s: %s %s: %s", c->path, what, key ? key : "", err);
 	rocksdb_free(err);
-	return -EIO;
+	return rc;
 }
 
-int vd_catalog_get(char **val, size_t *vlen, vd_catalog *c, const char *key)
+static void shared_lock(vd_catalog *c)
+{
+	pthread_rwlock_rdlock(&c->lock);
+	held_shared++;
+}
+
+static void shared_unlock(vd_catalog *c)
+{
+	held_shared--;
+	pthread_rwlock_unlock(&c->lock);
+}
+
+static int get_locked(char **val, size_t *vlen, vd_catalog *c, const char *key)
 {
 	rocksdb_pinnableslice_t *ps;
 	const char *v;
@@ -154,18 +202,31 @@ int vd_catalog_get(char **val, size_t *vlen, vd_catalog *c, const char *key)
 	return 0;
 }
 
+int vd_catalog_get(char **val, size_t *vlen, vd_catalog *c, const char *key)
+{
+	shared_lock(c);
+	int rc = c->db ? get_locked(val, vlen, c, key) : -EIO;
+	shared_unlock(c);
+	return rc;
+}
+
 int vd_catalog_has(vd_catalog *c, const char *key)
 {
-	rocksdb_pinnableslice_t *ps;
+	rocksdb_pinnableslice_t *ps = NULL;
 	char *err = NULL;
+	int rc = -EIO;
 
-	ps = rocksdb_get_pinned(c->db, c->ropts, key, strlen(key), &err);
+	shared_lock(c);
+	if (c->db)
+		ps = rocksdb_get_pinned(c->db, c->ropts, key, strlen(key), &err);
 	if (err)
-		return catalog_error(c, "get", key, err);
-	if (!ps)
-		return 0;
-	rocksdb_pinnableslice_destroy(ps);
-	return 1;
+		rc = catalog_error(c, "get", key, err);
+	else if (c->db)
+		rc = ps ? 1 : 0;
+	shared_unlock(c);
+	if (ps)
+		rocksdb_pinnableslice_destroy(ps);
+	return rc;
 }
 
 int vd_catalog_get_json(json_t **out, vd_catalog *c, const char *key)
@@ -193,13 +254,20 @@ int vd_catalog_scan(vd_catalog *c, const char *prefix, vd_catalog_scan_fn fn,
 		    void *ctx)
 {
 	size_t plen = strlen(prefix);
-	rocksdb_iterator_t *it;
+	rocksdb_iterator_t *it = NULL;
 	char *err = NULL;
 	int rc = 0;
 
+	shared_lock(c);
+	if (!c->db) {
+		rc = -EIO;
+		goto out;
+	}
 	it = rocksdb_create_iterator(c->db, c->ropts);
-	if (!it)
-		return -ENOMEM;
+	if (!it) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	for (rocksdb_iter_seek(it, prefix, plen); rocksdb_iter_valid(it);
 	     rocksdb_iter_next(it)) {
 		size_t klen, vlen;
@@ -218,7 +286,9 @@ int vd_catalog_scan(vd_catalog *c, const char *prefix, vd_catalog_scan_fn fn,
 	if (err)
 		rc = catalog_error(c, "scan", prefix, err);
 out:
-	rocksdb_iter_destroy(it);
+	if (it)
+		rocksdb_iter_destroy(it);
+	shared_unlock(c);
 	return rc;
 }
 
@@ -272,14 +342,53 @@ size_t vd_catalog_batch_count(const vd_catalog_batch *b)
 	return (size_t)rocksdb_writebatch_count(b->wb);
 }
 
+/* Close and reopen a stuck database once the disk has room (see the top
+ * of this file); after a reopen that failed, not again for a second. Never
+ * from inside a scan. */
+static void maybe_reopen(vd_catalog *c)
+{
+	struct statvfs sv;
+	if (held_shared ||
+	    vd_mono_ms() - atomic_load(&c->failed_reopen_ms) < CATALOG_REOPEN_EVERY_MS)
+		return;
+	if (statvfs(c->path, &sv) == 0 &&
+	    (uint64_t)sv.f_bavail * sv.f_frsize < CATALOG_REOPEN_MIN_FREE)
+		return;
+	pthread_rwlock_wrlock(&c->lock);
+	if (atomic_load(&c->stuck)) {
+		char *err = NULL;
+		if (c->db)
+			rocksdb_close(c->db);
+		c->db = rocksdb_open(c->opts, c->path, &err);
+		if (c->db) {
+			atomic_store(&c->stuck, false);
+			vd_info("catalog %s: reopened; writes go on", c->path);
+		} else {
+			atomic_store(&c->failed_reopen_ms, vd_mono_ms());
+			vd_err("catalog %s: reopen failed (tried again in a second): %s",
+			       c->path, err ? err : "unknown error");
+			rocksdb_free(err);
+		}
+	}
+	pthread_rwlock_unlock(&c->lock);
+}
+
 int vd_catalog_commit(vd_catalog *c, vd_catalog_batch *b, bool sync)
 {
 	char *err = NULL;
+	int rc = 0;
 
-	rocksdb_write(c->db, sync ? c->wopts_sync : c->wopts, b->wb, &err);
+	if (atomic_load(&c->stuck))
+		maybe_reopen(c);
+	shared_lock(c);
+	if (!c->db)
+		rc = -ENOSPC;
+	else
+		rocksdb_write(c->db, sync ? c->wopts_sync : c->wopts, b->wb, &err);
 	if (err)
-		return catalog_error(c, "commit", NULL, err);
-	return 0;
+		rc = catalog_error(c, "commit", NULL, err);
+	shared_unlock(c);
+	return rc;
 }
 
 void vd_catalog_batch_clear(vd_catalog_batch *b)

@@ -48,8 +48,10 @@ int vd_catalog_batch_put_json(vd_catalog_batch *b, const char *key, const json_t
 void vd_catalog_batch_del(vd_catalog_batch *b, const char *key);
 size_t vd_catalog_batch_count(const vd_catalog_batch *b);
 /* Apply atomically. sync = true waits for the WAL to reach the disk.
- * -EIO on failure, with RocksDB's message logged. The batch stays owned by
- * the caller and may be reused after vd_catalog_batch_clear. */
+ * -ENOSPC when the disk is full (the catalog then reopens itself at a
+ * later commit once there is room: see catalog.c), -EIO on any other
+ * failure, with RocksDB's message logged. The batch stays owned by the
+ * caller and may be reused after vd_catalog_batch_clear. */
 int vd_catalog_commit(vd_catalog *c, vd_catalog_batch *b, bool sync);
 void vd_catalog_batch_clear(vd_catalog_batch *b);
 

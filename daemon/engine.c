@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "engine_int.h"
@@ -33,6 +34,57 @@ void vd_engine_key(struct vd_buf *out, const char *prefix, const char *a,
 		vd_buf_add(out, "/", 1);
 		vd_buf_adds(out, parts[i]);
 	}
+}
+
+/* ---- the state disk's space ------------------------------------------- */
+
+/*
+ * A full state disk is a condition to wait out, not a failure: a result or
+ * a seal refused for want of space is sent or tried again, and the work
+ * goes on once space is back (docs/engine.md, "A full state disk"). What
+ * the engine keeps is only whether the last write to the disk failed that
+ * way, so that status, log and /metrics can say why nothing moves.
+ */
+bool vd_engine_no_space(int rc)
+{
+	return rc == -ENOSPC || rc == -EDQUOT;
+}
+
+uint64_t vd_engine_disk_free(vd_engine *e)
+{
+	struct statvfs s;
+	if (statvfs(e->state, &s) < 0)
+		return 0;
+	return (uint64_t)s.f_bavail * s.f_frsize;
+}
+
+int vd_engine_disk_note(vd_engine *e, int rc)
+{
+	if (vd_engine_no_space(rc)) {
+		if (!atomic_exchange(&e->disk_full, true))
+			vd_warn("state disk %s is full (%llu bytes free): results and "
+				"submissions wait until there is space", e->state,
+				(unsigned long long)vd_engine_disk_free(e));
+	} else if (rc == 0 && atomic_load(&e->disk_full)) {
+		if (atomic_exchange(&e->disk_full, false))
+			vd_info("state disk %s has space again (%llu bytes free)", e->state,
+				(unsigned long long)vd_engine_disk_free(e));
+	}
+	return rc;
+}
+
+int vd_engine_space_check(vd_engine *e, uint64_t n)
+{
+	int rc = vd_store_space_check(e->store, n);
+	return rc ? vd_engine_disk_note(e, rc) : 0;
+}
+
+int vd_engine_disk_status(struct vd_buf *out, vd_engine *e)
+{
+	if (!atomic_load(&e->disk_full))
+		return 0;
+	return vd_buf_addf(out, ": waiting: state disk full (%llu bytes free)",
+			   (unsigned long long)vd_engine_disk_free(e));
 }
 
 bool vd_engine_name_valid(const char *name)

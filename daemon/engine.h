@@ -89,6 +89,11 @@ int vd_engine_config_write(struct vd_buf *why, vd_engine *e, const char *task,
 /* The task's settle time for trees, in ms (config `settle`, default 2 s). */
 int vd_engine_settle_ms(vd_engine *e, const char *task);
 
+/* 0 if n more bytes may be written to the state disk (staging files are
+ * on it too), -ENOSPC when that would eat into the store's reserve; a
+ * refusal marks the disk full for status (vd_engine_disk_note). */
+int vd_engine_space_check(vd_engine *e, uint64_t n);
+
 /* ---- dataset versions -------------------------------------------------- */
 
 enum vd_kind { VD_KIND_FILE = 1, VD_KIND_TREE = 2 };

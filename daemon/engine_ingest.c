@@ -693,6 +693,7 @@ int vd_engine_submit_file(struct vd_version_info *out, struct vd_buf *why,
 	m.files = &f;
 	rc = seal(out, e, task, name, &m, data_id, w);
 out:
+	vd_engine_disk_note(e, rc < 0 ? rc : 0);
 	if (rc < 0)
 		vd_warn("task %s: submission of %s refused: %s", task, name,
 			why->len ? vd_buf_cstr(why) : strerror(-rc));
@@ -923,6 +924,7 @@ int vd_engine_ingest_seal(struct vd_version_info *out, struct vd_buf *why,
 	m.files = &in->f;
 	rc = seal(out, in->e, in->task, name, &m, data_id, in->w);
 out:
+	vd_engine_disk_note(in->e, rc < 0 ? rc : 0);
 	if (rc < 0)
 		vd_warn("task %s: submission of %s refused: %s", in->task, name,
 			why->len ? vd_buf_cstr(why) : strerror(-rc));
@@ -1090,6 +1092,7 @@ int vd_engine_submit_tree(struct vd_version_info *out, struct vd_buf *why,
 	m.nfiles = tw.n;
 	rc = seal(out, e, task, name, &m, data_id, tw.w);
 out:
+	vd_engine_disk_note(e, rc < 0 ? rc : 0);
 	if (rc < 0)
 		vd_warn("task %s: tree submission of %s refused: %s", task, name,
 			why->len ? vd_buf_cstr(why) : strerror(-rc));

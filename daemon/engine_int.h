@@ -17,6 +17,7 @@
 #ifndef VD_ENGINE_INT_H
 #define VD_ENGINE_INT_H
 
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -127,6 +128,8 @@ struct vd_run {
 	size_t cursor;             /* lock: no pending unit before this index */
 	bool started;              /* lock: some unit was leased */
 	bool finishing;            /* lock: all done, being reduced */
+	int64_t finish_after_ms;   /* lock: vd_mono_ms before which a reduce that
+				    * failed for want of space is not tried again */
 	/* lock: a unit lost VD_EXPIRIES_MAX leases; the background thread
 	 * fails the run (it cannot be done where the lease is lost, which
 	 * is in the middle of walking the lease list). */
@@ -198,6 +201,12 @@ struct vd_engine {
 	pthread_t reaper;
 	bool reaper_started;
 
+	/* The state disk ran out of space: set by a store or catalog write
+	 * that failed with ENOSPC or EDQUOT, cleared by the next such write
+	 * that succeeds (vd_engine_disk_note). Atomic: status, log and
+	 * /metrics read it without the lock. */
+	atomic_bool disk_full;
+
 	/* Counters for /metrics; lock. */
 	uint64_t m_leased, m_accepted, m_failed, m_expired, m_late;
 	uint64_t m_copies, m_mismatches, m_quarantines;
@@ -205,6 +214,17 @@ struct vd_engine {
 };
 
 /* ---- engine.c ---- */
+/* Note the outcome rc of a write to the state disk (store or catalog):
+ * -ENOSPC and -EDQUOT mark the disk full (logged once), 0 clears it; any
+ * other code says nothing about space. Returns rc. */
+int vd_engine_disk_note(vd_engine *e, int rc);
+/* Bytes free for us on the state disk (0 if it cannot be told). */
+uint64_t vd_engine_disk_free(vd_engine *e);
+/* rc is a want of space on the state disk. */
+bool vd_engine_no_space(int rc);
+/* A status suffix while the disk is full: ": waiting: state disk full (N
+ * bytes free)"; nothing otherwise. */
+int vd_engine_disk_status(struct vd_buf *out, vd_engine *e);
 int vd_engine_task_json(json_t **out, vd_engine *e, const char *task);
 int vd_engine_task_config(struct vd_config *out, char **text, vd_engine *e,
 			  const char *task);

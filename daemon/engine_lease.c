@@ -676,8 +676,10 @@ int vd_engine_api_result(json_t **reply, struct vd_buf *why, vd_engine *e,
 	 * else's result for the unit got in first. */
 	if ((rc = vd_catalog_batch_new(&b)) || (rc = vd_store_writer_new(&w, e->store)) ||
 	    (rc = vd_store_writer_put(blob, w, out, outlen)) ||
-	    (rc = vd_store_writer_commit(w, b)))
+	    (rc = vd_store_writer_commit(w, b))) {
+		vd_engine_disk_note(e, rc);
 		goto out;
+	}
 	pthread_mutex_lock(&e->lock);
 	lease_resolve(&l, &r, &u, ex, e, lease_id);
 	if (!r || r->finishing || r->units[u].state == VD_UNIT_DONE ||
@@ -703,10 +705,12 @@ int vd_engine_api_result(json_t **reply, struct vd_buf *why, vd_engine *e,
 	if (r->cfg.replicas > 1) {
 		rc = add_vote(b, e, l, r, u, blob, outlen, m.ms, ex);
 	} else {
-		if (l)
-			vd_engine_lease_drop(e, l);
+		/* The lease goes with the unit's other leases once the result
+		 * is committed; if the commit fails (a full disk), the
+		 * executor still holds it and sends the result again. */
 		rc = accept_result(b, e, r, u, blob, outlen, m.ms, ex);
 	}
+	vd_engine_disk_note(e, rc);
 unlock:
 	pthread_mutex_unlock(&e->lock);
 out:

@@ -63,19 +63,22 @@ static int run_status(struct vd_buf *out, vd_engine *e, const char *task,
 	struct vd_run *r = active_run(e, task, data, code);
 	if (r) {
 		if (r->finishing)
-			rc = vd_buf_addf(out, "running %zu/%zu units (combining results)\n",
+			rc = vd_buf_addf(out, "running %zu/%zu units (combining results)",
 					 r->ndone, r->nunits);
 		else if (!capable_executor(e, r->cfg.level))
 			rc = vd_buf_addf(out, "%s %zu/%zu units: waiting for an "
-					 "executor of level \u2265 %d\n",
+					 "executor of level \u2265 %d",
 					 r->started ? "running" : "queued", r->ndone,
 					 r->nunits, r->cfg.level);
 		else if (r->started)
-			rc = vd_buf_addf(out, "running %zu/%zu units\n", r->ndone, r->nunits);
+			rc = vd_buf_addf(out, "running %zu/%zu units", r->ndone, r->nunits);
 		else
-			rc = vd_buf_addf(out, "queued %zu/%zu units\n", r->ndone, r->nunits);
+			rc = vd_buf_addf(out, "queued %zu/%zu units", r->ndone, r->nunits);
 		pthread_mutex_unlock(&e->lock);
-		return rc;
+		/* Why nothing moves, when the disk is why. */
+		if (!rc)
+			rc = vd_engine_disk_status(out, e);
+		return rc ? rc : vd_buf_add(out, "\n", 1);
 	}
 	pthread_mutex_unlock(&e->lock);
 	if ((rc = run_json(&rj, e, task, data, code)))
@@ -214,6 +217,31 @@ static int add_log_line(void *ctx, const char *key, size_t klen, const char *val
 	return rc ? rc : vd_buf_add(out, "\n", 1);
 }
 
+/*
+ * While the state disk is full, a version whose run is under way ends its
+ * log with a line saying so. It is not stored: a full disk is exactly when
+ * the catalog cannot take a log line, and the line is true only while the
+ * condition lasts. (The daemon's log keeps when it began and ended.)
+ */
+static int log_disk_line(struct vd_buf *out, vd_engine *e, const char *task,
+			 const char *data_id, const json_t *v)
+{
+	const char *code = current_code(v);
+	if (!code || !atomic_load(&e->disk_full))
+		return 0;
+	pthread_mutex_lock(&e->lock);
+	bool active = active_run(e, task, data_id, code) != NULL;
+	pthread_mutex_unlock(&e->lock);
+	if (!active)
+		return 0;
+	char when[32];
+	vd_format_time(when, vd_now_ms());
+	int rc = vd_buf_addf(out, "%s code=%.8s run", when, code);
+	if (!rc)
+		rc = vd_engine_disk_status(out, e);
+	return rc ? rc : vd_buf_adds(out, "; results are sent again once there is space\n");
+}
+
 int vd_engine_render(struct vd_buf *out, vd_engine *e, const char *task,
 		     const char *data_id, enum vd_gen which)
 {
@@ -233,6 +261,8 @@ int vd_engine_render(struct vd_buf *out, vd_engine *e, const char *task,
 		vd_buf_addf(&k, "lg/%s/%s/", task, data_id);
 		rc = vd_catalog_scan(e->cat, vd_buf_cstr(&k), add_log_line, out);
 		vd_buf_release(&k);
+		if (!rc)
+			rc = log_disk_line(out, e, task, data_id, v);
 		break;
 	}
 	default:
@@ -645,5 +675,15 @@ int vd_engine_api_metrics(struct vd_buf *out, vd_engine *e)
 		(unsigned long long)e->m_mismatches, (unsigned long long)e->m_quarantines,
 		(unsigned long long)execs);
 	pthread_mutex_unlock(&e->lock);
+	if (!rc)
+		rc = vd_buf_addf(out,
+			"# HELP vdfs_state_disk_full 1 while writes to the state disk fail for want of space.\n"
+			"# TYPE vdfs_state_disk_full gauge\n"
+			"vdfs_state_disk_full %d\n"
+			"# HELP vdfs_state_disk_free_bytes Bytes free on the state disk.\n"
+			"# TYPE vdfs_state_disk_free_bytes gauge\n"
+			"vdfs_state_disk_free_bytes %llu\n",
+			atomic_load(&e->disk_full) ? 1 : 0,
+			(unsigned long long)vd_engine_disk_free(e));
 	return rc;
 }

@@ -34,6 +34,10 @@
 
 #include "engine_int.h"
 
+/* How long a run whose result could not be written for want of space
+ * waits before its reduce is tried again. */
+#define FINISH_RETRY_MS 2000
+
 /* ---- keys, logs ------------------------------------------------------ */
 
 static void run_key(struct vd_buf *k, const char *task, const char *data,
@@ -593,11 +597,19 @@ static void run_finish(vd_engine *e, struct vd_run *r)
 			  (unsigned long long)result->size, (double)took / 1000.0);
 	if ((rc = vd_catalog_commit(e->cat, b, true)))
 		goto fail;
+	vd_engine_disk_note(e, 0);
 	vd_info("run %s/%.8s code %.8s done: result %llu bytes", task, data, code,
 		(unsigned long long)result->size);
 	run_remove(e, r);
 	goto out;
-fail: {
+fail:
+	/* Every unit's output is kept; only the combined result could not be
+	 * written. Wait for space rather than fail the run. */
+	if (vd_engine_no_space(vd_engine_disk_note(e, rc))) {
+		r->finish_after_ms = vd_mono_ms() + FINISH_RETRY_MS;
+		goto out;
+	}
+	{
 		char why[256];
 		snprintf(why, sizeof why, "reduce: %s", strerror(-rc));
 		if (rc == -EINVAL)
@@ -660,8 +672,9 @@ static void *sched_thread(void *arg)
 		/* Finishing drops the lock, so restart the scan after each. */
 		for (bool again = true; again && !e->stopping;) {
 			again = false;
+			int64_t now = vd_mono_ms();
 			for (struct vd_run *r = e->runs; r; r = r->next) {
-				if (r->finishing) {
+				if (r->finishing && now >= r->finish_after_ms) {
 					run_finish(e, r);
 					again = true;
 					break;

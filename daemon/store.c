@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -41,6 +42,15 @@
 #define STORE_MAX_CACHED_FDS 512
 /* Writers start writeback of their pack every this many bytes. */
 #define WRITEBACK_STEP ((uint64_t)32 << 20)
+/*
+ * Room kept free on the state disk. Chunks are refused (-ENOSPC) before
+ * the disk is full, so that the catalog's small writes (which record that
+ * a run waits, or a lease ends) still find room, and RocksDB is not pushed
+ * into its stuck state (catalog.c) by our own writes: 1% of the disk, at
+ * least 4 MiB and at most 256 MiB.
+ */
+#define RESERVE_MIN ((uint64_t)4 << 20)
+#define RESERVE_MAX ((uint64_t)256 << 20)
 
 struct pack_fd {
 	char name[PACK_NAME_SIZE];
@@ -52,6 +62,7 @@ struct vd_store {
 	char *dir;
 	vd_catalog *cat;
 	const struct vd_key *key;
+	uint64_t reserve;              /* bytes kept free (RESERVE_*) */
 
 	pthread_mutex_t lock;
 	/* Read fds by pack name, sorted by name for binary search. Guarded by
@@ -234,6 +245,13 @@ int vd_store_open(vd_store **out, const char *dir, vd_catalog *cat,
 	}
 	s->cat = cat;
 	s->key = key;
+	struct statvfs sv;
+	uint64_t disk = statvfs(dir, &sv) == 0 ? (uint64_t)sv.f_blocks * sv.f_frsize : 0;
+	s->reserve = disk / 100;
+	if (s->reserve < RESERVE_MIN)
+		s->reserve = RESERVE_MIN;
+	if (s->reserve > RESERVE_MAX)
+		s->reserve = RESERVE_MAX;
 	pthread_mutex_init(&s->lock, NULL);
 	rc = store_sweep(s);
 	if (rc) {
@@ -255,6 +273,15 @@ void vd_store_close(vd_store *s)
 	pthread_mutex_destroy(&s->lock);
 	free(s->dir);
 	free(s);
+}
+
+int vd_store_space_check(vd_store *s, uint64_t n)
+{
+	struct statvfs sv;
+	if (statvfs(s->dir, &sv) < 0)
+		return 0;   /* cannot tell: let the write itself say */
+	uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	return avail >= n && avail - n >= s->reserve ? 0 : -ENOSPC;
 }
 
 /* ---- reading ---- */
@@ -537,6 +564,9 @@ int vd_store_writer_put(char id_out[VD_ID_SIZE], vd_store_writer *w,
 	if (rc)
 		goto done;
 	rc = wset_reserve(w);
+	if (rc)
+		return rc;
+	rc = vd_store_space_check(w->s, n);
 	if (rc)
 		return rc;
 	if (w->fd < 0) {

@@ -38,6 +38,12 @@ int vd_store_open(vd_store **out, const char *dir, vd_catalog *cat,
 		  const struct vd_key *key);
 void vd_store_close(vd_store *s);
 
+/* 0 if n more bytes can be written to the state disk and still leave the
+ * store's reserve free (1% of the disk, 4 to 256 MiB), else -ENOSPC.
+ * Writers check it for every new chunk; the view checks it for staging
+ * writes, which go to the same disk. */
+int vd_store_space_check(vd_store *s, uint64_t n);
+
 /* 1 if the chunk is in the store (committed), 0 if not, -errno. */
 int vd_store_has(vd_store *s, const char *id);
 /* Length of a stored chunk. -ENOENT. */

@@ -947,7 +947,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (fh->kind == FH_BUF) {
 		rc = buf_commit(v, fh, false);
-	} else if (fh->kind == FH_STAGE) {
+	} else if (fh->kind == FH_STAGE || fh->kind == FH_TREEFILE) {
 		rc = data_flush(v, fh);
 	}
 	reply_err(req, rc);

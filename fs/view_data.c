@@ -36,6 +36,8 @@
 
 #define SETTLE_TICK_MS 200
 #define SETTLE_BATCH 64
+/* How long a tree whose seal failed for want of space waits to try again. */
+#define SEAL_RETRY_MS 2000
 #define STAGE_PREFIX "vdv-"
 
 /* ---- stages ------------------------------------------------------------ */
@@ -89,6 +91,11 @@ static void stage_destroy(struct stage *s)
 			vd_warn("removing staging tree %s: %s", s->dir, strerror(-rc));
 	}
 	vd_engine_ingest_abort(s->stream);
+	while (s->bad) {
+		struct bad_path *b = s->bad;
+		s->bad = b->next;
+		free(b);
+	}
 	pthread_mutex_destroy(&s->seal_lock);
 	pthread_mutex_destroy(&s->io_lock);
 	free(s->task);
@@ -194,6 +201,118 @@ static void file_stage_put(struct vd_view *v, struct stage *s, bool writer)
 		stage_destroy(s);
 }
 
+/* ---- failed writes --------------------------------------------------------- */
+
+/* A write to a staging file failed (io_lock held): remember the first. */
+static void stage_write_failed(struct stage *s, int err)
+{
+	if (!s->write_err) {
+		s->write_err = err;
+		vd_warn("task %s: data/%s: a write failed (%s): its close fails and "
+			"nothing of it is sealed until it is written again from the start",
+			s->task, s->name, strerror(-err));
+	}
+}
+
+/* A staging file's size was set (io_lock held); at zero nothing of a
+ * failed write is left. */
+static void stage_size_set(struct stage *s, off_t size)
+{
+	if (size == 0)
+		s->write_err = 0;
+}
+
+/* p is dir or inside it. */
+static bool path_within(const char *p, const char *dir)
+{
+	size_t n = strlen(dir);
+	return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
+}
+
+/* A write to path inside tree s failed (slock held). If the entry cannot
+ * be allocated the tree is marked as having lost one, which keeps it from
+ * being sealed at all: refusing a seal is always safe, sealing a file
+ * whose write failed never is. */
+static void bad_add_locked(struct stage *s, const char *path, int err)
+{
+	for (struct bad_path *b = s->bad; b; b = b->next)
+		if (strcmp(b->path, path) == 0)
+			return;
+	size_t n = strlen(path) + 1;
+	struct bad_path *b = malloc(sizeof(*b) + n);
+	if (!b) {
+		s->bad_lost = true;
+		return;
+	}
+	b->err = err;
+	memcpy(b->path, path, n);
+	b->next = s->bad;
+	s->bad = b;
+	vd_warn("task %s: data/%s/%s: a write failed (%s): the tree is not sealed "
+		"until this file is written again or removed", s->task, s->name, path,
+		strerror(-err));
+}
+
+/* path (and everything below it) was truncated to zero, removed or
+ * replaced (slock held). */
+static void bad_drop_locked(struct stage *s, const char *path)
+{
+	for (struct bad_path **pp = &s->bad; *pp;) {
+		struct bad_path *b = *pp;
+		if (path_within(b->path, path)) {
+			*pp = b->next;
+			free(b);
+		} else {
+			pp = &b->next;
+		}
+	}
+}
+
+/* from was renamed to to (slock held): what was listed under to is gone,
+ * what was under from is now under to. */
+static void bad_move_locked(struct stage *s, const char *from, const char *to)
+{
+	char moved[PATH_MAX];
+	bad_drop_locked(s, to);
+	for (struct bad_path **pp = &s->bad; *pp;) {
+		struct bad_path *b = *pp;
+		size_t nf = strlen(from);
+		if (!path_within(b->path, from)) {
+			pp = &b->next;
+			continue;
+		}
+		int n = snprintf(moved, sizeof(moved), "%s%s", to, b->path + nf);
+		struct bad_path *nb = NULL;
+		if (n >= 0 && (size_t)n < sizeof(moved))
+			nb = malloc(sizeof(*nb) + (size_t)n + 1);
+		if (nb) {
+			nb->err = b->err;
+			memcpy(nb->path, moved, (size_t)n + 1);
+			nb->next = b->next;
+		} else {
+			s->bad_lost = true;
+		}
+		*pp = nb ? nb : b->next;
+		free(b);
+		if (nb)
+			pp = &nb->next;
+	}
+}
+
+static void tree_bad_add(struct vd_view *v, struct stage *s, const char *path, int err)
+{
+	pthread_mutex_lock(&v->slock);
+	bad_add_locked(s, path, err);
+	pthread_mutex_unlock(&v->slock);
+}
+
+static void tree_bad_drop(struct vd_view *v, struct stage *s, const char *path)
+{
+	pthread_mutex_lock(&v->slock);
+	bad_drop_locked(s, path);
+	pthread_mutex_unlock(&v->slock);
+}
+
 /* ---- staging trees ----------------------------------------------------- */
 
 static int sealed_get(struct vd_version_info *vi, struct vd_view *v, const char *task,
@@ -287,6 +406,7 @@ static int tree_enter(struct stage **out, struct vd_view *v, const char *task,
 				if (modify) {
 					s->last_change = vd_mono_ms();
 					s->failed = false;
+					s->retry_ms = 0;
 					s->empty = false;
 				}
 				*out = s;
@@ -311,6 +431,7 @@ static void tree_leave(struct vd_view *v, struct stage *s, bool modified)
 	if (modified) {
 		s->last_change = vd_mono_ms();
 		s->failed = false;
+		s->retry_ms = 0;
 		s->empty = false;
 	}
 	destroy = stage_unused_locked(s);
@@ -634,6 +755,15 @@ static int stage_seal(struct vd_view *v, struct stage *s, bool force)
 {
 	int rc = 0;
 	pthread_mutex_lock(&s->seal_lock);
+	/* Whether or not anything changed since the last seal, a failed
+	 * write makes every close fail. */
+	pthread_mutex_lock(&s->io_lock);
+	rc = s->write_err;
+	pthread_mutex_unlock(&s->io_lock);
+	if (rc < 0) {
+		pthread_mutex_unlock(&s->seal_lock);
+		return rc;
+	}
 	pthread_mutex_lock(&v->slock);
 	bool dirty = s->dirty && !s->unlinked && (force || s->written);
 	if (dirty)
@@ -722,8 +852,20 @@ static void tree_seal(struct vd_view *v, struct stage *s)
 	struct vd_buf why = VD_BUF_INIT(4096);
 	struct vd_version_info vi;
 	bool empty = false, failed = false;
+	int64_t retry_ms = 0;
 	int rc;
 
+	pthread_mutex_lock(&v->slock);
+	bool bad = s->bad || s->bad_lost;
+	pthread_mutex_unlock(&v->slock);
+	if (bad) {
+		/* Each failed write was logged with its file when it happened;
+		 * wait for the files to be written again. */
+		vd_warn("task %s: data/%s not sealed: a write to a file in it failed",
+			s->task, s->name);
+		failed = true;
+		goto done;
+	}
 	rc = nftw(s->dir, nftw_has_file, 16, FTW_PHYS);
 	if (rc == 0) {
 		/* Only directories: there is nothing a version could hold
@@ -739,6 +881,9 @@ static void tree_seal(struct vd_view *v, struct stage *s)
 		if (why.len == 0)
 			vd_warn("task %s: data/%s not sealed: %s", s->task, s->name, strerror(-rc));
 		failed = true;
+		/* Space comes back without any change to the tree. */
+		if (rc == -ENOSPC || rc == -EDQUOT)
+			retry_ms = vd_mono_ms() + SEAL_RETRY_MS;
 	} else {
 		vd_debug("task %s: data/%s sealed as %s (%s, %llu files, %llu bytes)", s->task,
 			s->name, vi.data_id, rc == 1 ? "new version" : "known content",
@@ -749,6 +894,7 @@ done:
 	s->excl = false;
 	s->empty = empty;
 	s->failed = failed;
+	s->retry_ms = retry_ms;
 	if (!empty && !failed)
 		stage_remove_locked(v, s);
 	s->pins--;
@@ -762,7 +908,8 @@ done:
 
 static bool tree_quiet_locked(const struct stage *s, int64_t now, int64_t settle_ms)
 {
-	return s->is_tree && !s->dead && !s->excl && !s->failed && !s->empty &&
+	bool retry = s->failed && s->retry_ms && now >= s->retry_ms;
+	return s->is_tree && !s->dead && !s->excl && (!s->failed || retry) && !s->empty &&
 	       s->busy == 0 && s->open_files == 0 && now - s->last_change >= settle_ms;
 }
 
@@ -975,6 +1122,8 @@ static int join_stage(struct vfh *fh, struct vd_view *v, struct stage *s, bool w
 		s->refill[0] = '\0';
 		s->stream_err = 0;
 		int rc = ftruncate(s->fd, 0) < 0 ? -errno : 0;
+		if (rc == 0)
+			stage_size_set(s, 0);
 		pthread_mutex_unlock(&s->io_lock);
 		if (rc < 0)
 			return rc;
@@ -1094,17 +1243,26 @@ static int open_in_tree(struct vfh *fh, struct vd_view *v, const struct vref *r,
 	int oflags = (flags & ~(O_APPEND | O_NOCTTY)) | O_CLOEXEC | O_NOFOLLOW;
 	if (!creating)
 		oflags &= ~(O_CREAT | O_EXCL);
+	char *tpath = strdup(r->path);
+	if (!tpath) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	int fd = open(path, oflags, mode & 07777);
 	if (fd < 0) {
 		rc = -errno;
+		free(tpath);
 		goto out;
 	}
 	fh->kind = FH_TREEFILE;
 	fh->fd = fd;
 	fh->st = s;
+	fh->tpath = tpath;
 	fh->writable = wr;
 	pthread_mutex_lock(&v->slock);
 	s->open_files++;
+	if (wr && (flags & O_TRUNC))
+		bad_drop_locked(s, r->path);
 	pthread_mutex_unlock(&v->slock);
 out:
 	tree_leave(v, s, wr);
@@ -1186,6 +1344,8 @@ int data_unlink(struct vd_view *v, const struct vref *c)
 		rc = tree_path(path, sizeof(path), s, c->path);
 		if (rc == 0 && unlink(path) < 0)
 			rc = -errno;
+		if (rc == 0)
+			tree_bad_drop(v, s, c->path);
 		tree_leave(v, s, true);
 		return rc;
 	}
@@ -1268,6 +1428,11 @@ int data_rename(struct vd_view *v, const struct vref *from, const struct vref *t
 		rc = tree_path(pt, sizeof(pt), s, to->path);
 	if (rc == 0 && renameat2(AT_FDCWD, pf, AT_FDCWD, pt, flags) < 0)
 		rc = -errno;
+	if (rc == 0) {
+		pthread_mutex_lock(&v->slock);
+		bad_move_locked(s, from->path, to->path);
+		pthread_mutex_unlock(&v->slock);
+	}
 	tree_leave(v, s, true);
 	return rc;
 }
@@ -1318,6 +1483,18 @@ static int apply_attrs_path(const char *path, const struct stat *attr, int to_se
 #define SET_CONTENT FUSE_SET_ATTR_SIZE
 #define SET_META (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)
 
+/* setattr on a staging file, whose content is in its fd. */
+static int stage_apply_attrs(struct stage *s, const struct stat *attr, int to_set)
+{
+	int rc = apply_attrs_fd(s->fd, attr, to_set);
+	if (rc == 0 && (to_set & SET_CONTENT)) {
+		pthread_mutex_lock(&s->io_lock);
+		stage_size_set(s, attr->st_size);
+		pthread_mutex_unlock(&s->io_lock);
+	}
+	return rc;
+}
+
 /*
  * setattr in data/. Only size changes content. Mode and times apply to
  * staging files and trees; on what is only sealed they are accepted and
@@ -1335,7 +1512,7 @@ int data_setattr(struct vd_view *v, const struct vref *r, struct vfh *fh,
 	if (fh && fh->kind == FH_STAGE) {
 		rc = (to_set & SET_CONTENT) ? data_ready_fd(v, fh) : 0;
 		if (rc >= 0)
-			rc = apply_attrs_fd(fh->st->fd, attr, to_set);
+			rc = stage_apply_attrs(fh->st, attr, to_set);
 		if (rc == 0 && (to_set & SET_CONTENT))
 			mark_dirty(v, fh->st, true);
 		return rc;
@@ -1344,6 +1521,10 @@ int data_setattr(struct vd_view *v, const struct vref *r, struct vfh *fh,
 		rc = apply_attrs_fd(fh->fd, attr, to_set);
 		pthread_mutex_lock(&v->slock);
 		fh->st->last_change = vd_mono_ms();
+		if (rc == 0 && (to_set & SET_CONTENT) && attr->st_size == 0) {
+			bad_drop_locked(fh->st, fh->tpath);
+			fh->werr = 0;
+		}
 		pthread_mutex_unlock(&v->slock);
 		return rc;
 	}
@@ -1353,7 +1534,7 @@ int data_setattr(struct vd_view *v, const struct vref *r, struct vfh *fh,
 			struct vfh probe = { .kind = FH_STAGE, .st = s };
 			rc = (to_set & SET_CONTENT) ? data_ready_fd(v, &probe) : 0;
 			if (rc >= 0)
-				rc = apply_attrs_fd(s->fd, attr, to_set);
+				rc = stage_apply_attrs(s, attr, to_set);
 			if (rc == 0 && (to_set & SET_CONTENT)) {
 				mark_dirty(v, s, true);
 				/* With no writer open no flush will come. */
@@ -1382,6 +1563,8 @@ int data_setattr(struct vd_view *v, const struct vref *r, struct vfh *fh,
 	rc = tree_path(path, sizeof(path), s, r->path);
 	if (rc == 0)
 		rc = apply_attrs_path(path, attr, to_set);
+	if (rc == 0 && (to_set & SET_CONTENT) && attr->st_size == 0)
+		tree_bad_drop(v, s, r->path);
 	tree_leave(v, s, true);
 	return rc;
 }
@@ -1403,17 +1586,26 @@ int data_write(struct vd_view *v, struct vfh *fh, const char *p, size_t n, off_t
 		if (s->stream && (uint64_t)off == vd_engine_ingest_size(s->stream)) {
 			rc = vd_engine_ingest_write(s->stream, p, n);
 			w = (ssize_t)n;
-		} else if ((rc = stage_plain(v, s)) == 0) {
+		} else if ((rc = stage_plain(v, s)) == 0 &&
+			   (rc = vd_engine_space_check(v->e, n)) == 0) {
 			w = pwrite(s->fd, p, n, off);
 			rc = w < 0 ? -errno : 0;
 		}
+		if (rc < 0)
+			stage_write_failed(s, rc);
 		pthread_mutex_unlock(&s->io_lock);
 		if (rc < 0)
 			return rc;
 	} else {
-		w = pwrite(fh->fd, p, n, off);
-		if (w < 0)
-			return -errno;
+		int rc = vd_engine_space_check(v->e, n);
+		w = rc ? -1 : pwrite(fh->fd, p, n, off);
+		if (w < 0) {
+			rc = rc ? rc : -errno;
+			if (!fh->werr)
+				fh->werr = rc;
+			tree_bad_add(v, fh->st, fh->tpath, rc);
+			return rc;
+		}
 	}
 	pthread_mutex_lock(&v->slock);
 	if (fh->kind == FH_STAGE)
@@ -1426,6 +1618,8 @@ int data_write(struct vd_view *v, struct vfh *fh, const char *p, size_t n, off_t
 
 int data_flush(struct vd_view *v, struct vfh *fh)
 {
+	if (fh->kind == FH_TREEFILE)
+		return fh->werr;
 	if (fh->kind != FH_STAGE || !fh->writable)
 		return 0;
 	return stage_seal(v, fh->st, false);
@@ -1433,14 +1627,34 @@ int data_flush(struct vd_view *v, struct vfh *fh)
 
 int data_fsync(struct vd_view *v, struct vfh *fh, int datasync)
 {
+	int rc = 0;
+	if (fh->kind == FH_TREEFILE) {
+		if (fh->werr)
+			return fh->werr;
+		if ((datasync ? fdatasync(fh->fd) : fsync(fh->fd)) == 0)
+			return 0;
+		/* Dirty pages that could not be written are dropped by the
+		 * kernel: the file no longer holds what was written. */
+		rc = -errno;
+		fh->werr = rc;
+		tree_bad_add(v, fh->st, fh->tpath, rc);
+		return rc;
+	}
+	if (fh->kind != FH_STAGE)
+		return 0;
+	struct stage *s = fh->st;
+	pthread_mutex_lock(&s->io_lock);
+	rc = s->write_err ? s->write_err : s->stream_err;
 	/* A streamed file's bytes reach the disk when it is sealed (at
 	 * flush); fsync before that makes the staging copy durable only,
 	 * which no crash would use, so there is nothing to do for a stream. */
-	if (fh->kind == FH_STAGE && data_virtual_size(fh, &(uint64_t){ 0 }))
-		return 0;
-	int fd = data_read_fd(fh);
-	int r = datasync ? fdatasync(fd) : fsync(fd);
-	return r < 0 ? -errno : 0;
+	if (rc == 0 && !s->stream && !s->refill[0] &&
+	    (datasync ? fdatasync(s->fd) : fsync(s->fd)) < 0) {
+		rc = -errno;
+		stage_write_failed(s, rc);
+	}
+	pthread_mutex_unlock(&s->io_lock);
+	return rc;
 }
 
 void data_release(struct vd_view *v, struct vfh *fh)
@@ -1463,6 +1677,8 @@ void data_release(struct vd_view *v, struct vfh *fh)
 		if (fh->fd >= 0)
 			close(fh->fd);
 		fh->fd = -1;
+		free(fh->tpath);
+		fh->tpath = NULL;
 		pthread_mutex_lock(&v->slock);
 		s->open_files--;
 		s->last_change = vd_mono_ms();

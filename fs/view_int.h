@@ -184,6 +184,11 @@ struct stage {
 	uint64_t vsize;              /* io_lock: size while stream or refill */
 	int stream_err;              /* io_lock: a failed streamed seal lost the
 				      * content; every later use fails with it */
+	/* The first write (or fsync) that failed since the file was made or
+	 * last truncated to zero. What the file holds is then not what its
+	 * writer meant, so every flush and fsync fails with it and nothing
+	 * is sealed; truncating to zero discards the content and clears it. */
+	int write_err;               /* io_lock */
 	/* staging tree */
 	char *dir;                   /* immutable: the real directory */
 	unsigned busy;               /* slock: operations in flight inside */
@@ -192,6 +197,22 @@ struct stage {
 	bool excl;                   /* slock: being materialized or sealed */
 	bool failed;                 /* slock: the last seal failed; wait for a change */
 	bool empty;                  /* slock: holds no file; nothing to seal */
+	/* A seal that failed for want of space is tried again at this
+	 * vd_mono_ms (0: only after a change), so a tree copied while the
+	 * state disk was full seals once space is back. */
+	int64_t retry_ms;            /* slock */
+	/* Files inside the tree whose last write failed (the same rule as
+	 * write_err above, per path): the tree is not sealed while any is
+	 * listed. Truncating such a file to zero, unlinking it or renaming
+	 * another over it takes it off. */
+	struct bad_path *bad;        /* slock */
+	bool bad_lost;               /* slock: an entry could not be kept */
+};
+
+struct bad_path {
+	struct bad_path *next;
+	int err;                     /* the failed write's -errno */
+	char path[];                 /* inside the tree, as in vref.path */
 };
 
 enum fh_kind {
@@ -226,6 +247,9 @@ struct vfh {
 	/* FH_STAGE, FH_TREEFILE */
 	struct stage *st;
 	int fd;                      /* FH_TREEFILE: its own descriptor */
+	char *tpath;                 /* FH_TREEFILE: its path inside the tree */
+	int werr;                    /* FH_TREEFILE: its first failed write; its
+				      * flush and fsync fail with it */
 };
 
 struct vd_view {

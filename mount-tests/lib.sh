@@ -39,6 +39,7 @@ VD_DAEMON_STARTS=0
 VD_TIMEOUT="${VD_TIMEOUT:-300}"
 VD_GRACE="${VD_GRACE:-20}"
 declare -A VD_EXEC_PID=()
+VD_AT_EXIT=()
 VD_TEST_NAME="$(basename "${0%.sh}")"
 
 # vd_fail MSG... : print MSG, the tails of the logs, and exit 1.
@@ -131,6 +132,10 @@ vd__cleanup() {
 	if vd__is_mounted; then
 		fusermount3 -uz "$VD_MNT" 2>/dev/null || umount -l "$VD_MNT" 2>/dev/null
 	fi
+	for name in "${VD_AT_EXIT[@]}"; do
+		eval "$name" || echo "# at exit: '$name' failed" >&2
+	done
+	VD_AT_EXIT=()
 	if [ -n "$VD_WORK" ] && [ -d "$VD_WORK" ]; then
 		if grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
 			"$VD_WORK"/*.log >/dev/null 2>&1; then
@@ -153,6 +158,14 @@ vd__cleanup() {
 		echo "# $VD_TEST_NAME: all passed"
 	fi
 	exit "$rc"
+}
+
+# vd_at_exit COMMAND: run COMMAND (eval'd) at exit, pass or fail, after
+# the daemon and executors are stopped and the mount detached, before the
+# work dir is removed (e.g. to unmount a small file system the test put
+# under its state dir).
+vd_at_exit() {
+	VD_AT_EXIT+=("$1")
 }
 
 # vd_setup BUILD_DIR: make the work dir and install the cleanup trap.

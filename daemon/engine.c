@@ -9,6 +9,7 @@
  * Everything else (the mount's staging area, the url file) belongs to vdfsd.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "config_keys.h"
 #include "engine_int.h"
 
 void vd_engine_key(struct vd_buf *out, const char *prefix, const char *a,
@@ -119,6 +121,8 @@ void vd_config_default(struct vd_config *c)
 	c->unit_size = 8u << 20;
 	snprintf(c->encoding, sizeof c->encoding, "auto");
 	c->env[0] = '\0';
+	c->symlinks = VD_SYMLINKS_KEEP;
+	c->special = VD_SPECIAL_REFUSE;
 }
 
 /* `env.NAME = value`: NAME a portable environment name, not VDFS_* (those
@@ -207,6 +211,17 @@ static int config_line(struct vd_config *c, struct vd_buf *why, char *key,
 		       char *val)
 {
 	long x;
+	/* config_keys.c's table is the list of keys: one without a row is
+	 * refused here, so what is printed from it (vdfs help config,
+	 * vdfs-config(5)) names every key this accepts. */
+	if (!vd_config_key_find(key)) {
+		vd_buf_addf(why, "unknown key '%s' (known:", key);
+		for (const struct vd_config_key *k = vd_config_keys; k->name; k++)
+			vd_buf_addf(why, "%s %s%s", k == vd_config_keys ? "" : ",", k->name,
+				    k->name[strlen(k->name) - 1] == '.' ? "NAME" : "");
+		vd_buf_adds(why, ")");
+		return -EINVAL;
+	}
 	if (!strcmp(key, "level")) {
 		if (parse_int(&x, val, 1, 5))
 			goto bad_range;
@@ -273,6 +288,22 @@ static int config_line(struct vd_config *c, struct vd_buf *why, char *key,
 	} else if (!strcmp(key, "unit_size")) {
 		if (parse_size(&c->unit_size, val) || c->unit_size < 4096)
 			goto bad_range;
+	} else if (!strcmp(key, "symlinks")) {
+		if (!strcmp(val, "keep"))
+			c->symlinks = VD_SYMLINKS_KEEP;
+		else if (!strcmp(val, "skip"))
+			c->symlinks = VD_SYMLINKS_SKIP;
+		else if (!strcmp(val, "follow-inside-tree"))
+			c->symlinks = VD_SYMLINKS_FOLLOW;
+		else
+			goto bad_choice;
+	} else if (!strcmp(key, "special")) {
+		if (!strcmp(val, "refuse"))
+			c->special = VD_SPECIAL_REFUSE;
+		else if (!strcmp(val, "skip"))
+			c->special = VD_SPECIAL_SKIP;
+		else
+			goto bad_choice;
 	} else {
 		vd_buf_addf(why, "unknown key '%s'", key);
 		return -EINVAL;
@@ -348,6 +379,23 @@ void vd_config_output_key(struct vd_buf *out, const struct vd_config *c)
 }
 
 /* ---- tasks --------------------------------------------------------------- */
+
+/* vd_engine_task_note with the lock held. */
+static void task_note_locked(vd_engine *e, const char *task, const char *msg)
+{
+	vd_catalog_batch *b = NULL;
+	json_t *t = NULL;
+	if (vd_engine_task_json(&t, e, task) == 0 && vd_catalog_batch_new(&b) == 0) {
+		const char *latest = json_string_value(json_object_get(t, "latest"));
+		const char *code = json_string_value(json_object_get(t, "code"));
+		if (latest) {
+			vd_engine_log_add(b, e, task, latest, code ? code : "--------", "%s", msg);
+			vd_catalog_commit(e->cat, b, false);
+		}
+	}
+	vd_catalog_batch_free(b);
+	json_decref(t);
+}
 
 int vd_engine_task_json(json_t **out, vd_engine *e, const char *task)
 {
@@ -542,9 +590,22 @@ int vd_engine_function_write(char code_id[VD_ID_SIZE], vd_engine *e,
 	vd_engine_key(&k, "code", code_id, NULL, NULL);
 	vd_catalog_batch_put(b, vd_buf_cstr(&k), p, n);
 	json_object_set_new(t, "code", json_string(code_id));
-	json_t *codes = json_object_get(t, "codes");
-	json_array_append_new(codes, json_pack("{s:s, s:I}", "id", code_id, "time",
-					       (json_int_t)vd_now_ms()));
+	/* Each code ID once, in the order they were last made current: going
+	 * back to an older code moves it to the end, keeping when it was
+	 * first written. */
+	json_t *codes = json_object_get(t, "codes"), *c;
+	json_int_t first = (json_int_t)vd_now_ms();
+	size_t ci;
+	json_array_foreach(codes, ci, c) {
+		const char *id = json_string_value(json_object_get(c, "id"));
+		if (id && !strcmp(id, code_id)) {
+			first = json_integer_value(json_object_get(c, "time"));
+			json_array_remove(codes, ci);
+			break;
+		}
+	}
+	json_array_append_new(codes, json_pack("{s:s, s:I, s:I}", "id", code_id, "time",
+					       first, "current_since", (json_int_t)vd_now_ms()));
 	vd_engine_key(&k, "t", task, NULL, NULL);
 	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), t)))
 		goto out;
@@ -554,6 +615,14 @@ int vd_engine_function_write(char code_id[VD_ID_SIZE], vd_engine *e,
 		goto out;
 	vd_info("task %s: new code version %s (%zu bytes, %zu runs)", task,
 		code_id, n, made.n);
+	/* exec(2) runs a script only with a #! line; without one every unit
+	 * would fail with "Exec format error", which says little. */
+	if (n && !(n >= 2 && !memcmp(p, "#!", 2)) && !(n >= 4 && !memcmp(p, "\177ELF", 4))) {
+		vd_warn("task %s: the function has no #! line and is not a binary: executors "
+			"cannot run it (start it with a line such as #!/bin/sh)", task);
+		task_note_locked(e, task, "the function has no #! line and is not a binary: "
+				 "executors cannot run it (start it with a line such as #!/bin/sh)");
+	}
 	for (size_t i = 0; i < made.n; i++)
 		vd_engine_run_activate(e, task, made.v[i], code_id);
 	rc = 1;
@@ -578,11 +647,67 @@ int vd_engine_config_read(struct vd_buf *out, vd_engine *e, const char *task)
 	return rc;
 }
 
+int vd_engine_task_times(struct vd_task_times *out, vd_engine *e, const char *task,
+			 const char *code_id)
+{
+	json_t *t = NULL, *c;
+	size_t i;
+	int rc = vd_engine_task_json(&t, e, task);
+	if (rc)
+		return rc;
+	int64_t created = json_integer_value(json_object_get(t, "created"));
+	const char *cur = json_string_value(json_object_get(t, "code"));
+	*out = (struct vd_task_times){ created, created, created, created, created };
+	json_t *x = json_object_get(t, "config_time");
+	if (json_is_integer(x))
+		out->config = json_integer_value(x);
+	if ((x = json_object_get(t, "latest_time")) && json_is_integer(x))
+		out->latest = json_integer_value(x);
+	json_array_foreach(json_object_get(t, "codes"), i, c) {
+		const char *id = json_string_value(json_object_get(c, "id"));
+		json_t *since = json_object_get(c, "current_since");
+		int64_t first = json_integer_value(json_object_get(c, "time"));
+		if (id && cur && !strcmp(id, cur))
+			out->function = json_is_integer(since) ? json_integer_value(since) : first;
+		if (id && code_id && !strcmp(id, code_id))
+			out->code = first;
+	}
+	json_decref(t);
+	return 0;
+}
+
+void vd_engine_task_note(vd_engine *e, const char *task, const char *fmt, ...)
+{
+	struct vd_buf msg = VD_BUF_INIT(4096);
+	va_list ap;
+	va_start(ap, fmt);
+	vd_buf_vaddf(&msg, fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&e->lock);
+	task_note_locked(e, task, vd_buf_cstr(&msg));
+	pthread_mutex_unlock(&e->lock);
+	vd_buf_release(&msg);
+}
+
+int vd_engine_config_check(struct vd_buf *why, vd_engine *e, const void *p, size_t n)
+{
+	struct vd_config cfg;
+	int rc = vd_config_parse(&cfg, why, p, n);
+	/* A unit is whole chunks: one smaller than this store's chunks
+	 * would silently be a chunk. */
+	if (rc == 0 && cfg.unit_size < e->chunking.avg_size) {
+		vd_buf_addf(why, "unit_size: %llu bytes is smaller than a chunk of this store "
+			    "(%zu bytes on average); units are made of whole chunks",
+			    (unsigned long long)cfg.unit_size, e->chunking.avg_size);
+		rc = -EINVAL;
+	}
+	return rc;
+}
+
 int vd_engine_config_write(struct vd_buf *why, vd_engine *e, const char *task,
 			   const void *p, size_t n)
 {
 	struct vd_buf k = VD_BUF_INIT(1024);
-	struct vd_config cfg;
 	vd_catalog_batch *b = NULL;
 	json_t *t = NULL;
 	int rc;
@@ -590,7 +715,7 @@ int vd_engine_config_write(struct vd_buf *why, vd_engine *e, const char *task,
 		vd_buf_addf(why, "config is larger than %u bytes", VD_CONFIG_MAX);
 		return -EFBIG;
 	}
-	if ((rc = vd_config_parse(&cfg, why, p, n))) {
+	if ((rc = vd_engine_config_check(why, e, p, n))) {
 		vd_warn("task %s: config refused: %s", task, vd_buf_cstr(why));
 		return rc;
 	}
@@ -600,12 +725,20 @@ int vd_engine_config_write(struct vd_buf *why, vd_engine *e, const char *task,
 	if ((rc = vd_engine_task_json(&t, e, task)))
 		goto out;
 	json_object_set_new(t, "config", json_stringn(p, n));
+	json_object_set_new(t, "config_time", json_integer((json_int_t)vd_now_ms()));
 	vd_engine_key(&k, "t", task, NULL, NULL);
 	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), t)))
 		goto out;
 	rc = vd_catalog_commit(e->cat, b, true);
 out:
 	pthread_mutex_unlock(&e->lock);
+	/* Config is part of what a run computes: with rerun = latest a new
+	 * config re-runs latest, as a new code does. */
+	struct vd_config cfg;
+	struct vd_buf ignored = VD_BUF_INIT(4096);
+	if (rc == 0 && vd_config_parse(&cfg, &ignored, p, n) == 0 && cfg.rerun == VD_RERUN_LATEST)
+		vd_engine_rerun_for_config(e, task);
+	vd_buf_release(&ignored);
 	json_decref(t);
 	vd_catalog_batch_free(b);
 	vd_buf_release(&k);

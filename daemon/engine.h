@@ -25,6 +25,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <jansson.h>
 
 #include "buf.h"
@@ -84,6 +86,43 @@ int vd_engine_function_write(char code_id[VD_ID_SIZE], vd_engine *e,
 /* The config text as written (empty when never written). */
 int vd_engine_config_read(struct vd_buf *out, vd_engine *e, const char *task);
 /* Parse and store. A bad line is -EINVAL with "line N: reason" in why. */
+/*
+ * Run a version again with the task's current code and config (data NULL:
+ * the task's latest): `vdfs rerun`. Memo still applies unless force. A run
+ * under way is replaced (its late results are refused). *data_out gets the
+ * version's ID. -ENOENT (no task, function or version, reason in why),
+ * -EBUSY while the run is combining its results.
+ */
+int vd_engine_rerun(char data_out[VD_ID_SIZE], struct vd_buf *why, vd_engine *e,
+		    const char *task, const char *data, bool force);
+/* End the queued or running run of the current code on a version (data
+ * NULL: latest) as failed, "cancelled by the operator": `vdfs cancel`.
+ * -EALREADY when there is none, -EBUSY while it combines its results. */
+int vd_engine_cancel(char data_out[VD_ID_SIZE], struct vd_buf *why, vd_engine *e,
+		     const char *task, const char *data);
+/* After a config change: re-run latest when its run was made with another
+ * config (what `rerun = latest` does for a new code). */
+int vd_engine_rerun_for_config(vd_engine *e, const char *task);
+
+/* When things of a task last changed (vd_now_ms; the task's creation when
+ * never): its function, its config, where latest points; and when code
+ * version code_id (NULL: none) was first written. For ls -l. */
+struct vd_task_times {
+	int64_t created, function, config, latest, code;
+};
+int vd_engine_task_times(struct vd_task_times *out, vd_engine *e, const char *task,
+			 const char *code_id);
+
+/* Add a line to the log of the task's latest version (what `cat
+ * tasks/T/latest/log` shows), for things about the task as a whole, such
+ * as a refused config line. Nothing when the task has no version yet. */
+void vd_engine_task_note(vd_engine *e, const char *task, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Check config text without storing it: what vd_engine_config_write would
+ * refuse (-EINVAL, "line N: reason" in why). The view checks each line as
+ * it is written, so that the write(2) of a bad line fails where the user
+ * sees it (a shell ignores close errors). */
+int vd_engine_config_check(struct vd_buf *why, vd_engine *e, const void *p, size_t n);
 int vd_engine_config_write(struct vd_buf *why, vd_engine *e, const char *task,
 			   const void *p, size_t n);
 /* The task's settle time for trees, in ms (config `settle`, default 2 s). */
@@ -95,6 +134,10 @@ int vd_engine_settle_ms(vd_engine *e, const char *task);
 int vd_engine_space_check(vd_engine *e, uint64_t n);
 
 /* ---- dataset versions -------------------------------------------------- */
+
+/* How long after its seal a version renamed from its own name is recorded
+ * under the new name (vd_engine_data_rename). */
+#define VD_RENAME_RECORD_MS 10000
 
 enum vd_kind { VD_KIND_FILE = 1, VD_KIND_TREE = 2 };
 
@@ -117,9 +160,14 @@ struct vd_version_info {
  */
 int vd_engine_submit_file(struct vd_version_info *out, struct vd_buf *why,
 			  vd_engine *e, const char *task, const char *name, int fd);
-/* The same for a real directory tree: regular files and subdirectories,
- * recursively (paths joined with '/'; empty directories are not kept;
- * symlinks and special files are skipped with a log line). */
+/* The same for a real directory tree, recursively (paths joined with '/'),
+ * keeping what `cp -a` copies: regular files with their modes, directories
+ * (an empty one, or one whose mode is not 0755, as an entry of its own),
+ * symlinks as their target strings (never followed; left out with a log
+ * line under config `symlinks = skip`) and hard links inside the tree.
+ * A FIFO, socket or device node makes it -EPERM with the path in why,
+ * unless config says `special = skip` (then each is left out, logged).
+ * docs/versioning.md, "Trees". */
 int vd_engine_submit_tree(struct vd_version_info *out, struct vd_buf *why,
 			  vd_engine *e, const char *task, const char *name,
 			  const char *dir);
@@ -155,6 +203,16 @@ int vd_engine_data_get(struct vd_version_info *out, vd_engine *e,
 		       const char *task, const char *name);
 /* Forget the name (its versions stay). -ENOENT. */
 int vd_engine_data_unlink(vd_engine *e, const char *task, const char *name);
+/* Give the content of data name from the name to instead (to's old content
+ * is no longer named; versions stay). With submit (to is not a temporary)
+ * it counts as submitting that content again: it becomes latest, gets a
+ * run of the current code if it has none, and a version sealed less than
+ * VD_RENAME_RECORD_MS ago under from is recorded under to. -ENOENT. */
+int vd_engine_data_rename(vd_engine *e, const char *task, const char *from,
+			  const char *to, bool submit);
+/* Name the content of from under to as well (ln): a submission of it
+ * under to. -ENOENT. */
+int vd_engine_data_link(vd_engine *e, const char *task, const char *from, const char *to);
 
 /* A number that grows by one whenever a new version of any task is
  * committed (never reset while the engine is open; versions are never
@@ -172,8 +230,8 @@ int vd_engine_version_latest(char data_id[VD_ID_SIZE], vd_engine *e,
 /*
  * Content. A file is a list of extents, each a whole stored chunk, in order:
  * ext[i].off is where the chunk starts in the file, ext[i].len its length.
- * A file version's manifest has one file with path "". A tree's files are
- * sorted by path; directories are implied by the paths.
+ * A file version's manifest has one file with path "". A tree's entries are
+ * sorted by path (strcmp); most directories are implied by the paths.
  */
 #define VD_LINES_UNKNOWN UINT64_MAX
 struct vd_extent {
@@ -182,21 +240,50 @@ struct vd_extent {
 	uint64_t len;
 	uint64_t lines;        /* '\n' bytes in the chunk, or VD_LINES_UNKNOWN */
 };
+#define VD_FILE_MODE_DEFAULT 0644   /* a tree's file whose mode is not recorded */
+#define VD_DIR_MODE_DEFAULT 0755    /* a tree's directory, likewise */
 struct vd_file {
 	char *path;
 	char id[VD_ID_SIZE];   /* the content's data ID; "" when not known */
 	uint64_t size;
 	size_t n;
 	struct vd_extent *ext;
+	/* What a tree keeps beside the bytes. mode is an st_mode: type
+	 * (S_IFREG, S_IFDIR or S_IFLNK) and permission bits (07777). It is 0
+	 * where nothing is recorded (a file version, a result), which means a
+	 * regular file. Manifests parsed from the catalog always have it set,
+	 * with the defaults above for entries sealed before modes were kept.
+	 * A directory is an entry only when it is empty or its mode is not
+	 * VD_DIR_MODE_DEFAULT; a symlink and a directory have no extents. */
+	mode_t mode;
+	char *target;          /* S_IFLNK: the target string, exactly as
+				* readlink(2) gave it; never resolved */
+	/* A second (third, ...) name of a regular file in the tree: the path
+	 * of its first name in path order. Its size and extents are a copy
+	 * of that entry's, so a reader may treat it as a plain file. */
+	char *hardlink;
+	uint32_t nlink;        /* names the content has in the tree; 0 means 1 */
 };
 struct vd_manifest {
 	enum vd_kind kind;
 	size_t nfiles;
 	struct vd_file *files;
+	mode_t mode;           /* a tree's top directory (permission bits);
+				* 0 = VD_DIR_MODE_DEFAULT */
 };
 int vd_engine_manifest_get(struct vd_manifest **out, vd_engine *e,
 			   const char *data_id);                 /* -ENOENT */
 void vd_manifest_free(struct vd_manifest *m);
+/* f's type: S_IFREG (also when nothing is recorded), S_IFDIR or S_IFLNK. */
+mode_t vd_file_type(const struct vd_file *f);
+/* f's permission bits, with the defaults for a tree entry that has none. */
+mode_t vd_file_perm(const struct vd_file *f);
+/* Find path in a manifest whose entries are sorted by path (every
+ * manifest vd_engine_manifest_get returns is): *type is S_IFREG, S_IFLNK
+ * or S_IFDIR and *idx the entry, SIZE_MAX for a directory that only the
+ * paths below it imply ("" is the top). -ENOENT. */
+int vd_manifest_lookup(mode_t *type, size_t *idx, const struct vd_manifest *m,
+		       const char *path);
 /* Append a stored chunk's bytes to out, verified against its ID. */
 int vd_engine_chunk_read(struct vd_buf *out, vd_engine *e, const char *chunk_id);
 /* Start reading a chunk from disk in the background (vd_store_prefetch). */
@@ -242,9 +329,11 @@ int vd_engine_executor_render(struct vd_buf *out, vd_engine *e, const char *name
  *
  * Each takes the parsed request and fills the reply. Errors map to HTTP:
  * -EINVAL 400, -EACCES 401, -EPERM 403, -ENOENT 404, -ESTALE 409 (late or
- * duplicate), -EFBIG 413, -EAGAIN 204 (no work within the wait),
- * -ESHUTDOWN 503; anything else 500. `why` gets the message for the JSON
- * error body.
+ * duplicate), -EALREADY and -EBUSY 409 (nothing to cancel, a run that is
+ * combining its results), -EFBIG 413, -ENOSPC and -EDQUOT 507 with
+ * Retry-After (the state disk is full: send it again), -EAGAIN 204 (no
+ * work within the wait), -ESHUTDOWN 503; anything else 500. `why` gets
+ * the message for the JSON error body.
  */
 int vd_engine_api_register(json_t **reply, struct vd_buf *why, vd_engine *e,
 			   const json_t *req);

@@ -32,7 +32,22 @@ static void file_release(struct vd_file *f)
 {
 	free(f->path);
 	free(f->ext);
+	free(f->target);
+	free(f->hardlink);
 	memset(f, 0, sizeof *f);
+}
+
+mode_t vd_file_type(const struct vd_file *f)
+{
+	mode_t t = f->mode & S_IFMT;
+	return t == S_IFDIR || t == S_IFLNK ? t : S_IFREG;
+}
+
+mode_t vd_file_perm(const struct vd_file *f)
+{
+	if (f->mode)
+		return f->mode & 07777;
+	return vd_file_type(f) == S_IFDIR ? VD_DIR_MODE_DEFAULT : VD_FILE_MODE_DEFAULT;
 }
 
 void vd_file_free(struct vd_file *f)
@@ -108,22 +123,320 @@ int vd_engine_extents_parse(struct vd_file *f, const json_t *a)
 	return 0;
 }
 
+/* A string of the manifest (a path, a link target): JSON wants UTF-8, but
+ * names and targets are any bytes but NUL, so one that is not valid UTF-8
+ * goes under key_hex instead, as hex of its bytes. */
+static int json_set_bytes(json_t *o, const char *key, const char *s)
+{
+	json_t *v = json_string(s);
+	if (v)
+		return json_object_set_new(o, key, v) ? -ENOMEM : 0;
+	struct vd_buf k = VD_BUF_INIT(256), hex = VD_BUF_INIT(SIZE_MAX / 2);
+	int rc = vd_buf_addf(&k, "%s_hex", key);
+	for (const unsigned char *p = (const unsigned char *)s; !rc && *p; p++)
+		rc = vd_buf_addf(&hex, "%02x", *p);
+	if (!rc && json_object_set_new(o, vd_buf_cstr(&k), json_string(vd_buf_cstr(&hex))))
+		rc = -ENOMEM;
+	vd_buf_release(&k);
+	vd_buf_release(&hex);
+	return rc;
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* The string json_set_bytes wrote: a copy in *out, NULL when neither key
+ * is there; -EBADMSG for a malformed one. */
+static int json_get_bytes(char **out, const json_t *o, const char *key)
+{
+	char hkey[64];
+	*out = NULL;
+	const char *s = json_string_value(json_object_get(o, key));
+	if (s)
+		return (*out = strdup(s)) ? 0 : -ENOMEM;
+	snprintf(hkey, sizeof hkey, "%s_hex", key);
+	const char *h = json_string_value(json_object_get(o, hkey));
+	if (!h)
+		return 0;
+	size_t n = strlen(h);
+	if (n % 2)
+		return -EBADMSG;
+	char *b = malloc(n / 2 + 1);
+	if (!b)
+		return -ENOMEM;
+	for (size_t i = 0; i < n / 2; i++) {
+		int hi = hex_digit(h[2 * i]), lo = hex_digit(h[2 * i + 1]);
+		if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+			free(b);
+			return -EBADMSG;
+		}
+		b[i] = (char)(hi << 4 | lo);
+	}
+	b[n / 2] = '\0';
+	*out = b;
+	return 0;
+}
+
+static json_t *mode_json(mode_t perm)
+{
+	char s[8];
+	snprintf(s, sizeof s, "%04o", (unsigned)(perm & 07777));
+	return json_string(s);
+}
+
+/* "mode": "0750" (an integer is taken too); def when absent. */
+static int mode_parse(mode_t *out, const json_t *o, mode_t def)
+{
+	const json_t *j = json_object_get(o, "mode");
+	unsigned long x;
+	*out = def;
+	if (!j)
+		return 0;
+	if (json_is_integer(j)) {
+		if (json_integer_value(j) < 0)
+			return -EBADMSG;
+		x = (unsigned long)json_integer_value(j);
+	} else {
+		const char *s = json_string_value(j);
+		char *end;
+		if (!s || !*s || strlen(s) > 6)
+			return -EBADMSG;
+		errno = 0;
+		x = strtoul(s, &end, 8);
+		if (errno || *end)
+			return -EBADMSG;
+	}
+	if (x > 07777)
+		return -EBADMSG;
+	*out = (mode_t)x;
+	return 0;
+}
+
+/*
+ * One entry of a manifest. The fields beyond path, size and chunks are
+ * written only when they differ from what an old manifest means (a
+ * regular file, mode 0644; a directory 0755), so a tree of plain files has
+ * the manifest it always had. A second name of a hard-linked file repeats
+ * its size and chunks: a reader that does not know "hardlink" (vdfs diff,
+ * a download) still sees the right bytes.
+ */
 json_t *vd_engine_file_json(const struct vd_file *f)
 {
-	json_t *j = json_pack("{s:s, s:I, s:o}", "path", f->path ? f->path : "", "size",
-			      (json_int_t)f->size, "chunks", extents_json(f));
-	if (j && f->id[0])
+	json_t *j = json_pack("{s:I, s:o}", "size", (json_int_t)f->size, "chunks",
+			      extents_json(f));
+	mode_t type = vd_file_type(f);
+	if (!j)
+		return NULL;
+	if (json_set_bytes(j, "path", f->path ? f->path : ""))
+		goto fail;
+	if (f->id[0])
 		json_object_set_new(j, "id", json_string(f->id));
+	if (type == S_IFDIR)
+		json_object_set_new(j, "type", json_string("dir"));
+	if (type == S_IFLNK) {
+		json_object_set_new(j, "type", json_string("symlink"));
+		if (json_set_bytes(j, "target", f->target ? f->target : ""))
+			goto fail;
+	}
+	mode_t def = type == S_IFDIR ? VD_DIR_MODE_DEFAULT : VD_FILE_MODE_DEFAULT;
+	if (f->mode && type != S_IFLNK && (f->mode & 07777) != def)
+		json_object_set_new(j, "mode", mode_json(f->mode));
+	if (f->hardlink && json_set_bytes(j, "hardlink", f->hardlink))
+		goto fail;
 	return j;
+fail:
+	json_decref(j);
+	return NULL;
 }
 
 static json_t *manifest_json(const struct vd_manifest *m)
 {
 	json_t *files = json_array();
-	for (size_t i = 0; files && i < m->nfiles; i++)
-		json_array_append_new(files, vd_engine_file_json(&m->files[i]));
-	return json_pack("{s:s, s:o}", "kind", m->kind == VD_KIND_TREE ? "tree" : "file",
-			 "files", files);
+	for (size_t i = 0; files && i < m->nfiles; i++) {
+		json_t *fj = vd_engine_file_json(&m->files[i]);
+		if (!fj || json_array_append_new(files, fj)) {
+			json_decref(files);
+			return NULL;
+		}
+	}
+	json_t *j = json_pack("{s:s, s:o}", "kind", m->kind == VD_KIND_TREE ? "tree" : "file",
+			      "files", files);
+	if (j && m->kind == VD_KIND_TREE && m->mode && (m->mode & 07777) != VD_DIR_MODE_DEFAULT)
+		json_object_set_new(j, "mode", mode_json(m->mode));
+	return j;
+}
+
+static int file_path_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct vd_file *)a)->path, ((const struct vd_file *)b)->path);
+}
+
+/* The entry whose path is path in files sorted by path; SIZE_MAX if none. */
+static size_t entry_index(const struct vd_file *files, size_t n, const char *path)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int d = strcmp(files[mid].path, path);
+		if (d == 0)
+			return mid;
+		if (d < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return SIZE_MAX;
+}
+
+/* The first entry whose path is >= key. */
+static size_t entry_lower_bound(const struct vd_manifest *m, const char *key)
+{
+	size_t lo = 0, hi = m->nfiles;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(m->files[mid].path, key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int vd_manifest_lookup(mode_t *type, size_t *idx, const struct vd_manifest *m,
+		       const char *path)
+{
+	char prefix[PATH_MAX + 2];
+	size_t i = entry_index(m->files, m->nfiles, path);
+	if (i != SIZE_MAX) {
+		*type = vd_file_type(&m->files[i]);
+		*idx = i;
+		return 0;
+	}
+	*idx = SIZE_MAX;
+	if (path[0] == '\0') {
+		*type = S_IFDIR;
+		return 0;
+	}
+	/* A directory only the paths below it imply: the first path at or
+	 * after "path/" in order starts with it if any does. */
+	size_t n = strlen(path);
+	if (n > PATH_MAX)
+		return -ENAMETOOLONG;
+	memcpy(prefix, path, n);
+	prefix[n] = '/';
+	prefix[n + 1] = '\0';
+	i = entry_lower_bound(m, prefix);
+	if (i >= m->nfiles || strncmp(m->files[i].path, prefix, n + 1))
+		return -ENOENT;
+	*type = S_IFDIR;
+	return 0;
+}
+
+/* A path inside a tree: components that are valid names, joined by '/'.
+ * Sealing never makes another; a damaged or forged one could make the
+ * copy of a tree (materialize_tree) reach outside its directory. */
+static bool tree_path_valid(const char *path)
+{
+	char name[256];
+	for (const char *p = path;;) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+		if (len == 0 || len >= sizeof name)
+			return false;
+		memcpy(name, p, len);
+		name[len] = '\0';
+		if (!vd_engine_name_valid(name))
+			return false;
+		if (!slash)
+			return true;
+		p = slash + 1;
+	}
+}
+
+/* One entry from its JSON (see vd_engine_file_json); defaults for what an
+ * old manifest leaves out. */
+static int entry_parse(struct vd_file *vf, const json_t *f, enum vd_kind kind)
+{
+	const char *type = json_string_value(json_object_get(f, "type"));
+	const json_t *chunks = json_object_get(f, "chunks");
+	mode_t perm, t = S_IFREG;
+	int rc;
+	if ((rc = json_get_bytes(&vf->path, f, "path")))
+		return rc;
+	if (!vf->path || (kind == VD_KIND_TREE && !tree_path_valid(vf->path)))
+		return -EBADMSG;
+	const char *fid = json_string_value(json_object_get(f, "id"));
+	if (fid && vd_id_valid(fid))
+		memcpy(vf->id, fid, VD_ID_SIZE);
+	if (type && !strcmp(type, "dir"))
+		t = S_IFDIR;
+	else if (type && !strcmp(type, "symlink"))
+		t = S_IFLNK;
+	else if (type && strcmp(type, "file"))
+		return -EBADMSG;
+	if (t != S_IFREG && (kind != VD_KIND_TREE || !vf->path[0]))
+		return -EBADMSG;
+	if ((rc = mode_parse(&perm, f, t == S_IFDIR ? VD_DIR_MODE_DEFAULT
+						    : t == S_IFLNK ? 0777 : VD_FILE_MODE_DEFAULT)))
+		return rc;
+	/* A file version and a result record no mode: they stay 0. */
+	vf->mode = kind == VD_KIND_TREE ? (t | perm) : 0;
+	vf->nlink = 1;
+	if (t == S_IFLNK) {
+		if ((rc = json_get_bytes(&vf->target, f, "target")))
+			return rc;
+		if (!vf->target || !vf->target[0])
+			return -EBADMSG;
+	}
+	if ((rc = json_get_bytes(&vf->hardlink, f, "hardlink")))
+		return rc;
+	if (vf->hardlink && t != S_IFREG)
+		return -EBADMSG;
+	if (t != S_IFREG)
+		return chunks && json_array_size(chunks) ? -EBADMSG : 0;
+	/* A hard link may leave its chunks out; they are its first name's. */
+	if (!chunks && vf->hardlink)
+		return 0;
+	return vd_engine_extents_parse(vf, chunks);
+}
+
+/* Every second name of a file gets its first name's extents (when it has
+ * none of its own) and every name of it the count of names. The first
+ * name must be a regular file that is no link itself. */
+static int hardlinks_resolve(struct vd_manifest *m)
+{
+	for (size_t i = 0; i < m->nfiles; i++) {
+		struct vd_file *f = &m->files[i];
+		if (!f->hardlink)
+			continue;
+		size_t p = entry_index(m->files, m->nfiles, f->hardlink);
+		if (p == SIZE_MAX || p == i || m->files[p].hardlink ||
+		    vd_file_type(&m->files[p]) != S_IFREG)
+			return -EBADMSG;
+		struct vd_file *first = &m->files[p];
+		if (!f->ext && first->n) {
+			if (!(f->ext = malloc(first->n * sizeof *f->ext)))
+				return -ENOMEM;
+			memcpy(f->ext, first->ext, first->n * sizeof *f->ext);
+			f->n = first->n;
+			f->size = first->size;
+		}
+		if (!f->id[0])
+			memcpy(f->id, first->id, VD_ID_SIZE);
+		first->nlink++;
+	}
+	for (size_t i = 0; i < m->nfiles; i++) {
+		struct vd_file *f = &m->files[i];
+		if (f->hardlink)
+			f->nlink = m->files[entry_index(m->files, m->nfiles, f->hardlink)].nlink;
+	}
+	return 0;
 }
 
 int vd_engine_manifest_parse(struct vd_manifest **out, const char *text, size_t n)
@@ -139,24 +452,35 @@ int vd_engine_manifest_parse(struct vd_manifest **out, const char *text, size_t 
 	if (!kind || !json_is_array(files))
 		goto out;
 	m->kind = strcmp(kind, "tree") ? VD_KIND_FILE : VD_KIND_TREE;
+	if (m->kind == VD_KIND_TREE) {
+		if ((rc = mode_parse(&m->mode, j, VD_DIR_MODE_DEFAULT)))
+			goto out;
+		rc = -EBADMSG;
+	}
 	m->files = calloc(json_array_size(files) + 1, sizeof *m->files);
 	if (!m->files) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	json_array_foreach(files, i, f) {
-		const char *path = json_string_value(json_object_get(f, "path"));
-		struct vd_file *vf = &m->files[m->nfiles++];
-		if (!path || !(vf->path = strdup(path)))
+		if ((rc = entry_parse(&m->files[m->nfiles++], f, m->kind)))
 			goto out;
-		const char *fid = json_string_value(json_object_get(f, "id"));
-		if (fid && vd_id_valid(fid))
-			memcpy(vf->id, fid, VD_ID_SIZE);
-		if ((rc = vd_engine_extents_parse(vf, json_object_get(f, "chunks"))))
-			goto out;
-		rc = -EBADMSG;
 	}
-	rc = 0;
+	/* Lookups bisect: make sure of the order (sealing writes it sorted). */
+	for (i = 1; i < m->nfiles; i++) {
+		if (strcmp(m->files[i - 1].path, m->files[i].path) > 0) {
+			qsort(m->files, m->nfiles, sizeof *m->files, file_path_cmp);
+			break;
+		}
+	}
+	for (i = 1; i < m->nfiles; i++) {
+		if (!strcmp(m->files[i - 1].path, m->files[i].path)) {
+			rc = -EBADMSG;
+			goto out;
+		}
+	}
+	if ((rc = hardlinks_resolve(m)))
+		goto out;
 	*out = m;
 	m = NULL;
 out:
@@ -466,6 +790,81 @@ int vd_engine_data_unlink(vd_engine *e, const char *task, const char *name)
 	return rc;
 }
 
+static int resubmit_locked(vd_catalog_batch *b, bool *made_run, const char **code,
+			   vd_engine *e, const char *task, const char *data_id,
+			   json_t *t, json_t *v);
+
+static int data_rename(vd_engine *e, const char *task, const char *from, const char *to,
+		       bool submit, bool keep)
+{
+	struct vd_buf k = VD_BUF_INIT(1024);
+	vd_catalog_batch *b = NULL;
+	json_t *t = NULL, *v = NULL;
+	char *id = NULL;
+	size_t len;
+	bool made_run = false;
+	const char *code = NULL;
+	int rc;
+	if (!vd_engine_name_valid(task) || !vd_engine_name_valid(from))
+		return -ENOENT;
+	if (!vd_engine_name_valid(to))
+		return -EINVAL;
+	if ((rc = vd_catalog_batch_new(&b)))
+		return rc;
+	pthread_mutex_lock(&e->lock);
+	vd_engine_key(&k, "dn", task, from, NULL);
+	if ((rc = vd_catalog_get(&id, &len, e->cat, vd_buf_cstr(&k))))
+		goto unlock;
+	if (!keep)
+		vd_catalog_batch_del(b, vd_buf_cstr(&k));
+	vd_engine_key(&k, "dn", task, to, NULL);
+	vd_catalog_batch_put(b, vd_buf_cstr(&k), id, len);
+	if (submit) {
+		if ((rc = vd_engine_task_json(&t, e, task)) ||
+		    (rc = vd_engine_version_json(&v, e, task, id)))
+			goto unlock;
+		/* Renamed a moment after it was sealed (an editor's or a sync
+		 * tool's temporary put in place): the version is recorded
+		 * under the name it was meant to have. */
+		const char *was = json_string_value(json_object_get(v, "name"));
+		int64_t sealed = json_integer_value(json_object_get(v, "time"));
+		if (!keep && was && !strcmp(was, from) &&
+		    vd_now_ms() - sealed < VD_RENAME_RECORD_MS) {
+			json_object_set_new(v, "name", json_string(to));
+			vd_engine_key(&k, "v", task, id, NULL);
+			if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), v)))
+				goto unlock;
+		}
+		if ((rc = resubmit_locked(b, &made_run, &code, e, task, id, t, v)))
+			goto unlock;
+	}
+	if ((rc = vd_catalog_commit(e->cat, b, true)))
+		goto unlock;
+	if (made_run)
+		vd_engine_run_activate(e, task, id, code);
+	vd_info("task %s: data/%s %s data/%s (version %.12s)", task, from,
+		keep ? "linked as" : "renamed to", to, id);
+unlock:
+	pthread_mutex_unlock(&e->lock);
+	json_decref(v);
+	json_decref(t);
+	free(id);
+	vd_catalog_batch_free(b);
+	vd_buf_release(&k);
+	return rc;
+}
+
+int vd_engine_data_rename(vd_engine *e, const char *task, const char *from,
+			  const char *to, bool submit)
+{
+	return data_rename(e, task, from, to, submit, false);
+}
+
+int vd_engine_data_link(vd_engine *e, const char *task, const char *from, const char *to)
+{
+	return data_rename(e, task, from, to, true, true);
+}
+
 /* ---- lineage ----------------------------------------------------------- */
 
 struct parent_scan {
@@ -566,6 +965,37 @@ static int record_lineage(vd_catalog_batch *b, json_t *v, vd_engine *e,
 }
 
 /*
+ * Content submitted again (sealed anew under a name, or a name renamed to
+ * one that is not a temporary): it becomes the task's latest, and when the
+ * task's current code never ran on it, it gets that run, which takes every
+ * unit it can from memo. Lock held; the changes go into b, the task record
+ * t and version record v included. *code is the code a new run is for.
+ */
+static int resubmit_locked(vd_catalog_batch *b, bool *made_run, const char **code,
+			   vd_engine *e, const char *task, const char *data_id,
+			   json_t *t, json_t *v)
+{
+	struct vd_buf k = VD_BUF_INIT(1024);
+	int rc = 0;
+	*made_run = false;
+	*code = json_string_value(json_object_get(t, "code"));
+	json_object_set_new(t, "latest", json_string(data_id));
+	json_object_set_new(t, "latest_time", json_integer((json_int_t)vd_now_ms()));
+	vd_engine_key(&k, "t", task, NULL, NULL);
+	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), t)))
+		goto out;
+	if (*code) {
+		if ((rc = vd_engine_run_add(b, e, task, data_id, *code, v)) < 0)
+			goto out;
+		*made_run = rc > 0;
+		rc = 0;
+	}
+out:
+	vd_buf_release(&k);
+	return rc;
+}
+
+/*
  * The quick half of sealing: under the lock, record the version (unless its
  * content is known already) and its run, and point the data name at it.
  * The writer's pack index entries go into the same batch.
@@ -591,9 +1021,13 @@ static int seal(struct vd_version_info *out, vd_engine *e, const char *task,
 	vd_catalog_batch_put(b, vd_buf_cstr(&k), data_id, VD_ID_LEN);
 	rc = vd_engine_version_json(&v, e, task, data_id);
 	if (rc == 0) {
-		/* Known content: no new version, no new work. */
-		if ((rc = vd_catalog_commit(e->cat, b, true)))
+		/* Known content: no new version; it is latest again. */
+		const char *code = NULL;
+		if ((rc = resubmit_locked(b, &made_run, &code, e, task, data_id, t, v)) ||
+		    (rc = vd_catalog_commit(e->cat, b, true)))
 			goto unlock;
+		if (made_run)
+			vd_engine_run_activate(e, task, data_id, code);
 		rc = version_info_from(out, v);
 		goto unlock;
 	}
@@ -627,6 +1061,7 @@ static int seal(struct vd_version_info *out, vd_engine *e, const char *task,
 	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), v)))
 		goto unlock;
 	json_object_set_new(t, "latest", json_string(data_id));
+	json_object_set_new(t, "latest_time", json_integer((json_int_t)now));
 	vd_engine_key(&k, "t", task, NULL, NULL);
 	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), t)))
 		goto unlock;
@@ -934,21 +1369,187 @@ out:
 
 /* ---- trees ----------------------------------------------------------- */
 
+/*
+ * A tree keeps what `cp -a` copies (docs/versioning.md, "Trees"): regular
+ * files with their modes, directories that are empty or not 0755, symlinks
+ * as their target strings, and hard links inside the tree as second names
+ * of one content. The walk never follows a symlink (every open is
+ * O_NOFOLLOW, every stat AT_SYMLINK_NOFOLLOW, a link is read with
+ * readlinkat): a tree is a user's, the daemon often root.
+ */
+
+/* Regular files with more than one name, by inode: where a second name's
+ * content is found. Open addressing; grown at half full. */
+struct seen_inode {
+	dev_t dev;
+	ino_t ino;
+	size_t idx;                /* the entry of the name walked first */
+	bool used;
+};
+
 struct tree_walk {
 	vd_engine *e;
 	vd_store_writer *w;
 	vd_hasher *h;
 	struct vd_buf *why;
+	const char *task, *name;
+	struct vd_config cfg;      /* symlinks and special */
 	struct vd_file *files;
 	size_t n, cap;
+	struct seen_inode *seen;
+	size_t nseen, seencap;
+	bool links;                /* some entry is a hard link */
 };
 
+static size_t seen_slot(const struct tree_walk *tw, dev_t dev, ino_t ino)
+{
+	uint64_t h = ((uint64_t)ino * 0x9e3779b97f4a7c15ULL) ^ (uint64_t)dev;
+	size_t i = (size_t)(h ^ (h >> 29)) & (tw->seencap - 1);
+	while (tw->seen[i].used && (tw->seen[i].dev != dev || tw->seen[i].ino != ino))
+		i = (i + 1) & (tw->seencap - 1);
+	return i;
+}
+
+static int seen_add(struct tree_walk *tw, dev_t dev, ino_t ino, size_t idx)
+{
+	if (2 * (tw->nseen + 1) > tw->seencap) {
+		size_t ncap = tw->seencap ? tw->seencap * 2 : 64;
+		struct seen_inode *old = tw->seen;
+		size_t oldcap = tw->seencap;
+		if (!(tw->seen = calloc(ncap, sizeof *tw->seen))) {
+			tw->seen = old;
+			return -ENOMEM;
+		}
+		tw->seencap = ncap;
+		for (size_t i = 0; i < oldcap; i++)
+			if (old[i].used)
+				tw->seen[seen_slot(tw, old[i].dev, old[i].ino)] = old[i];
+		free(old);
+	}
+	struct seen_inode *s = &tw->seen[seen_slot(tw, dev, ino)];
+	*s = (struct seen_inode){ .dev = dev, .ino = ino, .idx = idx, .used = true };
+	tw->nseen++;
+	return 0;
+}
+
+static const struct seen_inode *seen_find(const struct tree_walk *tw, dev_t dev, ino_t ino)
+{
+	if (!tw->seencap)
+		return NULL;
+	const struct seen_inode *s = &tw->seen[seen_slot(tw, dev, ino)];
+	return s->used ? s : NULL;
+}
+
+/* A new, cleared entry at the end of the walk's list; takes path. */
+static int entry_push(struct vd_file **out, struct tree_walk *tw, char *path, mode_t mode)
+{
+	if (!path)
+		return -ENOMEM;
+	if (tw->n == tw->cap) {
+		size_t ncap = tw->cap ? tw->cap * 2 : 64;
+		struct vd_file *nf = realloc(tw->files, ncap * sizeof *nf);
+		if (!nf) {
+			free(path);
+			return -ENOMEM;
+		}
+		tw->files = nf;
+		tw->cap = ncap;
+	}
+	struct vd_file *f = &tw->files[tw->n++];
+	memset(f, 0, sizeof *f);
+	f->path = path;
+	f->mode = mode;
+	f->nlink = 1;
+	*out = f;
+	return 0;
+}
+
+static const char *special_kind(mode_t m)
+{
+	if (S_ISFIFO(m))
+		return "a FIFO (named pipe)";
+	if (S_ISSOCK(m))
+		return "a socket";
+	if (S_ISCHR(m))
+		return "a character device";
+	if (S_ISBLK(m))
+		return "a block device";
+	return "neither a file, a directory nor a symlink";
+}
+
+/* A regular file: its bytes, or, for another name of a file walked
+ * already, that entry's extents. ffd is open on it, st its fstat. */
 static int name_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Add every regular file below dir (rel is its path inside the tree). */
+static int walk_file(struct tree_walk *tw, int ffd, const struct stat *st, char *path)
+{
+	const struct seen_inode *s = st->st_nlink > 1 ? seen_find(tw, st->st_dev, st->st_ino)
+						      : NULL;
+	struct vd_file *f;
+	int rc = entry_push(&f, tw, path, S_IFREG | (st->st_mode & 07777));
+	if (rc)
+		return rc;
+	if (s) {
+		/* The walk's order is not path order: which name is the first
+		 * is settled after sorting (hardlinks_settle). */
+		const struct vd_file *first = &tw->files[s->idx];
+		if (!(f->hardlink = strdup(first->path)))
+			return -ENOMEM;
+		if (first->n && !(f->ext = malloc(first->n * sizeof *f->ext)))
+			return -ENOMEM;
+		if (first->n)
+			memcpy(f->ext, first->ext, first->n * sizeof *f->ext);
+		f->n = first->n;
+		f->size = first->size;
+		memcpy(f->id, first->id, VD_ID_SIZE);
+		tw->links = true;
+		return 0;
+	}
+	/* Each file's own content ID is kept: lineage matches files inside
+	 * trees against results. */
+	vd_hasher_reset(tw->h);
+	if ((rc = ingest_fd(f, tw->w, tw->h, tw->e, ffd, tw->why)))
+		return rc;
+	vd_hasher_digest(tw->h, f->id);
+	if (st->st_nlink > 1)
+		rc = seen_add(tw, st->st_dev, st->st_ino, tw->n - 1);
+	return rc;
+}
+
+/* A symlink: its target, read, never followed. */
+static int walk_symlink(struct tree_walk *tw, int dirfd, const char *nm, char *path)
+{
+	char target[PATH_MAX];
+	struct vd_file *f;
+	if (tw->cfg.symlinks == VD_SYMLINKS_SKIP) {
+		vd_info("task %s: tree %s: leaving out symlink %s (symlinks = skip)", tw->task,
+			tw->name, path);
+		free(path);
+		return 0;
+	}
+	ssize_t n = readlinkat(dirfd, nm, target, sizeof target);
+	if (n < 0 || (size_t)n >= sizeof target) {
+		int rc = n < 0 ? -errno : -ENAMETOOLONG;
+		vd_buf_addf(tw->why, "%s: reading the symlink: %s", path, strerror(-rc));
+		free(path);
+		return rc;
+	}
+	target[n] = '\0';
+	if (n == 0 || memchr(target, '\0', (size_t)n)) {
+		vd_buf_addf(tw->why, "%s: a symlink with an empty target", path);
+		free(path);
+		return -EINVAL;
+	}
+	int rc = entry_push(&f, tw, path, S_IFLNK | 0777);
+	if (!rc && !(f->target = strdup(target)))
+		rc = -ENOMEM;
+	return rc;
+}
+
+/* Add everything below dir (rel is its path inside the tree). */
 static int walk(struct tree_walk *tw, int dirfd, const char *rel, int depth)
 {
 	struct vd_strv names = { 0 };
@@ -972,7 +1573,8 @@ static int walk(struct tree_walk *tw, int dirfd, const char *rel, int depth)
 		if ((rc = vd_strv_push(&names, de->d_name)))
 			goto out;
 	}
-	qsort(names.v, names.n, sizeof *names.v, name_cmp);
+	if (names.n > 1)
+		qsort(names.v, names.n, sizeof *names.v, name_cmp);
 	for (size_t i = 0; i < names.n; i++) {
 		struct vd_buf path = VD_BUF_INIT(PATH_MAX);
 		struct stat st;
@@ -986,49 +1588,50 @@ static int walk(struct tree_walk *tw, int dirfd, const char *rel, int depth)
 		}
 		if (fstatat(dirfd, nm, &st, AT_SYMLINK_NOFOLLOW)) {
 			rc = -errno;
+			vd_buf_addf(tw->why, "%s: %s", vd_buf_cstr(&path), strerror(errno));
 			vd_buf_release(&path);
 			goto out;
 		}
-		if (S_ISDIR(st.st_mode)) {
-			int sub = openat(dirfd, nm, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-			if (sub < 0) {
+		if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) {
+			bool dir = S_ISDIR(st.st_mode);
+			/* O_NONBLOCK: should a FIFO have taken the file's place,
+			 * opening it must not wait for a writer. */
+			int sub = openat(dirfd, nm, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+					 (dir ? O_DIRECTORY : O_NONBLOCK));
+			/* What was opened is what counts: stat it again. */
+			if (sub < 0 || fstat(sub, &st) < 0)
 				rc = -errno;
-			} else {
+			else if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
+				rc = -EAGAIN;   /* replaced while the tree was walked */
+			if (rc) {
+				vd_buf_addf(tw->why, "%s: cannot be read: %s", vd_buf_cstr(&path),
+					    strerror(-rc));
+			} else if (dir) {
+				size_t before = tw->n;
 				rc = walk(tw, sub, vd_buf_cstr(&path), depth + 1);
-				close(sub);
-			}
-		} else if (S_ISREG(st.st_mode)) {
-			int ffd = openat(dirfd, nm, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-			if (ffd < 0) {
-				rc = -errno;
+				/* A directory that holds nothing, or whose mode
+				 * is not the default, is an entry; others are
+				 * implied by the paths, as they always were. */
+				struct vd_file *f;
+				if (!rc && (tw->n == before ||
+					    (st.st_mode & 07777) != VD_DIR_MODE_DEFAULT))
+					rc = entry_push(&f, tw, vd_buf_detach(&path, NULL),
+							S_IFDIR | (st.st_mode & 07777));
 			} else {
-				if (tw->n == tw->cap) {
-					size_t ncap = tw->cap ? tw->cap * 2 : 64;
-					struct vd_file *nf = realloc(tw->files, ncap * sizeof *nf);
-					if (!nf) {
-						rc = -ENOMEM;
-						close(ffd);
-						vd_buf_release(&path);
-						goto out;
-					}
-					tw->files = nf;
-					tw->cap = ncap;
-				}
-				struct vd_file *f = &tw->files[tw->n++];
-				memset(f, 0, sizeof *f);
-				f->path = vd_buf_detach(&path, NULL);
-				/* Each file's own content ID is kept: lineage
-				 * matches files inside trees against results. */
-				vd_hasher_reset(tw->h);
-				rc = f->path ? ingest_fd(f, tw->w, tw->h, tw->e, ffd, tw->why)
-					     : -ENOMEM;
-				if (!rc)
-					vd_hasher_digest(tw->h, f->id);
-				close(ffd);
+				rc = walk_file(tw, sub, &st, vd_buf_detach(&path, NULL));
 			}
+			if (sub >= 0)
+				close(sub);
+		} else if (S_ISLNK(st.st_mode)) {
+			rc = walk_symlink(tw, dirfd, nm, vd_buf_detach(&path, NULL));
+		} else if (tw->cfg.special == VD_SPECIAL_SKIP) {
+			vd_warn("task %s: tree %s: leaving out %s: %s (special = skip)", tw->task,
+				tw->name, vd_buf_cstr(&path), special_kind(st.st_mode));
 		} else {
-			vd_warn("tree submission: skipping %s (not a regular file "
-				"or directory)", vd_buf_cstr(&path));
+			vd_buf_addf(tw->why, "%s is %s, which a version cannot hold; to leave "
+				    "such files out of the tree, set 'special = skip' in the "
+				    "task's config", vd_buf_cstr(&path), special_kind(st.st_mode));
+			rc = -EPERM;
 		}
 		vd_buf_release(&path);
 		if (rc)
@@ -1040,19 +1643,132 @@ out:
 	return rc;
 }
 
-static int file_path_cmp(const void *a, const void *b)
+/*
+ * The walk pointed each second name of a file at the name it met first,
+ * which need not be first in path order. Once sorted, make every name of
+ * the file point at its first name in path order (the one a copy back
+ * makes first, and the one an ID commits to) and give all of them the
+ * count of names.
+ */
+static int hardlinks_settle(struct vd_file *files, size_t n)
 {
-	return strcmp(((const struct vd_file *)a)->path, ((const struct vd_file *)b)->path);
+	size_t *group = malloc((n + 1) * sizeof *group);
+	size_t *first = malloc((n + 1) * sizeof *first);
+	uint32_t *count = calloc(n + 1, sizeof *count);
+	int rc = 0;
+	if (!group || !first || !count) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		group[i] = first[i] = SIZE_MAX;
+	for (size_t i = 0; i < n; i++) {
+		if (!files[i].hardlink)
+			continue;
+		size_t g = entry_index(files, n, files[i].hardlink);
+		if (g == SIZE_MAX) {
+			rc = -EIO;
+			goto out;
+		}
+		group[i] = group[g] = g;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (group[i] == SIZE_MAX)
+			continue;
+		if (first[group[i]] == SIZE_MAX)
+			first[group[i]] = i;
+		count[group[i]]++;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (group[i] == SIZE_MAX)
+			continue;
+		size_t p = first[group[i]];
+		char *link = NULL;
+		if (p != i && !(link = strdup(files[p].path))) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		free(files[i].hardlink);
+		files[i].hardlink = link;
+		files[i].nlink = count[group[i]];
+	}
+out:
+	free(group);
+	free(first);
+	free(count);
+	return rc;
+}
+
+static void hash_mode(vd_hasher *h, mode_t perm)
+{
+	char s[16];
+	int len = snprintf(s, sizeof s, "\001mode %04o\n", (unsigned)(perm & 07777));
+	vd_hasher_update(h, s, (size_t)len);
+}
+
+/*
+ * A tree's ID commits to each regular file's path, size and chunk IDs
+ * (which commit to the bytes), exactly as before trees kept more; what
+ * they keep now is added only where it differs from what a tree of plain
+ * files always meant (a file 0644, a directory 0755 implied by the paths,
+ * no links), so such a tree keeps the ID it always had. The stream is
+ * unambiguous: a path has no byte below 0x20 and ends with NUL; after it
+ * comes a file's size (a digit) or \002 and the kind of entry; facts that
+ * differ from the defaults each start with \001.
+ *
+ *   "vdfs-tree\n" ["\001mode NNNN\n"]          top directory not 0755
+ *   per entry, in path order:
+ *     path "\0" size "\n" chunk-id... "\n"     regular file
+ *     path "\0" "\002dir\n"                    directory entry
+ *     path "\0" "\002symlink\n" target "\0"    symlink
+ *     then ["\001mode NNNN\n"]                 file not 0644, dir not 0755
+ *          ["\001hardlink " first-path "\0"]   a second name
+ */
+static void tree_id(char data_id[VD_ID_SIZE], vd_hasher *h, const struct vd_manifest *m)
+{
+	vd_hasher_update(h, "vdfs-tree\n", 10);
+	if (m->mode && (m->mode & 07777) != VD_DIR_MODE_DEFAULT)
+		hash_mode(h, m->mode);
+	for (size_t i = 0; i < m->nfiles; i++) {
+		const struct vd_file *f = &m->files[i];
+		mode_t type = vd_file_type(f), perm = vd_file_perm(f);
+		vd_hasher_update(h, f->path, strlen(f->path) + 1);
+		if (type == S_IFDIR) {
+			vd_hasher_update(h, "\002dir\n", 5);
+			if (perm != VD_DIR_MODE_DEFAULT)
+				hash_mode(h, perm);
+			continue;
+		}
+		if (type == S_IFLNK) {
+			vd_hasher_update(h, "\002symlink\n", 9);
+			vd_hasher_update(h, f->target, strlen(f->target) + 1);
+			continue;
+		}
+		char sz[32];
+		int len = snprintf(sz, sizeof sz, "%llu\n", (unsigned long long)f->size);
+		vd_hasher_update(h, sz, (size_t)len);
+		for (size_t j = 0; j < f->n; j++)
+			vd_hasher_update(h, f->ext[j].id, VD_ID_LEN);
+		vd_hasher_update(h, "\n", 1);
+		if (perm != VD_FILE_MODE_DEFAULT)
+			hash_mode(h, perm);
+		if (f->hardlink) {
+			vd_hasher_update(h, "\001hardlink ", 10);
+			vd_hasher_update(h, f->hardlink, strlen(f->hardlink) + 1);
+		}
+	}
+	vd_hasher_digest(h, data_id);
 }
 
 int vd_engine_submit_tree(struct vd_version_info *out, struct vd_buf *why,
 			  vd_engine *e, const char *task, const char *name,
 			  const char *dir)
 {
-	struct tree_walk tw = { .e = e, .why = why };
+	struct tree_walk tw = { .e = e, .why = why, .task = task, .name = name };
 	struct vd_manifest m = { .kind = VD_KIND_TREE };
 	vd_hasher *treeh = NULL, *fileh = NULL;
 	char data_id[VD_ID_SIZE];
+	struct stat st;
 	int dfd = -1, rc;
 	if (!vd_engine_name_valid(name)) {
 		vd_buf_addf(why, "'%s' is not a valid data name", name);
@@ -1062,34 +1778,28 @@ int vd_engine_submit_tree(struct vd_version_info *out, struct vd_buf *why,
 		vd_buf_addf(why, "no task '%s'", task);
 		return -ENOENT;
 	}
+	/* The config says what to do with symlinks and special files. */
+	if (vd_engine_task_config(&tw.cfg, NULL, e, task))
+		vd_config_default(&tw.cfg);
 	if ((rc = vd_hasher_new(&treeh, &e->key)) || (rc = vd_hasher_new(&fileh, &e->key)) ||
 	    (rc = vd_store_writer_new(&tw.w, e->store)))
 		goto out;
 	tw.h = fileh;
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
+	if (dfd < 0 || fstat(dfd, &st) < 0) {
 		rc = -errno;
 		goto out;
 	}
-	/* A tree's ID commits to each file's path, size and chunk IDs (which
-	 * commit to the bytes). */
+	m.mode = st.st_mode & 07777;
 	if ((rc = walk(&tw, dfd, "", 0)))
 		goto out;
-	qsort(tw.files, tw.n, sizeof *tw.files, file_path_cmp);
-	vd_hasher_update(treeh, "vdfs-tree\n", 10);
-	for (size_t i = 0; i < tw.n; i++) {
-		struct vd_file *f = &tw.files[i];
-		char sz[32];
-		vd_hasher_update(treeh, f->path, strlen(f->path) + 1);
-		int len = snprintf(sz, sizeof sz, "%llu\n", (unsigned long long)f->size);
-		vd_hasher_update(treeh, sz, (size_t)len);
-		for (size_t j = 0; j < f->n; j++)
-			vd_hasher_update(treeh, f->ext[j].id, VD_ID_LEN);
-		vd_hasher_update(treeh, "\n", 1);
-	}
-	vd_hasher_digest(treeh, data_id);
+	if (tw.n > 1)
+		qsort(tw.files, tw.n, sizeof *tw.files, file_path_cmp);
+	if (tw.links && (rc = hardlinks_settle(tw.files, tw.n)))
+		goto out;
 	m.files = tw.files;
 	m.nfiles = tw.n;
+	tree_id(data_id, treeh, &m);
 	rc = seal(out, e, task, name, &m, data_id, tw.w);
 out:
 	vd_engine_disk_note(e, rc < 0 ? rc : 0);
@@ -1101,6 +1811,7 @@ out:
 	for (size_t i = 0; i < tw.n; i++)
 		file_release(&tw.files[i]);
 	free(tw.files);
+	free(tw.seen);
 	vd_store_writer_free(tw.w);
 	vd_hasher_free(treeh);
 	vd_hasher_free(fileh);

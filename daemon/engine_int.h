@@ -48,6 +48,14 @@
 enum vd_reduce { VD_REDUCE_CONCAT, VD_REDUCE_SUM };
 enum vd_format { VD_FORMAT_LINES, VD_FORMAT_CSV, VD_FORMAT_WHOLE };
 enum vd_rerun { VD_RERUN_LATEST, VD_RERUN_NONE };
+/* What a tree's symlinks are (docs/versioning.md, "Trees"): kept in the
+ * version but no unit's input; left out of the version when sealed; or,
+ * for one that points inside the tree to a regular file, that file's
+ * content cut into units under the link's path. */
+enum vd_symlinks { VD_SYMLINKS_KEEP, VD_SYMLINKS_SKIP, VD_SYMLINKS_FOLLOW };
+/* A FIFO, socket or device node in a tree: its seal fails, or it is left
+ * out with a log line. */
+enum vd_special { VD_SPECIAL_REFUSE, VD_SPECIAL_SKIP };
 
 /* A task's parsed config. Defaults are what an empty config means. */
 struct vd_config {
@@ -66,6 +74,8 @@ struct vd_config {
 	/* Function parameters from `env.NAME = value` lines, as "NAME=value\n"
 	 * lines in the order written; they reach the function's environment. */
 	char env[2048];
+	enum vd_symlinks symlinks;
+	enum vd_special special;
 };
 
 void vd_config_default(struct vd_config *c);
@@ -136,6 +146,7 @@ struct vd_run {
 	bool doomed;
 	size_t doomed_unit;
 	int64_t created_ms, started_ms;
+	int64_t planned_ms;        /* lock: when this daemon planned it (vd_now_ms) */
 };
 
 struct vd_lease {
@@ -245,6 +256,7 @@ json_t *vd_engine_file_json(const struct vd_file *f);
 int vd_engine_extents_parse(struct vd_file *f, const json_t *a);
 
 /* ---- engine_sched.c ---- */
+int64_t vd_engine_run_t0(const struct vd_run *r);
 /* Make the run (task, data, code) if it does not exist: adds its record to b
  * and the code to the version's run list (version: the version record when
  * the caller has it, perhaps only in b so far; NULL reads it). The caller

@@ -13,11 +13,28 @@
 
 #include "engine_int.h"
 
-static const char *current_code(const json_t *v)
+/*
+ * The code whose run a version shows: the task's current code when that
+ * ran on the version (so that going back to an older code shows its
+ * result again, from its run or memo), else the newest code that did. The
+ * ID is copied into buf; NULL when no code ran on the version.
+ */
+static const char *current_code(char buf[VD_ID_SIZE], vd_engine *e, const char *task,
+				const json_t *v)
 {
-	json_t *runs = json_object_get(v, "runs");
-	size_t n = json_array_size(runs);
-	return n ? json_string_value(json_array_get(runs, n - 1)) : NULL;
+	json_t *runs = json_object_get(v, "runs"), *t = NULL, *c;
+	size_t n = json_array_size(runs), i;
+	const char *pick = n ? json_string_value(json_array_get(runs, n - 1)) : NULL;
+	if (n > 1 && vd_engine_task_json(&t, e, task) == 0) {
+		const char *cur = json_string_value(json_object_get(t, "code"));
+		json_array_foreach(runs, i, c)
+			if (cur && json_is_string(c) && !strcmp(json_string_value(c), cur))
+				pick = json_string_value(c);
+	}
+	if (pick)
+		snprintf(buf, VD_ID_SIZE, "%s", pick);
+	json_decref(t);
+	return pick ? buf : NULL;
 }
 
 static int run_json(json_t **out, vd_engine *e, const char *task, const char *data,
@@ -89,10 +106,11 @@ static int run_status(struct vd_buf *out, vd_engine *e, const char *task,
 		json_int_t t1 = json_integer_value(json_object_get(rj, "finished"));
 		if (!t0)
 			t0 = json_integer_value(json_object_get(rj, "created"));
+		json_t *d = json_object_get(rj, "duration_ms");
 		rc = vd_buf_addf(out, "done %lld/%lld units in %.1f s\n",
 				 (long long)json_integer_value(json_object_get(rj, "units")),
 				 (long long)json_integer_value(json_object_get(rj, "units")),
-				 (double)(t1 - t0) / 1000.0);
+				 (double)(d ? json_integer_value(d) : t1 - t0) / 1000.0);
 	} else if (state && !strcmp(state, "failed")) {
 		const char *err = json_string_value(json_object_get(rj, "error"));
 		rc = vd_buf_addf(out, "failed: %s\n", err ? err : "unknown reason");
@@ -108,7 +126,8 @@ static int run_status(struct vd_buf *out, vd_engine *e, const char *task,
 static int render_status(struct vd_buf *out, vd_engine *e, const char *task,
 			 const char *data, const json_t *v)
 {
-	const char *code = current_code(v);
+	char cbuf[VD_ID_SIZE];
+	const char *code = current_code(cbuf, e, task, v);
 	if (!code)
 		return vd_buf_adds(out, "queued: waiting for a function\n");
 	return run_status(out, e, task, data, code);
@@ -126,6 +145,25 @@ int vd_engine_run_json(json_t **out, vd_engine *e, const char *task, const char 
 	return run_json(out, e, task, data, code);
 }
 
+/* Next to each epoch-milliseconds time in o, the same as an ISO 8601
+ * string: "time" (a version's seal) as "sealed_at", "created",
+ * "started", "finished" as "<name>_at". */
+static void iso_times(json_t *o)
+{
+	static const char *const keys[][2] = { { "time", "sealed_at" },
+					       { "created", "created_at" },
+					       { "started", "started_at" },
+					       { "finished", "finished_at" } };
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+		json_t *t = json_object_get(o, keys[i][0]);
+		if (!json_is_integer(t) || json_integer_value(t) <= 0)
+			continue;
+		char when[32];
+		vd_format_time(when, (int64_t)json_integer_value(t));
+		json_object_set_new(o, keys[i][1], json_string(when));
+	}
+}
+
 static int render_meta(struct vd_buf *out, vd_engine *e, const char *task,
 		       const char *data, json_t *v)
 {
@@ -138,7 +176,8 @@ static int render_meta(struct vd_buf *out, vd_engine *e, const char *task,
 	}
 	json_object_set_new(m, "task", json_string(task));
 	json_object_del(m, "runs");
-	const char *code = current_code(v);
+	char cbuf[VD_ID_SIZE];
+	const char *code = current_code(cbuf, e, task, v);
 	json_object_set_new(m, "code_id", code ? json_string(code) : json_null());
 	render_status(&st, e, task, data, v);
 	if (st.len && st.data[st.len - 1] == '\n')
@@ -173,9 +212,10 @@ static int render_meta(struct vd_buf *out, vd_engine *e, const char *task,
 		pthread_mutex_unlock(&e->lock);
 		json_int_t t0 = json_integer_value(json_object_get(one, "started"));
 		json_int_t t1 = json_integer_value(json_object_get(one, "finished"));
-		if (t0 && t1)
+		if (t0 && t1 && !json_object_get(one, "duration_ms"))
 			json_object_set_new(one, "duration_ms", json_integer(t1 - t0));
-		if (cid == code || !strcmp(cid, code)) {
+		iso_times(one);
+		if (code && !strcmp(cid, code)) {
 			/* The newest run's record also shows at the top. */
 			rj = json_incref(one);
 		}
@@ -183,9 +223,11 @@ static int render_meta(struct vd_buf *out, vd_engine *e, const char *task,
 	}
 	json_object_set_new(m, "runs", runs);
 	runs = NULL;
+	iso_times(m);
 	if (rj) {
 		static const char *lift[] = { "units", "units_done", "executors", "result",
-					      "started", "finished", "duration_ms" };
+					      "started", "finished", "duration_ms",
+					      "started_at", "finished_at" };
 		for (size_t j = 0; j < sizeof lift / sizeof *lift; j++) {
 			json_t *x = json_object_get(rj, lift[j]);
 			if (x)
@@ -226,7 +268,8 @@ static int add_log_line(void *ctx, const char *key, size_t klen, const char *val
 static int log_disk_line(struct vd_buf *out, vd_engine *e, const char *task,
 			 const char *data_id, const json_t *v)
 {
-	const char *code = current_code(v);
+	char cbuf[VD_ID_SIZE];
+	const char *code = current_code(cbuf, e, task, v);
 	if (!code || !atomic_load(&e->disk_full))
 		return 0;
 	pthread_mutex_lock(&e->lock);
@@ -311,7 +354,8 @@ int vd_engine_result_get(struct vd_file **out, vd_engine *e, const char *task,
 	int rc = vd_engine_version_json(&v, e, task, data_id);
 	if (rc)
 		return rc;
-	const char *code = current_code(v);
+	char cbuf[VD_ID_SIZE];
+	const char *code = current_code(cbuf, e, task, v);
 	rc = code ? vd_engine_run_result(out, e, task, data_id, code) : -ENOENT;
 	json_decref(v);
 	return rc;

@@ -232,8 +232,12 @@ static void run_remove(vd_engine *e, struct vd_run *r)
 
 /* ---- making and planning runs ----------------------------------------- */
 
-int vd_engine_run_add(vd_catalog_batch *b, vd_engine *e, const char *task,
-		      const char *data, const char *code, json_t *version)
+/* run_make's flags. */
+#define RUN_REPLACE 1u   /* write the record even if one exists (a re-run) */
+#define RUN_FORCE 2u     /* compute every unit again, memo or not */
+
+static int run_make(vd_catalog_batch *b, vd_engine *e, const char *task, const char *data,
+		    const char *code, json_t *version, unsigned flags)
 {
 	struct vd_buf k = VD_BUF_INIT(1024);
 	json_t *r = NULL, *v = version;
@@ -241,8 +245,11 @@ int vd_engine_run_add(vd_catalog_batch *b, vd_engine *e, const char *task,
 	struct vd_config cfg;
 	int rc;
 	run_key(&k, task, data, code);
-	if ((rc = vd_catalog_has(e->cat, vd_buf_cstr(&k))) != 0)
-		goto out;     /* 1: known, or -errno */
+	if (!(flags & RUN_REPLACE) && (rc = vd_catalog_has(e->cat, vd_buf_cstr(&k))) != 0) {
+		if (rc == 1)
+			rc = 0;   /* known: nothing to make */
+		goto out;
+	}
 	if ((rc = vd_engine_task_config(&cfg, &cfg_text, e, task)))
 		goto out;
 	if (!v && (rc = vd_engine_version_json(&v, e, task, data)))
@@ -251,6 +258,10 @@ int vd_engine_run_add(vd_catalog_batch *b, vd_engine *e, const char *task,
 		      "code_id", code, "state", "queued", "created",
 		      (json_int_t)vd_now_ms(), "config", cfg_text);
 	if (!r) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((flags & RUN_FORCE) && json_object_set_new(r, "force", json_true())) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -273,6 +284,138 @@ out:
 	json_decref(r);
 	free(cfg_text);
 	vd_buf_release(&k);
+	return rc;
+}
+
+int vd_engine_run_add(vd_catalog_batch *b, vd_engine *e, const char *task,
+		      const char *data, const char *code, json_t *version)
+{
+	return run_make(b, e, task, data, code, version, 0);
+}
+
+/* (task, data) with data NULL meaning the task's latest version: the data
+ * ID and the task's current code, checked. Lock held. */
+static int run_target(char data_out[VD_ID_SIZE], char code_out[VD_ID_SIZE],
+		      struct vd_buf *why, vd_engine *e, const char *task, const char *data)
+{
+	json_t *t = NULL, *v = NULL;
+	int rc = vd_engine_task_json(&t, e, task);
+	if (rc) {
+		vd_buf_addf(why, "no task '%s'", task);
+		goto out;
+	}
+	const char *code = json_string_value(json_object_get(t, "code"));
+	const char *d = data ? data : json_string_value(json_object_get(t, "latest"));
+	if (!code) {
+		vd_buf_addf(why, "task %s has no function yet", task);
+		rc = -ENOENT;
+	} else if (!d) {
+		vd_buf_addf(why, "task %s has no version yet", task);
+		rc = -ENOENT;
+	} else if ((rc = vd_engine_version_json(&v, e, task, d))) {
+		vd_buf_addf(why, "task %s has no version %s", task, d);
+	} else {
+		snprintf(data_out, VD_ID_SIZE, "%s", d);
+		snprintf(code_out, VD_ID_SIZE, "%s", code);
+	}
+out:
+	json_decref(v);
+	json_decref(t);
+	return rc;
+}
+
+/* Lock held: run (task, data, code) again with the task's current config. */
+static int rerun_locked(struct vd_buf *why, vd_engine *e, const char *task, const char *data,
+			const char *code, bool force, const char *what)
+{
+	vd_catalog_batch *b = NULL;
+	struct vd_run *r = vd_engine_find_run(e, task, data, code);
+	int rc;
+	if (r && r->finishing) {
+		vd_buf_adds(why, "the run is combining its results; try again in a moment");
+		return -EBUSY;
+	}
+	if ((rc = vd_catalog_batch_new(&b)))
+		return rc;
+	if ((rc = run_make(b, e, task, data, code, NULL, RUN_REPLACE | (force ? RUN_FORCE : 0))) < 0)
+		goto out;
+	vd_engine_log_add(b, e, task, data, code, "run queued again: %s%s", what,
+			  force ? " (every unit computed again)" : "");
+	if ((rc = vd_catalog_commit(e->cat, b, true)))
+		goto out;
+	/* The old run's leases go; their late results are answered 409. */
+	if (r)
+		run_remove(e, r);
+	rc = vd_engine_run_activate(e, task, data, code);
+	vd_info("run %s/%.8s code %.8s queued again: %s", task, data, code, what);
+out:
+	vd_catalog_batch_free(b);
+	return rc;
+}
+
+int vd_engine_rerun(char data_out[VD_ID_SIZE], struct vd_buf *why, vd_engine *e,
+		    const char *task, const char *data, bool force)
+{
+	char code[VD_ID_SIZE];
+	pthread_mutex_lock(&e->lock);
+	int rc = run_target(data_out, code, why, e, task, data);
+	if (rc == 0)
+		rc = rerun_locked(why, e, task, data_out, code, force, "asked for by the operator");
+	pthread_mutex_unlock(&e->lock);
+	return rc;
+}
+
+int vd_engine_rerun_for_config(vd_engine *e, const char *task)
+{
+	char data[VD_ID_SIZE], code[VD_ID_SIZE];
+	struct vd_buf why = VD_BUF_INIT(1024);
+	json_t *rj = NULL, *t = NULL;
+	struct vd_buf k = VD_BUF_INIT(1024);
+	pthread_mutex_lock(&e->lock);
+	int rc = run_target(data, code, &why, e, task, NULL);
+	if (rc) {
+		rc = 0;   /* nothing to re-run */
+		goto out;
+	}
+	/* Only when the run was made with another config. */
+	run_key(&k, task, data, code);
+	if ((rc = vd_engine_task_json(&t, e, task)) ||
+	    vd_catalog_get_json(&rj, e->cat, vd_buf_cstr(&k)))
+		goto out;
+	const char *now = json_string_value(json_object_get(t, "config"));
+	const char *was = json_string_value(json_object_get(rj, "config"));
+	if (!strcmp(now ? now : "", was ? was : ""))
+		goto out;
+	rc = rerun_locked(&why, e, task, data, code, false, "the config changed");
+out:
+	pthread_mutex_unlock(&e->lock);
+	if (rc)
+		vd_warn("task %s: re-running latest for the new config: %s", task,
+			why.len ? vd_buf_cstr(&why) : strerror(-rc));
+	json_decref(rj);
+	json_decref(t);
+	vd_buf_release(&k);
+	vd_buf_release(&why);
+	return rc;
+}
+
+int vd_engine_cancel(char data_out[VD_ID_SIZE], struct vd_buf *why, vd_engine *e,
+		     const char *task, const char *data)
+{
+	char code[VD_ID_SIZE];
+	pthread_mutex_lock(&e->lock);
+	int rc = run_target(data_out, code, why, e, task, data);
+	struct vd_run *r = rc ? NULL : vd_engine_find_run(e, task, data_out, code);
+	if (rc == 0 && !r) {
+		vd_buf_adds(why, "no run of the current code is queued or running for it");
+		rc = -EALREADY;
+	} else if (rc == 0 && r->finishing) {
+		vd_buf_adds(why, "the run is combining its results; it ends in a moment");
+		rc = -EBUSY;
+	} else if (rc == 0) {
+		rc = vd_engine_run_fail(e, r, "cancelled by the operator");
+	}
+	pthread_mutex_unlock(&e->lock);
 	return rc;
 }
 
@@ -331,6 +474,128 @@ static int read_headers(struct vd_run *r, vd_engine *e)
 	return 0;
 }
 
+/* Where a tree's symlink leads, resolved among the tree's own entries. */
+enum link_end { LINK_FILE, LINK_OUTSIDE, LINK_DANGLING, LINK_DIR, LINK_LOOP };
+
+static const char *const link_end_why[] = {
+	[LINK_FILE] = "a file",
+	[LINK_OUTSIDE] = "it points outside the tree",
+	[LINK_DANGLING] = "it points to nothing in the tree",
+	[LINK_DIR] = "it points to a directory",
+	[LINK_LOOP] = "too many levels of symlinks",
+};
+
+/*
+ * Resolve the symlink entry li of a tree as the kernel would resolve it
+ * inside a copy of the tree, component by component, but only among the
+ * manifest's entries: nothing on any disk is looked at, so no target can
+ * reach a file outside the tree. An absolute target, or ".." above the
+ * top, is outside; a link met on the way is expanded in place (40 at
+ * most, as the kernel allows). *idx is the regular file it ends at.
+ */
+static enum link_end link_resolve(size_t *idx, const struct vd_manifest *m, size_t li)
+{
+	char cur[PATH_MAX], rest[PATH_MAX], cand[PATH_MAX], comp[256];
+	const struct vd_file *l = &m->files[li];
+	const char *slash = strrchr(l->path, '/');
+	size_t clen = slash ? (size_t)(slash - l->path) : 0;
+	int hops = 0;
+	mode_t type;
+	if (!l->target || l->target[0] == '/')
+		return LINK_OUTSIDE;
+	if (clen >= sizeof cur || strlen(l->target) >= sizeof rest)
+		return LINK_DANGLING;
+	memcpy(cur, l->path, clen);
+	cur[clen] = '\0';
+	memcpy(rest, l->target, strlen(l->target) + 1);
+	for (;;) {
+		const char *p = rest;
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		const char *end = strchrnul(p, '/');
+		size_t len = (size_t)(end - p);
+		bool more = *end == '/';     /* then it must be a directory */
+		if (len >= sizeof comp)
+			return LINK_DANGLING;
+		memcpy(comp, p, len);
+		comp[len] = '\0';
+		memmove(rest, end, strlen(end) + 1);
+		if (!strcmp(comp, "."))
+			continue;
+		if (!strcmp(comp, "..")) {
+			if (!cur[0])
+				return LINK_OUTSIDE;
+			char *s = strrchr(cur, '/');
+			*(s ? s : cur) = '\0';
+			continue;
+		}
+		int n = cur[0] ? snprintf(cand, sizeof cand, "%s/%s", cur, comp)
+			       : snprintf(cand, sizeof cand, "%s", comp);
+		if (n < 0 || (size_t)n >= sizeof cand ||
+		    vd_manifest_lookup(&type, idx, m, cand))
+			return LINK_DANGLING;
+		if (type == S_IFLNK) {
+			/* Its target takes its place, from the directory
+			 * the link is in (cur). */
+			const char *t = m->files[*idx].target;
+			size_t tl = strlen(t), rl = strlen(rest);
+			if (++hops > 40)
+				return LINK_LOOP;
+			if (t[0] == '/')
+				return LINK_OUTSIDE;
+			if (tl + rl >= sizeof rest)
+				return LINK_DANGLING;
+			memmove(rest + tl, rest, rl + 1);
+			memcpy(rest, t, tl);
+			continue;
+		}
+		if (type == S_IFREG && more)
+			return LINK_DANGLING;
+		memcpy(cur, cand, (size_t)n + 1);
+	}
+	if (!cur[0] || vd_manifest_lookup(&type, idx, m, cur))
+		return cur[0] ? LINK_DANGLING : LINK_DIR;
+	return type == S_IFREG ? LINK_FILE : LINK_DIR;
+}
+
+/*
+ * symlinks = follow-inside-tree: a link that leads to a regular file of
+ * the tree takes that file's extents in the run's own copy of the
+ * manifest, so it is cut into units like a file, under its own path (its
+ * VDFS_PATH, and what its unit IDs commit to). Any other link stays
+ * without content, which means no unit, and the log says why.
+ */
+static int follow_links(struct vd_run *r)
+{
+	struct vd_manifest *m = r->man;
+	for (size_t i = 0; i < m->nfiles; i++) {
+		struct vd_file *f = &m->files[i];
+		size_t to;
+		if (vd_file_type(f) != S_IFLNK || f->n)
+			continue;
+		enum link_end end = link_resolve(&to, m, i);
+		if (end != LINK_FILE) {
+			vd_info("task %s: version %.12s: symlink %s -> %s not followed: %s",
+				r->task, r->data, f->path, f->target, link_end_why[end]);
+			continue;
+		}
+		const struct vd_file *t = &m->files[to];
+		if (t->n && !(f->ext = malloc(t->n * sizeof *f->ext)))
+			return -ENOMEM;
+		if (t->n)
+			memcpy(f->ext, t->ext, t->n * sizeof *f->ext);
+		f->n = t->n;
+		f->size = t->size;
+		vd_debug("task %s: version %.12s: symlink %s followed to %s", r->task, r->data,
+			 f->path, t->path);
+	}
+	return 0;
+}
+
+/* Units come from regular files only, and from symlinks followed above
+ * (a directory or a link kept as a link has no extents, so no units). */
 static int plan_units(struct vd_run *r, vd_engine *e)
 {
 	struct vd_manifest *m = r->man;
@@ -338,6 +603,9 @@ static int plan_units(struct vd_run *r, vd_engine *e)
 	uint64_t ratio = target / e->chunking.avg_size;
 	size_t cap = 0;
 	int rc;
+	if (m->kind == VD_KIND_TREE && r->cfg.symlinks == VD_SYMLINKS_FOLLOW &&
+	    (rc = follow_links(r)))
+		return rc;
 	if (r->cfg.format == VD_FORMAT_CSV && (rc = read_headers(r, e)))
 		return rc;
 	for (size_t fi = 0; fi < m->nfiles; fi++) {
@@ -427,11 +695,14 @@ int vd_engine_run_activate(vd_engine *e, const char *task, const char *data,
 	vd_config_output_key(&ok, &r->cfg);
 	vd_id_of(r->out_key, &e->key, ok.data ? ok.data : "", ok.len);
 	r->created_ms = json_integer_value(json_object_get(rj, "created"));
+	r->planned_ms = vd_now_ms();
 	if ((rc = vd_engine_manifest_get(&r->man, e, data)))
 		goto out;
 	if ((rc = plan_units(r, e)))
 		goto out;
-	for (size_t u = 0; u < r->nunits; u++) {
+	/* A forced re-run (vdfs rerun --force) computes every unit again. */
+	bool force = json_is_true(json_object_get(rj, "force"));
+	for (size_t u = 0; !force && u < r->nunits; u++) {
 		vd_engine_memo_key(&k, code, r->out_key, r->units[u].id);
 		if (vd_catalog_has(e->cat, vd_buf_cstr(&k)) == 1) {
 			r->units[u].state = VD_UNIT_DONE;
@@ -476,6 +747,14 @@ out:
 
 /* ---- finishing runs --------------------------------------------------- */
 
+/* When a run's time starts: its first lease, or, for a run that needed
+ * none (all from memo) or that a restart took over, when this daemon
+ * planned it; never its record's creation, which may be long before. */
+int64_t vd_engine_run_t0(const struct vd_run *r)
+{
+	return r->started_ms ? r->started_ms : r->planned_ms;
+}
+
 /* Record a run's end (done with result, or failed with error) in b. */
 static int run_record_end(vd_catalog_batch *b, vd_engine *e, struct vd_run *r,
 			  const char *error, const struct vd_file *result,
@@ -492,6 +771,7 @@ static int run_record_end(vd_catalog_batch *b, vd_engine *e, struct vd_run *r,
 	json_object_set_new(rj, "finished", json_integer(now));
 	if (r->started_ms)
 		json_object_set_new(rj, "started", json_integer(r->started_ms));
+	json_object_set_new(rj, "duration_ms", json_integer(now - vd_engine_run_t0(r)));
 	json_object_set_new(rj, "units", json_integer((json_int_t)r->nunits));
 	json_object_set_new(rj, "units_done", json_integer((json_int_t)r->ndone));
 	if (error)
@@ -591,7 +871,7 @@ static void run_finish(vd_engine *e, struct vd_run *r)
 		goto fail;
 	if ((rc = run_record_end(b, e, r, NULL, result, rid)))
 		goto fail;
-	int64_t took = vd_now_ms() - (r->started_ms ? r->started_ms : r->created_ms);
+	int64_t took = vd_now_ms() - vd_engine_run_t0(r);
 	vd_engine_log_add(b, e, task, data, code,
 			  "run done: %zu units, result %llu bytes, %.1f s", n,
 			  (unsigned long long)result->size, (double)took / 1000.0);

@@ -3,7 +3,9 @@
  * catalog, serves executors over HTTP.
  *
  *   vdfsd [--foreground] --state DIR [--listen HOST:PORT]
- *         [--tls-cert FILE --tls-key FILE | --insecure] MOUNTPOINT
+ *         [--tls-cert FILE --tls-key FILE | --insecure]
+ *         [--http-idle-timeout S] [--http-max-conns N] [--http-max-per-ip N]
+ *         MOUNTPOINT
  *
  * Plain HTTP is only for the loopback address: executors' tokens and the
  * data travel in the clear. Listening elsewhere wants TLS, or --insecure
@@ -25,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,6 +36,7 @@
 #include <gnutls/abstract.h>
 #include <gnutls/x509.h>
 
+#include "doc.h"
 #include "engine.h"
 #include "http.h"
 #include "view.h"
@@ -46,25 +50,96 @@ struct opts {
 	size_t chunk_avg;
 	const char *tls_cert, *tls_key;
 	bool insecure;
+	unsigned http_idle_s, http_max_conns, http_max_per_ip;  /* 0: http.h's defaults */
+};
+
+/*
+ * The options, once: parse_args' getopt table, --help and the vdfsd(8) page
+ * (`vdfsd --man`, run by the build) are all made from these rows (doc.h).
+ * A new option is a row here and a case in parse_args. Defaults from
+ * http.h are spelled with STR(), so they must stay plain numbers.
+ */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+enum { OPT_MAN = 0x2001 };
+static const struct vd_doc_opt opt_doc[] = {
+	{ "foreground", 'f', NULL, "stay in the foreground and log to stderr (else vdfsd "
+	  "forks once the mount is up, and logs to DIR/vdfsd.log)", VD_DOC_SHORT },
+	{ "state", 's', "DIR", "the store, the catalog and the operator token (created if "
+	  "missing; required)", VD_DOC_SHORT },
+	{ "listen", 'l', "HOST:PORT", "the HTTP API's address, for executors and vdfs "
+	  "(default 127.0.0.1:7070; port 0 picks a free one; the URL is written to "
+	  "DIR/url)", VD_DOC_SHORT },
+	{ "lease-ms", 'L', "N", "how long a unit's lease lasts without heartbeats (100 to "
+	  "3600000, default 30000)", 0 },
+	{ "heartbeat-ms", 'H', "N", "how often executors renew their leases (50 to 3600000, "
+	  "shorter than the lease; default a third of it)", 0 },
+	{ "quarantine-s", 'Q', "N", "how long an executor that keeps failing gets no work "
+	  "(1 to 86400, default 300)", 0 },
+	{ "tls-cert", 'C', "FILE", "serve HTTPS with this certificate (PEM), with --tls-key; "
+	  "its key's pin is written to DIR/tls-pin", 0 },
+	{ "tls-key", 'K', "FILE", "the certificate's private key (PEM)", 0 },
+	{ "insecure", 'I', NULL, "allow plain HTTP on an address other than loopback (tokens "
+	  "and data then cross the network in the clear)", 0 },
+	{ "http-idle-timeout", 'T', "S", "seconds a connection has to send its first request, "
+	  "and to present a valid token (1 to 3600, default " STR(VD_HTTP_IDLE_TIMEOUT_S) ")",
+	  0 },
+	{ "http-max-conns", 'M', "N", "connections open at once (16 to 65536, default "
+	  STR(VD_HTTP_MAX_CONNS) ", lowered to what the file descriptor limit allows)", 0 },
+	{ "http-max-per-ip", 'P', "N", "connections from one address that has presented no "
+	  "valid token in the last hour (1 to 65536, default " STR(VD_HTTP_MAX_PER_IP) ")", 0 },
+	{ "chunk-size", 'c', "N", "the average chunk size of a new store, a power of two of "
+	  "at least 4096 (default 1048576); an existing store keeps its own", 0 },
+	{ "verbose", 'v', NULL, "log debug lines", VD_DOC_SHORT },
+	{ "debug", 'd', NULL, "libfuse's debug output (implies --foreground)", VD_DOC_SHORT },
+	{ "help", 'h', NULL, "print this help and exit", VD_DOC_SHORT },
+	{ "man", OPT_MAN, NULL, "print the vdfsd(8) manual page as roff and exit", 0 },
+	{ NULL, 0, NULL, NULL, 0 },
+};
+
+static const struct vd_doc_sect doc_sections[] = {
+	{ "FILES",
+	  "In the state directory DIR:\n\n"
+	  "  token       the operator token (0600), made on first start; it also\n"
+	  "              enrolls executors (vdfs-executor --token-file DIR/token)\n"
+	  "  url         the API's URL, written once the mount is up, removed at exit\n"
+	  "  tls-pin     with --tls-cert: the key's pin (vdfs-executor --pin)\n"
+	  "  vdfsd.log   the log, without --foreground\n\n"
+	  "and the store and catalog beside them." },
+	{ "SIGNALS",
+	  "SIGTERM, SIGINT or SIGHUP, or fusermount3 -u MOUNTPOINT, unmounts cleanly; "
+	  "vdfsd then exits 0." },
+	{ "EXIT STATUS",
+	  "0 after a clean unmount; 1 when start-up failed (the log says why; without "
+	  "--foreground the parent waits until the mount is up or has failed, so "
+	  "vdfsd ... && ls MOUNTPOINT works); 2 for a usage error." },
+	{ "SEE ALSO", "vdfs(1), vdfs-executor(1), vdfs-config(5)" },
+	{ NULL, NULL },
+};
+
+static const struct vd_doc doc = {
+	.name = "vdfsd",
+	.section = 8,
+	.summary = "the vdfs daemon: mounts the view, keeps the store, serves executors",
+	.synopsis = "[--foreground] --state DIR [--listen HOST:PORT] [options] MOUNTPOINT",
+	.description =
+		"vdfsd mounts a vdfs at MOUNTPOINT: make a task with mkdir "
+		"MOUNTPOINT/tasks/NAME, give it a function by copying an executable to "
+		"tasks/NAME/function, and submit data by copying files or trees into "
+		"tasks/NAME/data/. Every submission becomes an immutable, "
+		"content-addressed version under versions/, cut into units that "
+		"executors (vdfs-executor(1)) on any machine pull over HTTP; the "
+		"aggregated result.csv appears beside the version.\n\n"
+		"Plain HTTP is only for the loopback address, since executors' tokens "
+		"and the data travel in the clear: listening elsewhere wants "
+		"--tls-cert and --tls-key, or --insecure on a trusted network.",
+	.opts = opt_doc,
+	.sections = doc_sections,
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: vdfsd [--foreground] --state DIR [--listen HOST:PORT] MOUNTPOINT\n"
-		"  --foreground       stay in the foreground, log to stderr\n"
-		"  --state DIR        the store, catalog and token (created if missing)\n"
-		"  --listen HOST:PORT executor API address (default 127.0.0.1:7070;\n"
-		"                     port 0 picks a free one, written to DIR/url)\n"
-		"  --lease-ms N       lease lifetime without heartbeats (default 30000)\n"
-		"  --heartbeat-ms N   how often executors renew leases (default lease/3)\n"
-		"  --quarantine-s N   how long a failing executor gets no work (default 300)\n"
-		"  --tls-cert FILE    serve HTTPS with this certificate (PEM) ...\n"
-		"  --tls-key FILE     ... and this private key (PEM)\n"
-		"  --insecure         allow plain HTTP on an address other than loopback\n"
-		"  --chunk-size N     average chunk size of a new store (default 1048576)\n"
-		"  --verbose          log debug lines\n"
-		"  --debug            libfuse debug output (implies --foreground)\n");
+	vd_doc_help(f, &doc);
 }
 
 static int parse_listen(struct opts *o, const char *s)
@@ -137,30 +212,33 @@ out:
 	return rc;
 }
 
+/* A whole number lo..hi for option `name`, or a complaint and -EINVAL. */
+static int parse_count(unsigned *out, const char *name, const char *arg, long lo, long hi)
+{
+	char *end;
+	long v = strtol(arg, &end, 10);
+
+	if (*end || end == arg || v < lo || v > hi) {
+		fprintf(stderr, "vdfsd: %s wants %ld to %ld\n", name, lo, hi);
+		return -EINVAL;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
 static int parse_args(struct opts *o, int argc, char **argv)
 {
-	static const struct option longs[] = {
-		{ "foreground", no_argument, NULL, 'f' },
-		{ "state", required_argument, NULL, 's' },
-		{ "listen", required_argument, NULL, 'l' },
-		{ "lease-ms", required_argument, NULL, 'L' },
-		{ "chunk-size", required_argument, NULL, 'c' },
-		{ "heartbeat-ms", required_argument, NULL, 'H' },
-		{ "quarantine-s", required_argument, NULL, 'Q' },
-		{ "tls-cert", required_argument, NULL, 'C' },
-		{ "tls-key", required_argument, NULL, 'K' },
-		{ "insecure", no_argument, NULL, 'I' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "debug", no_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	struct vd_doc_getopt g;
 	char *end;
 	int c;
 	memset(o, 0, sizeof *o);
 	snprintf(o->host, sizeof o->host, "127.0.0.1");
 	o->port = 7070;
-	while ((c = getopt_long(argc, argv, "fs:l:vdh", longs, NULL)) != -1) {
+	vd_doc_getopt_init(&g, false);
+	if (vd_doc_getopt_add(&g, opt_doc))
+		return 1;
+	opterr = 0;   /* a bad option is one line of ours, below */
+	while ((c = getopt_long(argc, argv, g.shorts, g.longs, NULL)) != -1) {
 		switch (c) {
 		case 'f': o->foreground = true; break;
 		case 's': o->state = optarg; break;
@@ -196,6 +274,18 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		case 'C': o->tls_cert = optarg; break;
 		case 'K': o->tls_key = optarg; break;
 		case 'I': o->insecure = true; break;
+		case 'T':
+			if (parse_count(&o->http_idle_s, "--http-idle-timeout", optarg, 1, 3600))
+				return 2;
+			break;
+		case 'M':
+			if (parse_count(&o->http_max_conns, "--http-max-conns", optarg, 16, 65536))
+				return 2;
+			break;
+		case 'P':
+			if (parse_count(&o->http_max_per_ip, "--http-max-per-ip", optarg, 1, 65536))
+				return 2;
+			break;
 		case 'c':
 			o->chunk_avg = (size_t)strtoull(optarg, &end, 10);
 			if (*end || o->chunk_avg < 4096 || (o->chunk_avg & (o->chunk_avg - 1))) {
@@ -206,11 +296,14 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		case 'v': o->verbose = true; break;
 		case 'd': o->debug = o->foreground = true; break;
 		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); return 2;
+		case OPT_MAN: vd_doc_man(stdout, &doc); exit(0);
+		default: vd_doc_bad_option("vdfsd", "vdfsd --help", c, argv); return 2;
 		}
 	}
 	if (!o->state || optind != argc - 1) {
-		usage(stderr);
+		fprintf(stderr, "vdfsd: %s (see vdfsd --help)\n",
+			!o->state ? "--state DIR is required"
+			: optind == argc ? "which MOUNTPOINT?" : "one MOUNTPOINT only");
 		return 2;
 	}
 	o->mountpoint = argv[optind];
@@ -229,6 +322,26 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		return 2;
 	}
 	return 0;
+}
+
+/* Every HTTP connection is a file descriptor, and the soft limit is often
+ * 1024: raise it to the hard limit (capped; nothing here needs more), so
+ * that the HTTP limits, not EMFILE, decide who is turned away. The HTTP
+ * server fits its connection limit under whatever this leaves. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	rlim_t want;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return;
+	want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (1 << 20) ? (1 << 20) : rl.rlim_max;
+	if (rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = want;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		vd_warn("cannot raise the file descriptor limit to %llu: %s",
+			(unsigned long long)want, strerror(errno));
 }
 
 /* Tell the waiting parent how start-up went: one byte, 0 for success. */
@@ -302,6 +415,7 @@ int main(int argc, char **argv)
 	}
 	/* A dead executor connection must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 
 	struct vd_engine_opts eo = {
 		.state_dir = o.state, .lease_ms = o.lease_ms, .chunk_avg = o.chunk_avg,
@@ -322,9 +436,14 @@ int main(int argc, char **argv)
 		vd_err("cannot open the state in %s: %s", o.state, strerror(-rc));
 		goto out;
 	}
-	if ((rc = vd_http_start_tls(&http, &port, e, o.host, o.port,
-				     o.tls_cert ? vd_buf_cstr(&cert) : NULL,
-				     o.tls_cert ? vd_buf_cstr(&key) : NULL))) {
+	struct vd_http_opts ho = {
+		.host = o.host, .port = o.port,
+		.cert_pem = o.tls_cert ? vd_buf_cstr(&cert) : NULL,
+		.key_pem = o.tls_cert ? vd_buf_cstr(&key) : NULL,
+		.idle_timeout_s = o.http_idle_s, .max_conns = o.http_max_conns,
+		.max_per_ip = o.http_max_per_ip,
+	};
+	if ((rc = vd_http_start_opts(&http, &port, e, &ho))) {
 		vd_err("cannot listen on %s:%d: %s", o.host, o.port, strerror(-rc));
 		goto out;
 	}

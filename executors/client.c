@@ -109,6 +109,30 @@ static size_t on_read(char *dst, size_t size, size_t nmemb, void *arg)
 	return done;
 }
 
+/* Rewind (or move) the body to `offset`: libcurl calls this before it
+ * sends the request again on a new connection, when the kept-alive one it
+ * tried first was closed under it (a daemon that restarted while we
+ * long-polled). Without it the retry fails with "necessary data rewind
+ * wasn't possible". */
+static int on_seek(void *arg, curl_off_t offset, int origin)
+{
+	struct reader *r = arg;
+	size_t i = 0;
+	curl_off_t left = offset;
+
+	if (origin != SEEK_SET || offset < 0)
+		return CURL_SEEKFUNC_CANTSEEK;
+	while (i < r->n && left >= (curl_off_t)r->pieces[i].n) {
+		left -= (curl_off_t)r->pieces[i].n;
+		i++;
+	}
+	if (i == r->n && left > 0)
+		return CURL_SEEKFUNC_FAIL;   /* past the end */
+	r->i = i;
+	r->off = (size_t)left;
+	return CURL_SEEKFUNC_OK;
+}
+
 struct writer {
 	struct vd_buf *resp;
 	bool *too_big;
@@ -142,6 +166,54 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
 
 /* ---- requests --------------------------------------------------------- */
 
+/* c->err for a failed transfer: what happened, in words an operator can
+ * act on, rather than libcurl's error name. */
+static void explain(struct vd_client *c, CURLcode cc)
+{
+	const char *detail = c->curl_err[0] ? c->curl_err : curl_easy_strerror(cc);
+
+	switch (cc) {
+	case CURLE_COULDNT_CONNECT:
+		snprintf(c->err, sizeof(c->err), "cannot connect to the daemon at %s "
+			 "(not running, or restarting?)", c->base);
+		break;
+	case CURLE_COULDNT_RESOLVE_HOST:
+		snprintf(c->err, sizeof(c->err), "cannot find the daemon's host in %s "
+			 "(%s)", c->base, detail);
+		break;
+	case CURLE_GOT_NOTHING:
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_PARTIAL_FILE:
+		snprintf(c->err, sizeof(c->err),
+			 "the daemon closed the connection (restarting?)");
+		break;
+	case CURLE_SEND_FAIL_REWIND:
+		snprintf(c->err, sizeof(c->err), "the daemon closed the connection "
+			 "and the request could not be sent again");
+		break;
+	case CURLE_OPERATION_TIMEDOUT:
+		snprintf(c->err, sizeof(c->err), "the daemon did not answer in time "
+			 "(%s)", detail);
+		break;
+	case CURLE_ABORTED_BY_CALLBACK:
+		snprintf(c->err, sizeof(c->err), "stopped: the executor is leaving");
+		break;
+	case CURLE_WRITE_ERROR:
+		if (c->resp_too_big) {
+			snprintf(c->err, sizeof(c->err),
+				 "the daemon's answer was larger than expected");
+			break;
+		}
+		/* fall through */
+	default:
+		/* TLS trouble among others: libcurl's text names the problem
+		 * (the pin, the CA, the certificate). */
+		snprintf(c->err, sizeof(c->err), "%s", detail);
+		break;
+	}
+}
+
 int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
 		 const char *method, const char *path, const char *ctype,
 		 const struct vd_client_piece *body, size_t nbody, long timeout_ms)
@@ -157,6 +229,7 @@ int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
 
 	*status = 0;
 	c->err[0] = '\0';
+	c->curl_err[0] = '\0';
 	c->resp_too_big = false;
 	for (i = 0; i < nbody; i++)
 		total += (curl_off_t)body[i].n;
@@ -186,7 +259,7 @@ int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
 	curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME, CLIENT_STALL_S);
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->err);
+	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->curl_err);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_write);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &wr);
 	curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
@@ -212,11 +285,15 @@ int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
 		curl_easy_setopt(c->curl, CURLOPT_INFILESIZE_LARGE, total);
 		curl_easy_setopt(c->curl, CURLOPT_READFUNCTION, on_read);
 		curl_easy_setopt(c->curl, CURLOPT_READDATA, &rd);
+		curl_easy_setopt(c->curl, CURLOPT_SEEKFUNCTION, on_seek);
+		curl_easy_setopt(c->curl, CURLOPT_SEEKDATA, &rd);
 	} else if (strcmp(method, "POST") == 0) {
 		curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
 		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, total);
 		curl_easy_setopt(c->curl, CURLOPT_READFUNCTION, on_read);
 		curl_easy_setopt(c->curl, CURLOPT_READDATA, &rd);
+		curl_easy_setopt(c->curl, CURLOPT_SEEKFUNCTION, on_seek);
+		curl_easy_setopt(c->curl, CURLOPT_SEEKDATA, &rd);
 	} else {
 		rc = -EINVAL;
 		goto out;
@@ -252,8 +329,11 @@ int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
 		rc = -EIO;
 		break;
 	}
-	if (rc && !c->err[0])
-		snprintf(c->err, sizeof(c->err), "%s", curl_easy_strerror(cc));
+	if (rc) {
+		explain(c, cc);
+		if (c->curl_err[0])
+			vd_debug("%s %s: %s", method, path, c->curl_err);
+	}
 out:
 	curl_slist_free_all(hdrs);
 	vd_buf_release(&url);

@@ -29,10 +29,17 @@ struct vd_client {
 	 * be self-signed. Both are the caller's strings; NULL = unused. */
 	const char *cacert;
 	const char *pin;
-	char err[CURL_ERROR_SIZE];   /* libcurl's text for the last failure */
+	/* The last transport failure in plain words, for the log ("the
+	 * daemon closed the connection (restarting?)"); TLS failures keep
+	 * libcurl's text, which says what was wrong with the certificate. */
+	char err[CURL_ERROR_SIZE + 128];
+	char curl_err[CURL_ERROR_SIZE]; /* libcurl's own text (CURLOPT_ERRORBUFFER) */
 };
 
-/* A request body: the concatenation of n pieces, sent without copying. */
+/* A request body: the concatenation of n pieces, sent without copying.
+ * libcurl may send it twice: when a kept-alive connection turns out to be
+ * dead (the daemon restarted) it sends the request again on a new one,
+ * rewinding the body through a seek callback. */
 struct vd_client_piece {
 	const void *p;
 	size_t n;
@@ -51,10 +58,11 @@ int vd_client_set_token(struct vd_client *c, const char *token);
  * The response body is appended to resp (may be NULL to drop it); its cap
  * applies. timeout_ms bounds the whole transfer (0: none, but a transfer
  * stalled for a minute is dropped). Returns 0 with *status for any HTTP
- * answer; -ECONNREFUSED, -ETIMEDOUT, -EIO for transport failures (text in
- * c->err), -EKEYREJECTED when TLS did not trust the server (wrong pin,
- * unknown CA, bad certificate: retrying will not help), -ECANCELED when
- * the abort flag stopped it, -EFBIG when the response was over resp's cap.
+ * answer; -ECONNREFUSED, -ETIMEDOUT, -EIO for transport failures (what
+ * happened, in words, in c->err), -EKEYREJECTED when TLS did not trust
+ * the server (wrong pin, unknown CA, bad certificate: retrying will not
+ * help), -ECANCELED when the abort flag stopped it, -EFBIG when the
+ * response was over resp's cap.
  */
 int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
 		 const char *method, const char *path, const char *ctype,

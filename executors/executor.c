@@ -47,6 +47,7 @@
 
 #include "buf.h"
 #include "cache.h"
+#include "doc.h"
 #include "client.h"
 #include "id.h"
 #include "exutil.h"
@@ -169,6 +170,29 @@ static void set_fatal(struct exec *x, const char *what)
 	atomic_store(&g_stop, true);
 }
 
+/*
+ * Why a request failed, in words, for a log line such as "lease poll: the
+ * daemon closed the connection (restarting?); retrying in 2.0 s": e and
+ * c->err for a transport failure (vd_client_do), else the daemon's answer
+ * (status, and its error text in why, which may be NULL). Written to buf.
+ */
+static const char *fail_text(char *buf, size_t n, int e, long status,
+			     const struct vd_client *c, const struct vd_buf *why)
+{
+	const char *text = why && why->len ? vd_buf_cstr(why) : "";
+
+	if (e == -EBADMSG)
+		snprintf(buf, n, "the daemon sent a bad answer: %s", text);
+	else if (e == -ENOMEM)
+		snprintf(buf, n, "out of memory");
+	else if (e)
+		snprintf(buf, n, "%s", c->err[0] ? c->err : strerror(-e));
+	else
+		snprintf(buf, n, "the daemon answered HTTP %ld%s%s", status,
+			 *text ? ": " : "", text);
+	return buf;
+}
+
 /* A client for this executor: its server, token and TLS settings. */
 static int client_open(struct vd_client *c, const struct exec *x, const char *token,
 		       const atomic_bool *abort)
@@ -197,7 +221,7 @@ static int cache_ensure(uint64_t *size, struct exec *x, struct vd_client *c,
 {
 	struct vd_buf data = VD_BUF_INIT(EX_BLOB_MAX);
 	struct vd_buf url = VD_BUF_INIT(256);
-	char got[VD_ID_SIZE];
+	char got[VD_ID_SIZE], fail[512];
 	int rc, tries, wait = EX_BACKOFF_MIN_MS;
 	long status = 0;
 
@@ -225,8 +249,8 @@ static int cache_ensure(uint64_t *size, struct exec *x, struct vd_client *c,
 				  0);
 		if ((rc == 0 && status < 500) || rc == -EKEYREJECTED)
 			break;
-		vd_warn("GET %s: %s; retrying", url.data,
-			rc ? c->err : "server error");
+		vd_warn("GET %s: %s; retrying in %.1f s", url.data,
+			fail_text(fail, sizeof(fail), rc, status, c, NULL), wait / 1000.0);
 		nap(wait, NULL);
 		wait = backoff_next(wait);
 	}
@@ -284,7 +308,7 @@ static void send_result(struct exec *x, struct vd_client *c, struct lease *l,
 	struct vd_buf path = VD_BUF_INIT(256), why = VD_BUF_INIT(1024);
 	struct vd_client_piece pieces[2];
 	json_t *meta;
-	char *line = NULL;
+	char *line = NULL, fail[512];
 	int tries, rc = 0, wait = EX_BACKOFF_MIN_MS;
 	long status = 0;
 
@@ -331,13 +355,14 @@ static void send_result(struct exec *x, struct vd_client *c, struct lease *l,
 		vd_buf_release(&resp);
 		if (rc == 0 && status < 500)
 			break;
-		vd_warn("lease %s: sending the result: %s; retrying", l->id,
-			rc ? c->err : vd_buf_cstr(&why));
+		vd_warn("lease %s: sending the result: %s; retrying in %.1f s", l->id,
+			fail_text(fail, sizeof(fail), rc, status, c, &why), wait / 1000.0);
 		nap(wait, NULL);
 		wait = backoff_next(wait);
 	}
 	if (rc)
-		vd_err("lease %s: result lost after %d tries: %s", l->id, tries, c->err);
+		vd_err("lease %s: result lost after %d tries: %s", l->id, tries,
+		       fail_text(fail, sizeof(fail), rc, status, c, NULL));
 	else if (status == 200)
 		vd_info("lease %s: result accepted (exit %d, %zu bytes, %lld ms)",
 			l->id, r->exit, r->out.len, (long long)r->ms);
@@ -687,6 +712,7 @@ static void *heartbeat_main(void *arg)
 			struct vd_buf path = VD_BUF_INIT(256), why = VD_BUF_INIT(1024);
 			json_t *reply = NULL, *empty = json_object();
 			long status = 0;
+			char fail[512];
 			int rc = vd_buf_addf(&path, "/v1/leases/%s/heartbeat", ids.v[i]);
 
 			if (!rc)
@@ -694,7 +720,7 @@ static void *heartbeat_main(void *arg)
 						    path.data, empty, EX_REQ_TIMEOUT_MS);
 			if (rc) {
 				vd_warn("heartbeat %s: %s", ids.v[i],
-					rc == -ENOMEM ? "out of memory" : c.err);
+					fail_text(fail, sizeof(fail), rc, status, &c, &why));
 			} else if (status == 401) {
 				set_fatal(x, "heartbeat");
 			} else if (status == 409 || status == 404) {
@@ -767,6 +793,7 @@ static int do_register(struct exec *x, struct vd_client *c)
 	while (!atomic_load(&g_stop)) {
 		struct vd_buf why = VD_BUF_INIT(1024);
 		const char *hk;
+		char fail[512];
 		long status = 0;
 		int e = vd_client_json(&status, &reply, &why, c, "POST", "/v1/executors",
 				       req, EX_REQ_TIMEOUT_MS);
@@ -783,9 +810,9 @@ static int do_register(struct exec *x, struct vd_client *c)
 			break;
 		}
 		if (e || status >= 500) {
-			vd_warn("register at %s: %s; retrying", x->server,
-				e ? (e == -EBADMSG ? vd_buf_cstr(&why) : c->err)
-				  : vd_buf_cstr(&why));
+			vd_warn("register at %s: %s; retrying in %.1f s", x->server,
+				fail_text(fail, sizeof(fail), e, status, c, &why),
+				wait / 1000.0);
 			vd_buf_release(&why);
 			nap(wait, &g_stop);
 			wait = backoff_next(wait);
@@ -881,6 +908,7 @@ static int dispatch(struct exec *x, struct vd_client *c)
 		struct vd_buf why = VD_BUF_INIT(1024);
 		json_t *req, *reply = NULL;
 		long status = 0;
+		char fail[512];
 		int nfree, e, poll_ms = EX_LEASE_WAIT_MS;
 
 		pthread_mutex_lock(&x->lock);
@@ -931,9 +959,9 @@ static int dispatch(struct exec *x, struct vd_client *c)
 			return 1;
 		}
 		if (e || status >= 500) {
-			vd_warn("lease poll: %s; retrying in %d ms",
-				e ? (e == -EBADMSG ? vd_buf_cstr(&why) : c->err)
-				  : vd_buf_cstr(&why), wait);
+			vd_warn("lease poll: %s; retrying in %.1f s",
+				fail_text(fail, sizeof(fail), e, status, c, &why),
+				wait / 1000.0);
 			vd_buf_release(&why);
 			json_decref(reply);
 			nap(wait, &g_stop);
@@ -979,65 +1007,86 @@ static int dispatch(struct exec *x, struct vd_client *c)
 
 /* ---- main ------------------------------------------------------------- */
 
+/*
+ * The options, once: main's getopt table, --help and the vdfs-executor(1)
+ * page (`vdfs-executor --man`, run by the build) are all made from these
+ * rows (doc.h). A new option is a row here and a case in main.
+ */
+enum { OPT_MAN = 0x2001 };
+static const struct vd_doc_opt opt_doc[] = {
+	{ "server", 's', "URL", "the daemon, e.g. https://10.0.0.5:7070 (what vdfsd logs and "
+	  "writes to its STATE/url; required)", 0 },
+	{ "token-file", 't', "FILE", "a file holding the daemon's enrollment token "
+	  "(STATE/token), used once to register; required", 0 },
+	{ "level", 'l', "N", "serve functions of level N or lower (1 to 5, default 1)", 0 },
+	{ "slots", 'n', "N", "units run at once (1 to 256, default 1)", 0 },
+	{ "name", 'N', "NAME", "this executor's name, 1 to 64 of A-Z a-z 0-9 . _ - (default "
+	  "hostname-pid); registering under a name in use replaces that executor", 0 },
+	{ "cache", 'c', "DIR", "the code and chunk cache (default $XDG_CACHE_HOME or "
+	  "~/.cache, then vdfs-executor/<server>)", 0 },
+	{ "cache-size", 'C', "SIZE", "a cap on the cache: the least recently used files go "
+	  "first (default 10G; suffixes K, M, G)", 0 },
+	{ "once", 'o', NULL, "exit when there is no work and nothing runs", 0 },
+	{ "idle-exit", 'I', "SECONDS", "exit after that long with nothing to run", 0 },
+	{ "cacert", 'A', "FILE", "https: trust this CA certificate (PEM) for the server", 0 },
+	{ "pin", 'P', "sha256//B64", "https: accept only a server key with this pin (what "
+	  "vdfsd logs; a self-signed certificate is then fine)", 0 },
+	{ "insecure", 'k', NULL, "allow http:// to an address other than loopback (the token "
+	  "and the data then cross the network in the clear)", 0 },
+	{ "sandbox", 'S', "MODE", "none (default) or bwrap: each unit in bubblewrap, without "
+	  "network, on a read-only system", 0 },
+	{ "max-memory", 'M', "SIZE", "the most memory a unit may use, whatever its task's "
+	  "memory asks", 0 },
+	{ "max-address-space", 'V', "SIZE", "also cap each process's address space "
+	  "(RLIMIT_AS; off by default: many programs reserve more than they use)", 0 },
+	{ "max-file-size", 'F', "SIZE", "the largest file a unit may write (default 4G)", 0 },
+	{ "max-open-files", 'O', "N", "open files per process of a unit (16 to 1048576, "
+	  "default 1024)", 0 },
+	{ "stdout-cap", 'U', "SIZE", "the most output a unit may print (default 1G)", 0 },
+	{ "verbose", 'v', NULL, "log debug lines", 0 },
+	{ "help", 'h', NULL, "print this help and exit", VD_DOC_SHORT },
+	{ "man", OPT_MAN, NULL, "print the vdfs-executor(1) manual page as roff and exit", 0 },
+	{ NULL, 0, NULL, NULL, 0 },
+};
+
+static const struct vd_doc_sect doc_sections[] = {
+	{ "SIGNALS",
+	  "SIGTERM or SIGINT: take no more work, finish the units held and send their "
+	  "results, then exit 0." },
+	{ "EXIT STATUS",
+	  "0 after SIGTERM, --once or --idle-exit; 1 when the daemon refused this "
+	  "executor (its token revoked, or another process registered under its name) "
+	  "or on another fatal error; 2 for a usage error." },
+	{ "SEE ALSO", "vdfsd(8), vdfs(1), vdfs-config(5)" },
+	{ NULL, NULL },
+};
+
+static const struct vd_doc doc = {
+	.name = "vdfs-executor",
+	.section = 1,
+	.summary = "pull units of work from a vdfsd, run them, send the results back",
+	.synopsis = "--server URL --token-file FILE [options]",
+	.description =
+		"vdfs-executor registers with the daemon at --server and then pulls "
+		"units of work over HTTP, as many at once as it has slots. Each unit runs "
+		"its task's function (any executable) on a piece of the data, in a fresh "
+		"directory and process group, under the task's time and memory limits and "
+		"the executor's own caps; the output goes back to the daemon. Code and "
+		"chunks are cached, and verified, under --cache.\n\n"
+		"The token file holds the enrollment token; registering exchanges it for "
+		"a token of this executor's own, which every later request carries.",
+	.opts = opt_doc,
+	.sections = doc_sections,
+};
+
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: vdfs-executor --server URL --token-file FILE [options]\n"
-		"\n"
-		"Pull units of work from a vdfsd, run them, send the results back.\n"
-		"\n"
-		"  --server URL        the daemon, e.g. http://10.0.0.5:7070\n"
-		"  --token-file FILE   file holding the daemon's token (STATE/token)\n"
-		"  --level N           serve functions of level <= N (1-5, default 1)\n"
-		"  --slots N           units run at once (1-256, default 1)\n"
-		"  --name NAME         executor name (default hostname-pid)\n"
-		"  --cache DIR         code and chunk cache (default\n"
-		"                      $XDG_CACHE_HOME or ~/.cache, /vdfs-executor/<server>)\n"
-		"  --cache-size SIZE   cap on the cache; least recently used files go\n"
-		"                      (default 10G; suffixes K, M, G)\n"
-		"  --once              exit when there is no work and nothing runs\n"
-		"  --idle-exit SECONDS exit after that long with nothing to run\n"
-		"  --cacert FILE       https: trust this CA (PEM) for the server\n"
-		"  --pin sha256//B64   https: accept only a server key with this pin\n"
-		"                      (what vdfsd logs; a self-signed certificate is fine)\n"
-		"  --insecure          allow http:// to an address other than loopback\n"
-		"  --sandbox MODE      none (default) or bwrap: each unit in bubblewrap,\n"
-		"                      without network, on a read-only system\n"
-		"  --max-memory SIZE   most memory a unit may use, whatever its task asks\n"
-		"  --max-address-space SIZE  also cap each process's address space (RLIMIT_AS;\n"
-		"                      off by default: many programs reserve more than they use)\n"
-		"  --max-file-size SIZE  largest file a unit may write (default 4G)\n"
-		"  --max-open-files N  open files per process of a unit (default 1024)\n"
-		"  --stdout-cap SIZE   most output a unit may print (default 1G)\n"
-		"  --verbose           log debug lines\n"
-		"  --help              this text\n");
+	vd_doc_help(f, &doc);
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "server", required_argument, NULL, 's' },
-		{ "token-file", required_argument, NULL, 't' },
-		{ "level", required_argument, NULL, 'l' },
-		{ "slots", required_argument, NULL, 'n' },
-		{ "name", required_argument, NULL, 'N' },
-		{ "cache", required_argument, NULL, 'c' },
-		{ "once", no_argument, NULL, 'o' },
-		{ "cache-size", required_argument, NULL, 'C' },
-		{ "idle-exit", required_argument, NULL, 'I' },
-		{ "cacert", required_argument, NULL, 'A' },
-		{ "pin", required_argument, NULL, 'P' },
-		{ "insecure", no_argument, NULL, 'k' },
-		{ "sandbox", required_argument, NULL, 'S' },
-		{ "max-memory", required_argument, NULL, 'M' },
-		{ "max-address-space", required_argument, NULL, 'V' },
-		{ "max-file-size", required_argument, NULL, 'F' },
-		{ "max-open-files", required_argument, NULL, 'O' },
-		{ "stdout-cap", required_argument, NULL, 'U' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	struct vd_doc_getopt g;
 	struct exec x;
 	struct vd_client c;
 	struct worker *workers = NULL;
@@ -1060,7 +1109,11 @@ int main(int argc, char **argv)
 	x.cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (x.cores < 1)
 		x.cores = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	vd_doc_getopt_init(&g, false);
+	if (vd_doc_getopt_add(&g, opt_doc))
+		return 1;
+	opterr = 0;   /* a bad option is one line of ours, below */
+	while ((opt = getopt_long(argc, argv, g.shorts, g.longs, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			x.server = optarg;
@@ -1150,8 +1203,11 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case OPT_MAN:
+			vd_doc_man(stdout, &doc);
+			return 0;
 		default:
-			usage(stderr);
+			vd_doc_bad_option("vdfs-executor", "vdfs-executor --help", opt, argv);
 			return 2;
 		}
 	}

@@ -26,6 +26,10 @@
  * The parent then loops on poll() over the child's stdout and stderr with a
  * short timeout, so that the deadline, the cancel flag and the child's exit
  * are all noticed within 100 ms whatever the child does with its pipes.
+ *
+ * When the function's first process has been reaped, every process the
+ * unit left behind is killed, also those that left its process group
+ * (setsid, double fork): see "strays" below.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -41,6 +45,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runner.h"
@@ -54,18 +59,277 @@ extern char **environ;
 #define RUN_MEM_TICK_MS 200
 #define RUN_WRAP_MAX 64
 
-/* Spawns take it shared, vd_runner_install exclusive (see runner.h). */
+/* Spawns take it shared; vd_runner_install (see runner.h) and a sweep
+ * listing our children (see "strays") take it exclusive. */
 static pthread_rwlock_t spawn_lock = PTHREAD_RWLOCK_INITIALIZER;
 static atomic_uint install_seq;
+
+/* ---- strays: no process outlives its unit -------------------------------
+ *
+ * A function may leave processes behind outside its process group, which
+ * is all that killing the group reaches: `setsid cmd &`, a double fork, a
+ * daemon. Left alone they would be re-parented to init and live on, and
+ * one that kept our stdout pipe would keep the run from ever ending. Three
+ * rules make sure that no process of a finished unit stays behind:
+ *
+ *  1. This process is a child subreaper (vd_runner_init): an orphan
+ *     anywhere below it is re-parented to it rather than to init, so it
+ *     stays ours to find and to kill.
+ *  2. Each unit's first process (the function, or bwrap in front of it) is
+ *     made a subreaper too, in the child before exec (the flag survives
+ *     exec). While it runs, every orphan of its unit is re-parented to it,
+ *     not to us: the whole unit stays one tree below its first process.
+ *     So a function may daemonize a helper it still needs, and an orphan
+ *     of a running unit is never mistaken for a leftover.
+ *  3. Hence: a child of ours that is not the first process of a run in
+ *     progress is a stray, left by a unit whose first process has exited
+ *     (it came to us when that process died), and it is killed. Each run
+ *     sweeps as soon as it has reaped its first process: SIGKILL to every
+ *     stray (a stray may ignore SIGTERM; the group gets SIGKILL too), reap
+ *     it, and again, since the children of a killed stray are re-parented
+ *     to us in turn, until a listing finds none.
+ *
+ * A unit ends when its first process exits (or is killed for a limit);
+ * what it started and did not wait for dies then, wherever it went.
+ *
+ * With several runs at once (--slots N), any sweep may kill the strays of
+ * another run: that is right, since a stray's unit has ended, whichever it
+ * was. What a sweep must never kill or reap is another run's first
+ * process. Those are listed in `roots` from the moment vfork returns,
+ * under spawn_lock held shared, and a sweep lists our children with
+ * spawn_lock held exclusive, so it never sees a first process that is not
+ * listed yet. A first process is reaped only by its own run (wait4 on its
+ * PID, never on -1) and a stray only by a sweep, one sweep at a time
+ * (sweep_lock), so a PID that a sweep listed stays our child, alive or a
+ * zombie, until that same sweep reaps it: its kill() cannot hit a
+ * stranger, and no run's wait4 can lose its child to a sweep.
+ *
+ * Limits: a function that clears its own subreaper flag (prctl) sends its
+ * orphans to us while it still runs, and the next sweep of any run kills
+ * them; processes started through another daemon (at, systemd-run, ssh to
+ * localhost) are not our descendants at all. --sandbox bwrap also puts the
+ * unit in a PID namespace, which the kernel empties when bwrap's init
+ * ends. A cgroup per unit would catch daemons' children too, but needs a
+ * delegated cgroup v2 subtree, which executor machines seldom give a user
+ * process; this works everywhere, unprivileged. A program using the runner
+ * must not start child processes of its own: they would be strays.
+ *
+ * Our children are read from /proc/self/task/<tid>/children (a short file
+ * per thread), or, on kernels built without those files, from the parent
+ * field of every /proc/<pid>/stat.
+ */
+
+/* A run's first process, listed while its run has not reaped it. */
+struct root {
+	pid_t pid;            /* 0 while not listed */
+	struct root *next;    /* roots_lock */
+};
+
+static pthread_mutex_t roots_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct root *roots;             /* roots_lock */
+/* Held for a whole sweep: sweeps are the only reapers of strays. */
+static pthread_mutex_t sweep_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Set once by vd_runner_init: /proc/<pid>/task/<tid>/children exists. */
+static atomic_bool have_children_files;
+
+#define STRAY_BATCH 256
+/* A stray that SIGKILL does not end at once is in an uninterruptible
+ * sleep (a hung network file system); the sweep leaves it to the next
+ * run's sweep after this long rather than hold a slot. */
+#define STRAY_GIVE_UP_MS 2000
 
 void vd_runner_init(void)
 {
 	struct sigaction sa;
+	int fd;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGPIPE, &sa, NULL);
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L) < 0)
+		vd_warn("runner: cannot become a child subreaper (%s): processes a "
+			"function leaves behind outside its process group may survive it",
+			strerror(errno));
+	fd = open("/proc/thread-self/children", O_RDONLY | O_CLOEXEC);
+	atomic_store(&have_children_files, fd >= 0);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* List r as the first process `pid` of a run. The caller holds spawn_lock
+ * (shared) since before the vfork. */
+static void root_add(struct root *r, pid_t pid)
+{
+	pthread_mutex_lock(&roots_lock);
+	r->pid = pid;
+	r->next = roots;
+	roots = r;
+	pthread_mutex_unlock(&roots_lock);
+}
+
+/* Unlist r, once its run has reaped it (or never listed it). */
+static void root_del(struct root *r)
+{
+	struct root **pp;
+
+	if (!r->pid)
+		return;
+	pthread_mutex_lock(&roots_lock);
+	for (pp = &roots; *pp; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+	pthread_mutex_unlock(&roots_lock);
+	r->pid = 0;
+	r->next = NULL;
+}
+
+struct strays {
+	pid_t pid[STRAY_BATCH];
+	size_t n;
+};
+
+/* Note a child of ours unless it is a run's first process. The caller
+ * holds roots_lock. */
+static void stray_note(struct strays *s, long long v)
+{
+	const struct root *r;
+
+	if (v <= 0 || v > INT32_MAX || s->n == STRAY_BATCH)
+		return;   /* a full batch: the rest are found by the next listing */
+	for (r = roots; r; r = r->next)
+		if (r->pid == (pid_t)v)
+			return;
+	s->pid[s->n++] = (pid_t)v;
+}
+
+/* Our children from the children file of each of our threads. */
+static int strays_from_tasks(struct strays *s)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *de;
+	char buf[4096];
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)) != NULL) {
+		char path[300];
+		long long v = 0;
+		bool in_num = false;
+		ssize_t n;
+		int fd;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/children", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;   /* a thread that has just ended */
+		/* "pid pid pid ", read in pieces: a number may span two reads. */
+		while ((n = read(fd, buf, sizeof(buf))) > 0) {
+			for (ssize_t i = 0; i < n; i++) {
+				if (buf[i] >= '0' && buf[i] <= '9') {
+					v = v * 10 + (buf[i] - '0');
+					in_num = true;
+				} else if (in_num) {
+					stray_note(s, v);
+					v = 0;
+					in_num = false;
+				}
+			}
+		}
+		if (in_num)
+			stray_note(s, v);
+		close(fd);
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Our children found by the parent field of every process's stat. */
+static int strays_from_proc(struct strays *s)
+{
+	long long self = (long long)getpid();
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)) != NULL) {
+		char path[300], buf[512], *p, *end;
+		long long ppid;
+		ssize_t n;
+		int fd;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		/* "pid (comm) S ppid ...": the command may hold ") ". */
+		p = strrchr(buf, ')');
+		if (!p || p[1] != ' ' || !p[2] || p[3] != ' ')
+			continue;
+		ppid = strtoll(p + 4, &end, 10);
+		if (end != p + 4 && ppid == self)
+			stray_note(s, strtoll(de->d_name, NULL, 10));
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Kill and reap every stray (see above). Called by a run once it has
+ * reaped its first process. */
+static void kill_strays(void)
+{
+	struct strays s;
+	int64_t give_up = vd_mono_ms() + STRAY_GIVE_UP_MS;
+	size_t i, left;
+	int rc;
+
+	pthread_mutex_lock(&sweep_lock);
+	for (;;) {
+		s.n = 0;
+		pthread_rwlock_wrlock(&spawn_lock);
+		pthread_mutex_lock(&roots_lock);
+		rc = atomic_load(&have_children_files) ? strays_from_tasks(&s)
+						       : strays_from_proc(&s);
+		pthread_mutex_unlock(&roots_lock);
+		pthread_rwlock_unlock(&spawn_lock);
+		if (rc) {
+			vd_warn("runner: cannot list the processes left by units: %s",
+				strerror(-rc));
+			break;
+		}
+		if (s.n == 0)
+			break;
+		for (i = 0; i < s.n; i++)
+			kill(s.pid[i], SIGKILL);
+		left = 0;
+		for (i = 0; i < s.n; i++)
+			if (waitpid(s.pid[i], NULL, WNOHANG | __WALL) == 0)
+				left++;   /* not dead yet: a zombie in a moment */
+		if (vd_mono_ms() >= give_up) {
+			vd_warn("runner: %zu processes left by finished units do not die "
+				"of SIGKILL (uninterruptible sleep?); the next run tries "
+				"again", left);
+			break;
+		}
+		if (left) {
+			struct timespec ts = { 0, 2 * 1000 * 1000 };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	pthread_mutex_unlock(&sweep_lock);
 }
 
 int vd_runner_install(const char *path, const void *p, size_t n, mode_t mode)
@@ -369,6 +633,9 @@ child_main(const struct vd_run_spec *spec, char **argv, char **envp, int in_fd,
 	if (setpgid(0, 0) < 0)
 		goto fail;
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* The unit's orphans stay below its first process while it runs
+	 * (see "strays"). */
+	prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L);
 	if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
 	    dup2(err_fd, STDERR_FILENO) < 0)
 		goto fail;
@@ -394,10 +661,11 @@ fail:
 	_exit(127);
 }
 
-/* Start the child. -errno of an exec (or set-up) failure in the child, or
- * of fork itself (-EAGAIN, -ENOMEM). */
-static int spawn(pid_t *pid, const struct vd_run_spec *spec, char **envp,
-		 int in_fd, int out_fd, int err_fd)
+/* Start the child, listed in `root` until the caller reaps it. -errno of
+ * an exec (or set-up) failure in the child (then it is reaped and
+ * unlisted), or of fork itself (-EAGAIN, -ENOMEM). */
+static int spawn(pid_t *pid, struct root *root, const struct vd_run_spec *spec,
+		 char **envp, int in_fd, int out_fd, int err_fd)
 {
 	char *argv[RUN_WRAP_MAX + 2];
 	struct child_limits cl;
@@ -424,6 +692,10 @@ static int spawn(pid_t *pid, const struct vd_run_spec *spec, char **envp,
 	if (p == 0)
 		child_main(spec, argv, envp, in_fd, out_fd, err_fd, rep[1], &cl);
 	fork_err = errno;
+	/* Listed before spawn_lock goes, so that no sweep takes it for a
+	 * stray. */
+	if (p > 0)
+		root_add(root, p);
 	pthread_rwlock_unlock(&spawn_lock);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	close(rep[1]);
@@ -439,6 +711,7 @@ static int spawn(pid_t *pid, const struct vd_run_spec *spec, char **envp,
 		int st;
 
 		waitpid(p, &st, 0);
+		root_del(root);
 		/* Keep resource trouble apart from a function that cannot run. */
 		return -(err == EAGAIN || err == ENOMEM ? EIO : (err ? err : EIO));
 	}
@@ -540,6 +813,7 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 	struct feeder feed = { .fd = -1 };
 	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 };
 	pthread_t feeder_thread;
+	struct root root = { 0 };
 	bool feeding = false, killed = false, reaped = false;
 	int64_t start, deadline, next_mem = 0;
 	struct rusage ru;
@@ -570,7 +844,7 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 		goto out;
 	}
 	start = vd_mono_ms();
-	rc = spawn(&pid, spec, env.v, infile >= 0 ? infile : pin[0], pout[1], perr[1]);
+	rc = spawn(&pid, &root, spec, env.v, infile >= 0 ? infile : pin[0], pout[1], perr[1]);
 	if (rc == -EAGAIN || rc == -ENOMEM) {
 		/* Our own lack of resources, not the function's fault. */
 		pid = -1;
@@ -611,6 +885,8 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 		/* Without a feeder the child would read EOF at once; stop it. */
 		kill(-pid, SIGKILL);
 		waitpid(pid, &status, 0);
+		root_del(&root);
+		kill_strays();
 		pid = -1;
 		goto out;
 	}
@@ -642,14 +918,28 @@ fed:
 		if (!reaped) {
 			pid_t w = wait4(pid, &status, WNOHANG, &ru);
 
-			if (w == pid) {
+			if (w < 0 && errno == ECHILD) {
+				/* Nothing but this run reaps its child (see
+				 * "strays"); should that ever fail, end the run
+				 * rather than wait for a child that is gone (and
+				 * spare its group ID, which may be reused). */
+				vd_warn("runner: process %ld was reaped by someone else",
+					(long)pid);
+				status = 255 << 8;
 				reaped = true;
+				root_del(&root);
+				kill_strays();
+			} else if (w == pid) {
+				reaped = true;
+				root_del(&root);
 				/* The function is over; whatever it left behind
 				 * (background children holding our pipes) goes
-				 * too, so the pipes reach EOF. The group ID stays
-				 * reserved while any member lives, so this cannot
-				 * hit a stranger. */
+				 * too, so the pipes reach EOF: its group (the
+				 * group ID stays reserved while any member lives,
+				 * so this cannot hit a stranger), then every
+				 * process it left anywhere else. */
 				kill(-pid, SIGKILL);
+				kill_strays();
 			}
 		}
 		if (reaped && pout[0] < 0 && perr[0] < 0)
@@ -714,6 +1004,8 @@ out:
 	if (pid > 0) {
 		kill(-pid, SIGKILL);
 		waitpid(pid, &status, 0);
+		root_del(&root);
+		kill_strays();
 	}
 	for (int i = 0; i < 2; i++) {
 		if (pin[i] >= 0)

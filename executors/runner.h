@@ -4,6 +4,9 @@
  * collected under a cap, the tail of stderr kept, a deadline, a memory
  * limit and a cancellation flag enforced by killing the whole group, and
  * rlimits (CPU, address space, file size, open files) set in the child.
+ * When the function's first process ends, every process of the unit still
+ * alive is killed, also those that left the group (setsid, double fork):
+ * the process is a child subreaper and reaps them (runner.c, "strays").
  *
  * The runner knows nothing of HTTP or leases, so that it can be tested on
  * its own with /bin/sh scripts (tests/test_runner.c).
@@ -90,7 +93,12 @@ struct vd_run_result {
 	size_t errlen;
 };
 
-/* Ignore SIGPIPE process-wide (see above). Idempotent. */
+/* Ignore SIGPIPE process-wide (see above), and make the process a child
+ * subreaper, so that orphans of its units come back to it to be killed.
+ * From then on, any child process of this process that a run did not
+ * start is taken for a unit's leftover and killed when a run ends: a
+ * program using the runner must start no child processes of its own.
+ * Idempotent. */
 void vd_runner_init(void);
 
 /* Run spec->exe. Returns 0 with *out filled (also for exec failures, which

@@ -142,6 +142,8 @@ static void fh_free(struct vd_view *v, struct vfh *fh)
 /* ---- lookup and attributes ----------------------------------------------- */
 
 /* Resolve name in parent, make or find its node and count a lookup. */
+static bool in_data(const struct vref *parent);
+
 static int do_lookup(struct fuse_entry_param *e, struct vd_view *v, struct vnode *parent,
 		     const char *name)
 {
@@ -158,6 +160,10 @@ static int do_lookup(struct fuse_entry_param *e, struct vd_view *v, struct vnode
 	rc = vref_of_node(pr, v, parent);
 	if (rc == 0)
 		rc = vref_child(c, v, pr, name);
+	/* A name too long for data/ is refused at its lookup, before any
+	 * create: say so there. */
+	if (rc == -ENAMETOOLONG && in_data(pr))
+		data_name_refused(v, pr->task, name, rc);
 	if (rc == 0)
 		rc = vref_stat(&st, v, c);
 	if (rc == 0)
@@ -363,10 +369,36 @@ static int content_write(struct vd_view *v, const struct vref *r, const struct v
 	return rc < 0 ? rc : 0;
 }
 
+/*
+ * Check the complete lines of a config being written (fh->lock held). A
+ * bad line fails its write(2) with EINVAL, so that `echo 'reduce = bogus'
+ * > config` makes the shell print an error (it ignores close errors); the
+ * last line, if it has no newline yet, is checked at close with the rest.
+ * The reason goes to vdfsd's log and to the task's latest version's log.
+ */
+static int config_check_write(struct vd_view *v, struct vfh *fh)
+{
+	const char *text = fh->buf.data ? fh->buf.data : "";
+	const char *nl = fh->buf.len ? memrchr(text, '\n', fh->buf.len) : NULL;
+	if (!nl)
+		return 0;
+	struct vd_buf why = VD_BUF_INIT(4096);
+	struct vref *r = malloc(sizeof(*r));
+	int rc = vd_engine_config_check(&why, v->e, text, (size_t)(nl - text) + 1);
+	if (rc < 0 && r && vref_of_node(r, v, fh->node) == 0) {
+		vd_warn("task %s: config line refused: %s", r->task, vd_buf_cstr(&why));
+		vd_engine_task_note(v->e, r->task, "config line refused: %s", vd_buf_cstr(&why));
+	}
+	free(r);
+	vd_buf_release(&why);
+	return rc < 0 ? -EINVAL : 0;
+}
+
 static int open_content(struct vfh *fh, struct vd_view *v, const struct vref *r, int flags)
 {
 	vd_buf_init(&fh->buf, buf_cap(r->kind));
 	fh->writable = wants_write(flags);
+	fh->is_config = r->kind == NK_CONFIG;
 	if (flags & O_TRUNC) {
 		fh->dirty = true;
 		return 0;
@@ -460,6 +492,16 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	char id[VD_ID_SIZE];
 	char link[sizeof("versions/") + VD_ID_SIZE];
 	int rc = target_get(&t, v, ino);
+	if (rc == 0 && t.r.kind == NK_DATAENT) {
+		struct vd_buf b = VD_BUF_INIT(PATH_MAX + 1);
+		rc = data_readlink(&b, v, &t.r);
+		if (rc < 0)
+			reply_err(req, rc);
+		else
+			fuse_reply_readlink(req, vd_buf_cstr(&b));
+		vd_buf_release(&b);
+		return;
+	}
 	if (rc == 0 && t.r.kind != NK_LATEST)
 		rc = -EINVAL;
 	if (rc == 0)
@@ -492,8 +534,11 @@ static int child_get(struct child *ch, struct vd_view *v, fuse_ino_t parent, con
 	rc = vref_of_node(&ch->pr, v, ch->p);
 	if (rc < 0)
 		return rc;
-	if (strlen(name) > VIEW_NAME_MAX)
+	if (strlen(name) > VIEW_NAME_MAX) {
+		if (in_data(&ch->pr))
+			data_name_refused(v, ch->pr.task, name, -ENAMETOOLONG);
 		return -ENAMETOOLONG;
+	}
 	/* A name in the fixed layout that cannot exist still gets a vref of
 	 * its parent's kind so that the error below is the right one. */
 	rc = vref_child(&ch->c, v, &ch->pr, name);
@@ -557,21 +602,69 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		     dev_t rdev)
 {
 	struct vd_view *v = req_view(req);
-	struct vnode *p = node_get(v, parent);
-	struct vref pr;
-	int rc = p ? vref_of_node(&pr, v, p) : -ESTALE;
-	reply_err(req, rc < 0 ? rc : namespace_err(&pr));
+	struct child *ch = malloc(sizeof(*ch));
+	int rc = ch ? child_get(ch, v, parent, name) : -ENOMEM;
+	if (rc < 0)
+		goto out;
+	if (in_data(&ch->pr) && ch->c.kind == NK_DATAENT)
+		rc = data_mknod(v, &ch->c, mode, rdev);
+	else
+		rc = namespace_err(&ch->pr);
+	if (rc >= 0) {
+		reply_new_entry(req, v, ch->p, name);
+		free(ch);
+		return;
+	}
+out:
+	free(ch);
+	reply_err(req, rc);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	/* Versions hold bytes; a link would be skipped when sealing anyway. */
-	op_mknod(req, parent, name, S_IFLNK, 0);
+	struct vd_view *v = req_view(req);
+	struct child *ch = malloc(sizeof(*ch));
+	int rc = ch ? child_get(ch, v, parent, name) : -ENOMEM;
+	if (rc < 0)
+		goto out;
+	if (in_data(&ch->pr) && ch->c.kind == NK_DATAENT)
+		rc = data_symlink(v, &ch->c, link);
+	else
+		rc = namespace_err(&ch->pr);
+	if (rc >= 0) {
+		reply_new_entry(req, v, ch->p, name);
+		free(ch);
+		return;
+	}
+out:
+	free(ch);
+	reply_err(req, rc);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-	op_mknod(req, newparent, newname, S_IFREG, 0);
+	struct vd_view *v = req_view(req);
+	struct target t;
+	struct child *ch = malloc(sizeof(*ch));
+	int rc = ch ? target_get(&t, v, ino) : -ENOMEM;
+	if (rc == 0)
+		rc = child_get(ch, v, newparent, newname);
+	if (rc < 0)
+		goto out;
+	if (in_data(&ch->pr) && ch->c.kind == NK_DATAENT && t.r.kind == NK_DATAENT)
+		rc = data_link(v, &t.r, &ch->c);
+	else if (vref_immutable(&ch->pr) || vref_immutable(&t.r))
+		rc = -EROFS;
+	else
+		rc = in_data(&ch->pr) ? -EXDEV : namespace_err(&ch->pr);
+	if (rc >= 0) {
+		reply_new_entry(req, v, ch->p, newname);
+		free(ch);
+		return;
+	}
+out:
+	free(ch);
+	reply_err(req, rc);
 }
 
 static void op_unlink_common(fuse_req_t req, fuse_ino_t parent, const char *name, bool dir)
@@ -887,12 +980,24 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *p, size_t size,
 			break;
 		}
 		pthread_mutex_lock(&fh->lock);
-		if ((size_t)off + size > fh->buf.len)
+		struct vd_buf before = VD_BUF_INIT(fh->buf.max);
+		if (fh->is_config)
+			rc = vd_buf_add(&before, fh->buf.data ? fh->buf.data : "", fh->buf.len);
+		if (rc == 0 && (size_t)off + size > fh->buf.len)
 			rc = buf_resize(&fh->buf, (size_t)off + size);
 		if (rc == 0) {
 			memcpy(fh->buf.data + off, p, size);
 			fh->dirty = fh->written = true;
 		}
+		if (rc == 0 && fh->is_config && (rc = config_check_write(v, fh)) < 0) {
+			/* The write did not happen, and as with a staged file
+			 * whose write failed, nothing of this handle is stored:
+			 * the task keeps the config it had. */
+			vd_buf_reset(&fh->buf);
+			vd_buf_add(&fh->buf, before.data ? before.data : "", before.len);
+			fh->werr = rc;
+		}
+		vd_buf_release(&before);
 		pthread_mutex_unlock(&fh->lock);
 		if (rc == 0)
 			fuse_reply_write(req, size);
@@ -927,7 +1032,9 @@ static int buf_commit(struct vd_view *v, struct vfh *fh, bool force)
 	if (!r)
 		return -ENOMEM;
 	pthread_mutex_lock(&fh->lock);
-	if (fh->writable && fh->dirty && (force || fh->written)) {
+	if (fh->werr) {
+		rc = fh->werr;
+	} else if (fh->writable && fh->dirty && (force || fh->written)) {
 		rc = vref_of_node(r, v, fh->node);
 		if (rc == 0)
 			rc = content_write(v, r, &fh->buf);

@@ -1,32 +1,17 @@
 /*
- * view_data.c - tasks/NAME/data/: the drop box.
+ * view_data.c - tasks/NAME/data/: the drop box's operations.
  *
- * A name in data/ is, at any moment, one of:
- *   - a sealed file or tree: the engine's latest version under that name,
- *     shown read-only from its manifest until someone writes to it;
- *   - a staging file: a real file under the staging directory, shared by
- *     every handle open on the name. A flush from a handle that may write
- *     seals it (vd_engine_submit_file) when it changed since the last seal,
- *     so that `cp` returns only once versions/<id>/ exists. The last
- *     release deletes it; the name then shows the sealed version again.
- *   - a staging tree: a real directory under the staging directory, made by
- *     mkdir in data/ or by the first change to a sealed tree (which first
- *     copies the sealed files into it). Operations inside pass through to
- *     it. The settle thread seals it (vd_engine_submit_tree) once it has
- *     been quiet for the task's settle time and no file in it is open, then
- *     deletes it.
- * Staging entries are `struct stage` in v->stages (one per task and name).
- *
- * A staging tree is in an exclusive state while it is being filled from a
- * sealed tree or sealed: every operation on it waits on v->scond until that
- * ends, then looks the name up again.
+ * What a name in data/ can be (a sealed file or tree, a staging file, a
+ * staging tree) and how staging entries are kept and sealed is described
+ * in view_stage.c. Here each FUSE operation on data/ decides which of them
+ * it acts on: reads of what is only sealed go to the store, changes go to
+ * a staging entry, made on demand.
  */
 #include "view_int.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,421 +19,46 @@
 
 #include "util.h"
 
-#define SETTLE_TICK_MS 200
-#define SETTLE_BATCH 64
-/* How long a tree whose seal failed for want of space waits to try again. */
-#define SEAL_RETRY_MS 2000
-#define STAGE_PREFIX "vdv-"
-
-/* ---- stages ------------------------------------------------------------ */
-
-static struct stage *stage_find_locked(struct vd_view *v, const char *task, const char *name)
-{
-	for (struct stage *s = v->stages; s; s = s->next)
-		if (strcmp(s->name, name) == 0 && strcmp(s->task, task) == 0)
-			return s;
-	return NULL;
-}
-
-static void stage_insert_locked(struct vd_view *v, struct stage *s)
-{
-	s->next = v->stages;
-	v->stages = s;
-}
-
-/* Take s out of the list; it is freed once nothing uses it. */
-static void stage_remove_locked(struct vd_view *v, struct stage *s)
-{
-	if (s->dead)
-		return;
-	for (struct stage **pp = &v->stages; *pp; pp = &(*pp)->next) {
-		if (*pp == s) {
-			*pp = s->next;
-			break;
-		}
-	}
-	s->next = NULL;
-	s->dead = true;
-}
-
-static bool stage_unused_locked(const struct stage *s)
-{
-	return s->dead && s->pins == 0 && s->busy == 0 && s->open_files == 0;
-}
-
-/* Deletes the staging file or directory; call without locks. */
-static void stage_destroy(struct stage *s)
-{
-	if (!s)
-		return;
-	if (s->fd >= 0)
-		close(s->fd);
-	if (s->path && unlink(s->path) < 0 && errno != ENOENT)
-		vd_warn("removing staging file %s: %s", s->path, strerror(errno));
-	if (s->dir) {
-		int rc = vd_rm_rf(s->dir);
-		if (rc < 0)
-			vd_warn("removing staging tree %s: %s", s->dir, strerror(-rc));
-	}
-	vd_engine_ingest_abort(s->stream);
-	while (s->bad) {
-		struct bad_path *b = s->bad;
-		s->bad = b->next;
-		free(b);
-	}
-	pthread_mutex_destroy(&s->seal_lock);
-	pthread_mutex_destroy(&s->io_lock);
-	free(s->task);
-	free(s->name);
-	free(s->path);
-	free(s->dir);
-	free(s);
-}
-
-/* A new stage, not yet in the list: a staging file (O_EXCL) or directory
- * with a name no other stage has. */
-static int stage_new(struct stage **out, struct vd_view *v, const char *task,
-		     const char *name, bool tree)
-{
-	int rc = 0;
-	char path[PATH_MAX];
-	struct stage *s = calloc(1, sizeof(*s));
-
-	if (!s)
-		return -ENOMEM;
-	s->fd = -1;
-	pthread_mutex_init(&s->seal_lock, NULL);
-	pthread_mutex_init(&s->io_lock, NULL);
-	s->is_tree = tree;
-	s->task = strdup(task);
-	s->name = strdup(name);
-	if (!s->task || !s->name) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (int tries = 0;; tries++) {
-		pthread_mutex_lock(&v->slock);
-		unsigned long long seq = ++v->stage_seq;
-		pthread_mutex_unlock(&v->slock);
-		int n = snprintf(path, sizeof(path), "%s/" STAGE_PREFIX "%c-%ld-%llu", v->staging,
-				 tree ? 't' : 'f', (long)getpid(), seq);
-		if (n < 0 || (size_t)n >= sizeof(path)) {
-			rc = -ENAMETOOLONG;
-			goto out;
-		}
-		if (tree)
-			rc = mkdir(path, 0755) < 0 ? -errno : 0;
-		else {
-			s->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-			rc = s->fd < 0 ? -errno : 0;
-		}
-		if (rc == -EEXIST && tries < 100)
-			continue;
-		if (rc < 0) {
-			vd_warn("making a staging %s in %s: %s", tree ? "directory" : "file",
-				v->staging, strerror(-rc));
-			goto out;
-		}
-		break;
-	}
-	if (tree)
-		s->dir = strdup(path);
-	else
-		s->path = strdup(path);
-	if (!(tree ? s->dir : s->path)) {
-		/* The directory or file is there but unnamed in s: remove it. */
-		if (tree)
-			rmdir(path);
-		else
-			unlink(path);
-		rc = -ENOMEM;
-		goto out;
-	}
-	s->last_change = vd_mono_ms();
-	*out = s;
-out:
-	if (rc < 0)
-		stage_destroy(s);
-	return rc;
-}
-
-/* The staging file for a name, pinned, or NULL. */
-static struct stage *file_stage_get(struct vd_view *v, const char *task, const char *name)
-{
-	pthread_mutex_lock(&v->slock);
-	struct stage *s = stage_find_locked(v, task, name);
-	if (s && !s->is_tree)
-		s->pins++;
-	else
-		s = NULL;
-	pthread_mutex_unlock(&v->slock);
-	return s;
-}
-
-static void file_stage_put(struct vd_view *v, struct stage *s, bool writer)
-{
-	bool destroy = false;
-	pthread_mutex_lock(&v->slock);
-	s->pins--;
-	if (writer)
-		s->writers--;
-	if (s->pins == 0) {
-		stage_remove_locked(v, s);
-		destroy = true;
-	}
-	pthread_mutex_unlock(&v->slock);
-	if (destroy)
-		stage_destroy(s);
-}
-
-/* ---- failed writes --------------------------------------------------------- */
-
-/* A write to a staging file failed (io_lock held): remember the first. */
-static void stage_write_failed(struct stage *s, int err)
-{
-	if (!s->write_err) {
-		s->write_err = err;
-		vd_warn("task %s: data/%s: a write failed (%s): its close fails and "
-			"nothing of it is sealed until it is written again from the start",
-			s->task, s->name, strerror(-err));
-	}
-}
-
-/* A staging file's size was set (io_lock held); at zero nothing of a
- * failed write is left. */
-static void stage_size_set(struct stage *s, off_t size)
-{
-	if (size == 0)
-		s->write_err = 0;
-}
-
-/* p is dir or inside it. */
-static bool path_within(const char *p, const char *dir)
-{
-	size_t n = strlen(dir);
-	return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
-}
-
-/* A write to path inside tree s failed (slock held). If the entry cannot
- * be allocated the tree is marked as having lost one, which keeps it from
- * being sealed at all: refusing a seal is always safe, sealing a file
- * whose write failed never is. */
-static void bad_add_locked(struct stage *s, const char *path, int err)
-{
-	for (struct bad_path *b = s->bad; b; b = b->next)
-		if (strcmp(b->path, path) == 0)
-			return;
-	size_t n = strlen(path) + 1;
-	struct bad_path *b = malloc(sizeof(*b) + n);
-	if (!b) {
-		s->bad_lost = true;
-		return;
-	}
-	b->err = err;
-	memcpy(b->path, path, n);
-	b->next = s->bad;
-	s->bad = b;
-	vd_warn("task %s: data/%s/%s: a write failed (%s): the tree is not sealed "
-		"until this file is written again or removed", s->task, s->name, path,
-		strerror(-err));
-}
-
-/* path (and everything below it) was truncated to zero, removed or
- * replaced (slock held). */
-static void bad_drop_locked(struct stage *s, const char *path)
-{
-	for (struct bad_path **pp = &s->bad; *pp;) {
-		struct bad_path *b = *pp;
-		if (path_within(b->path, path)) {
-			*pp = b->next;
-			free(b);
-		} else {
-			pp = &b->next;
-		}
-	}
-}
-
-/* from was renamed to to (slock held): what was listed under to is gone,
- * what was under from is now under to. */
-static void bad_move_locked(struct stage *s, const char *from, const char *to)
-{
-	char moved[PATH_MAX];
-	bad_drop_locked(s, to);
-	for (struct bad_path **pp = &s->bad; *pp;) {
-		struct bad_path *b = *pp;
-		size_t nf = strlen(from);
-		if (!path_within(b->path, from)) {
-			pp = &b->next;
-			continue;
-		}
-		int n = snprintf(moved, sizeof(moved), "%s%s", to, b->path + nf);
-		struct bad_path *nb = NULL;
-		if (n >= 0 && (size_t)n < sizeof(moved))
-			nb = malloc(sizeof(*nb) + (size_t)n + 1);
-		if (nb) {
-			nb->err = b->err;
-			memcpy(nb->path, moved, (size_t)n + 1);
-			nb->next = b->next;
-		} else {
-			s->bad_lost = true;
-		}
-		*pp = nb ? nb : b->next;
-		free(b);
-		if (nb)
-			pp = &nb->next;
-	}
-}
-
-static void tree_bad_add(struct vd_view *v, struct stage *s, const char *path, int err)
-{
-	pthread_mutex_lock(&v->slock);
-	bad_add_locked(s, path, err);
-	pthread_mutex_unlock(&v->slock);
-}
-
-static void tree_bad_drop(struct vd_view *v, struct stage *s, const char *path)
-{
-	pthread_mutex_lock(&v->slock);
-	bad_drop_locked(s, path);
-	pthread_mutex_unlock(&v->slock);
-}
-
-/* ---- staging trees ----------------------------------------------------- */
-
-static int sealed_get(struct vd_version_info *vi, struct vd_view *v, const char *task,
-		      const char *name)
-{
-	int rc = vd_engine_data_get(vi, v->e, task, name);
-	return rc < 0 ? rc : 0;
-}
-
-/* Start a staging tree for a sealed tree: a new directory holding the
- * sealed files. Returns it in the list, busy for the caller. */
-static int tree_from_sealed(struct stage **out, struct vd_view *v, const char *task,
-			    const char *name)
-{
-	int rc = 0;
-	struct vd_version_info vi;
-	struct mc_ent *ent = NULL;
-	struct stage *s = NULL;
-	bool inserted = false;
-
-	rc = sealed_get(&vi, v, task, name);
-	if (rc < 0)
-		goto out;
-	if (vi.kind != VD_KIND_TREE) {
-		rc = -ENOTDIR;
-		goto out;
-	}
-	rc = mc_get(&ent, v, vi.data_id);
-	if (rc < 0)
-		goto out;
-	rc = stage_new(&s, v, task, name, true);
-	if (rc < 0)
-		goto out;
-
-	pthread_mutex_lock(&v->slock);
-	if (stage_find_locked(v, task, name)) {
-		/* Someone else got there first: use theirs. */
-		pthread_mutex_unlock(&v->slock);
-		rc = -EAGAIN;
-		goto out;
-	}
-	s->excl = true;
-	stage_insert_locked(v, s);
-	inserted = true;
-	pthread_mutex_unlock(&v->slock);
-
-	vd_info("task %s: data/%s: copying version %s for changes", task, name, vi.data_id);
-	rc = materialize_tree(v, ent->m, s->dir);
-
-	pthread_mutex_lock(&v->slock);
-	s->excl = false;
-	if (rc < 0) {
-		stage_remove_locked(v, s);
-	} else {
-		s->busy++;
-		s->last_change = vd_mono_ms();
-		*out = s;
-	}
-	pthread_cond_broadcast(&v->scond);
-	pthread_mutex_unlock(&v->slock);
-out:
-	if (ent)
-		mc_put(v, ent);
-	/* Not in the list, or taken out of it after a failed copy (nobody
-	 * could pin it while it was exclusive): ours to delete. */
-	if (s && (!inserted || rc < 0))
-		stage_destroy(s);
-	return rc;
-}
-
-/*
- * Pin the staging tree of (task, name) for one operation. With modify, a
- * sealed tree gets a staging tree first and the tree's quiet time starts
- * again. Without, *out is NULL when the tree is only sealed.
- */
-static int tree_enter(struct stage **out, struct vd_view *v, const char *task,
-		      const char *name, bool modify)
-{
-	int rc = 0;
-	*out = NULL;
-	for (;;) {
-		pthread_mutex_lock(&v->slock);
-		struct stage *s;
-		while ((s = stage_find_locked(v, task, name)) && s->excl)
-			pthread_cond_wait(&v->scond, &v->slock);
-		if (s) {
-			if (!s->is_tree) {
-				rc = -ENOTDIR;
-			} else {
-				s->busy++;
-				if (modify) {
-					s->last_change = vd_mono_ms();
-					s->failed = false;
-					s->retry_ms = 0;
-					s->empty = false;
-				}
-				*out = s;
-			}
-			pthread_mutex_unlock(&v->slock);
-			return rc;
-		}
-		pthread_mutex_unlock(&v->slock);
-		if (!modify)
-			return 0;
-		rc = tree_from_sealed(out, v, task, name);
-		if (rc != -EAGAIN)
-			return rc;
-	}
-}
-
-static void tree_leave(struct vd_view *v, struct stage *s, bool modified)
-{
-	bool destroy = false;
-	pthread_mutex_lock(&v->slock);
-	s->busy--;
-	if (modified) {
-		s->last_change = vd_mono_ms();
-		s->failed = false;
-		s->retry_ms = 0;
-		s->empty = false;
-	}
-	destroy = stage_unused_locked(s);
-	pthread_mutex_unlock(&v->slock);
-	if (destroy)
-		stage_destroy(s);
-}
-
-static int tree_path(char *out, size_t outsz, const struct stage *s, const char *path)
-{
-	return path_join(out, outsz, s->dir, path);
-}
-
 static void stat_from_real(struct stat *st, struct vd_view *v, const struct stat *real)
 {
 	int64_t ms = (int64_t)real->st_mtim.tv_sec * 1000 + real->st_mtim.tv_nsec / 1000000;
 	view_stat_base(st, v, real->st_mode, (uint64_t)real->st_size, ms);
+	st->st_nlink = real->st_nlink;   /* hard links inside a tree are real */
+	/* Whole nanoseconds, as cp -a and rsync -a set them. */
+	st->st_atim = real->st_atim;
+	st->st_mtim = real->st_mtim;
+	st->st_ctim = real->st_ctim;
+}
+
+/* ---- names -------------------------------------------------------------- */
+
+void data_name_refused(struct vd_view *v, const char *task, const char *name, int rc)
+{
+	/* The name as printable text: it may hold what a log line must not. */
+	char shown[128];
+	size_t o = 0, n = strlen(name);
+	for (size_t i = 0; i < n && o + 8 < sizeof(shown); i++) {
+		unsigned char ch = (unsigned char)name[i];
+		if (ch == '\n')
+			o += (size_t)snprintf(shown + o, sizeof(shown) - o, "\\n");
+		else if (ch < 0x20 || ch == 0x7f)
+			o += (size_t)snprintf(shown + o, sizeof(shown) - o, "\\x%02x", ch);
+		else
+			shown[o++] = (char)ch;
+	}
+	shown[o] = '\0';
+	const char *why = rc == -ENAMETOOLONG ? "longer than 255 bytes"
+			  : "it has a newline or another control character";
+	vd_warn("task %s: data/%s%s refused: %s", task, shown, o < n ? "..." : "", why);
+	vd_engine_task_note(v->e, task, "data/%s%s refused: %s", shown, o < n ? "..." : "", why);
+}
+
+int data_name_check(struct vd_view *v, const char *task, const char *name)
+{
+	int rc = name_check(name);
+	if (rc < 0)
+		data_name_refused(v, task, name, rc);
+	return rc;
 }
 
 /* ---- attributes and listings -------------------------------------------- */
@@ -496,7 +106,6 @@ int data_stat(struct stat *st, struct vd_view *v, struct vref *r)
 	int rc = 0;
 	struct stage *s = NULL;
 	struct stat real;
-	char path[PATH_MAX];
 
 	if (r->path[0] == '\0') {
 		s = file_stage_get(v, r->task, r->dname);
@@ -508,7 +117,6 @@ int data_stat(struct stat *st, struct vd_view *v, struct vref *r)
 				if (data_virtual_size(&probe, &vs))
 					real.st_size = (off_t)vs;
 				stat_from_real(st, v, &real);
-				st->st_mode = S_IFREG | 0644;
 			}
 			file_stage_put(v, s, false);
 			return rc;
@@ -519,11 +127,13 @@ int data_stat(struct stat *st, struct vd_view *v, struct vref *r)
 		return rc == -ENOTDIR ? -ENOENT : rc;
 	if (!s)
 		return sealed_stat(st, v, r);
-	rc = tree_path(path, sizeof(path), s, r->path);
-	if (rc == 0)
-		rc = lstat(path, &real) < 0 ? -errno : 0;
+	struct tree_at at;
+	rc = tree_at_open(&at, s, r->path);
+	if (rc == 0 && fstatat(at.dfd, at.name, &real, AT_SYMLINK_NOFOLLOW) < 0)
+		rc = -errno;
 	if (rc == 0)
 		stat_from_real(st, v, &real);
+	tree_at_close(&at);
 	tree_leave(v, s, false);
 	return rc;
 }
@@ -542,12 +152,17 @@ static mode_t dtype_mode(unsigned char t)
 	}
 }
 
-static int list_real(struct dlist *out, const char *path)
+/* List the directory open as fd (taken over). */
+static int list_real(struct dlist *out, int fd)
 {
 	int rc = 0;
-	DIR *d = opendir(path);
-	if (!d)
-		return -errno;
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		rc = fd >= 0 ? -errno : fd;
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
 	for (;;) {
 		errno = 0;
 		struct dirent *de = readdir(d);
@@ -605,7 +220,6 @@ int data_list(struct dlist *out, struct vd_view *v, const struct vref *r)
 	struct stage *s = NULL;
 	struct vd_version_info vi;
 	struct mc_ent *ent = NULL;
-	char path[PATH_MAX];
 
 	if (r->kind == NK_DATA) {
 		if (!vd_engine_task_exists(v->e, r->task))
@@ -616,9 +230,7 @@ int data_list(struct dlist *out, struct vd_view *v, const struct vref *r)
 	if (rc < 0)
 		return rc;
 	if (s) {
-		rc = tree_path(path, sizeof(path), s, r->path);
-		if (rc == 0)
-			rc = list_real(out, path);
+		rc = list_real(out, tree_opendir(s, r->path));
 		tree_leave(v, s, false);
 		return rc;
 	}
@@ -636,423 +248,6 @@ out:
 	if (ent)
 		mc_put(v, ent);
 	return rc;
-}
-
-/* ---- sealing ------------------------------------------------------------ */
-
-static int seal_fd(struct vd_view *v, const char *task, const char *name, int fd)
-{
-	struct vd_buf why = VD_BUF_INIT(4096);
-	struct vd_version_info vi;
-	int rc = vd_engine_submit_file(&vi, &why, v->e, task, name, fd);
-	/* The engine logs the reason of a refusal it explains in why. */
-	if (rc < 0) {
-		if (why.len == 0)
-			vd_warn("task %s: data/%s not sealed: %s", task, name, strerror(-rc));
-		if (rc == -E2BIG)
-			rc = -EFBIG;
-	} else {
-		vd_debug("task %s: data/%s sealed as %s (%s, %llu bytes)", task, name,
-			 vi.data_id, rc == 1 ? "new version" : "known content",
-			 (unsigned long long)vi.size);
-		rc = 0;
-	}
-	vd_buf_release(&why);
-	return rc;
-}
-
-/* Move a staging file's content into its fd (io_lock held). */
-static int stage_plain(struct vd_view *v, struct stage *s)
-{
-	int rc = s->stream_err;
-	if (rc)
-		return rc;
-	if (s->stream) {
-		rc = vd_engine_ingest_copy_to(s->stream, s->fd);
-		vd_engine_ingest_abort(s->stream);
-		s->stream = NULL;
-	} else if (s->refill[0]) {
-		struct mc_ent *ent = NULL;
-		rc = mc_get(&ent, v, s->refill);
-		if (rc == 0 && ent->m->nfiles != 1)
-			rc = -EIO;
-		if (rc == 0 && ftruncate(s->fd, 0) < 0)
-			rc = -errno;
-		if (rc == 0)
-			rc = copy_file_to_fd(v, &ent->m->files[0], s->fd);
-		if (ent)
-			mc_put(v, ent);
-		s->refill[0] = '\0';
-	}
-	if (rc < 0) {
-		vd_warn("task %s: data/%s: cannot move its content to the staging "
-			"file: %s", s->task, s->name, strerror(-rc));
-		s->stream_err = rc;
-	}
-	return rc;
-}
-
-/* Seal a streamed file (io_lock held): the stream becomes a refill. */
-static int seal_stream(struct vd_view *v, struct stage *s)
-{
-	struct vd_buf why = VD_BUF_INIT(4096);
-	struct vd_version_info vi;
-	vd_ingest *in = s->stream;
-	uint64_t size = vd_engine_ingest_size(in);
-	s->stream = NULL;
-	int rc = vd_engine_ingest_seal(&vi, &why, in, s->name);
-	if (rc < 0) {
-		if (why.len == 0)
-			vd_warn("task %s: data/%s not sealed: %s", s->task, s->name,
-				strerror(-rc));
-		if (rc == -E2BIG)
-			rc = -EFBIG;
-		/* The stream is gone and with it the content. */
-		s->stream_err = rc;
-	} else {
-		memcpy(s->refill, vi.data_id, VD_ID_SIZE);
-		s->vsize = size;
-		rc = 0;
-	}
-	vd_buf_release(&why);
-	return rc;
-}
-
-int data_ready_fd(struct vd_view *v, const struct vfh *fh)
-{
-	if (fh->kind != FH_STAGE)
-		return fh->fd;
-	struct stage *s = fh->st;
-	pthread_mutex_lock(&s->io_lock);
-	int rc = stage_plain(v, s);
-	pthread_mutex_unlock(&s->io_lock);
-	return rc < 0 ? rc : s->fd;
-}
-
-bool data_virtual_size(const struct vfh *fh, uint64_t *size)
-{
-	if (fh->kind != FH_STAGE)
-		return false;
-	struct stage *s = fh->st;
-	pthread_mutex_lock(&s->io_lock);
-	bool virt = s->stream || s->refill[0];
-	if (s->stream)
-		*size = vd_engine_ingest_size(s->stream);
-	else if (virt)
-		*size = s->vsize;
-	pthread_mutex_unlock(&s->io_lock);
-	return virt;
-}
-
-/*
- * Seal a staging file if it changed since its last seal. A file that was
- * only made or truncated by its open, with nothing written yet, is sealed
- * only when forced (at the last writer's release): a shell's `cmd > file`
- * opens, then closes a duplicate of the descriptor (a FLUSH) before cmd
- * writes a byte, and that must not make an empty version first.
- */
-static int stage_seal(struct vd_view *v, struct stage *s, bool force)
-{
-	int rc = 0;
-	pthread_mutex_lock(&s->seal_lock);
-	/* Whether or not anything changed since the last seal, a failed
-	 * write makes every close fail. */
-	pthread_mutex_lock(&s->io_lock);
-	rc = s->write_err;
-	pthread_mutex_unlock(&s->io_lock);
-	if (rc < 0) {
-		pthread_mutex_unlock(&s->seal_lock);
-		return rc;
-	}
-	pthread_mutex_lock(&v->slock);
-	bool dirty = s->dirty && !s->unlinked && (force || s->written);
-	if (dirty)
-		s->dirty = false;
-	pthread_mutex_unlock(&v->slock);
-	if (dirty) {
-		pthread_mutex_lock(&s->io_lock);
-		if (s->stream_err)
-			rc = s->stream_err;
-		else if (s->stream)
-			rc = seal_stream(v, s);
-		else if (!s->refill[0] || (rc = stage_plain(v, s)) == 0)
-			rc = seal_fd(v, s->task, s->name, s->fd);
-		pthread_mutex_unlock(&s->io_lock);
-		if (rc < 0) {
-			pthread_mutex_lock(&v->slock);
-			s->dirty = true;
-			pthread_mutex_unlock(&v->slock);
-		}
-	}
-	pthread_mutex_unlock(&s->seal_lock);
-	return rc;
-}
-
-static void mark_dirty(struct vd_view *v, struct stage *s, bool written)
-{
-	pthread_mutex_lock(&v->slock);
-	s->dirty = true;
-	if (written)
-		s->written = true;
-	pthread_mutex_unlock(&v->slock);
-}
-
-/* truncate(2) on a sealed file nobody has open: no close will follow, so
- * the truncated content is sealed at once. */
-static int seal_truncated(struct vd_view *v, const struct vref *r, off_t size)
-{
-	int rc = 0;
-	struct stage *tmp = NULL;
-	struct vd_version_info vi;
-	struct mc_ent *ent = NULL;
-
-	rc = sealed_get(&vi, v, r->task, r->dname);
-	if (rc < 0)
-		goto out;
-	if (vi.kind != VD_KIND_FILE) {
-		rc = -EISDIR;
-		goto out;
-	}
-	if ((uint64_t)size == vi.size)
-		goto out;
-	rc = stage_new(&tmp, v, r->task, r->dname, false);
-	if (rc < 0)
-		goto out;
-	if (size > 0) {
-		rc = mc_get(&ent, v, vi.data_id);
-		if (rc == 0 && ent->m->nfiles != 1)
-			rc = -EIO;
-		if (rc == 0)
-			rc = copy_file_to_fd(v, &ent->m->files[0], tmp->fd);
-		if (rc < 0)
-			goto out;
-	}
-	if (ftruncate(tmp->fd, size) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	rc = seal_fd(v, r->task, r->dname, tmp->fd);
-out:
-	if (ent)
-		mc_put(v, ent);
-	stage_destroy(tmp);
-	return rc;
-}
-
-static int nftw_has_file(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)path;
-	(void)ftw;
-	return flag == FTW_F && S_ISREG(st->st_mode) ? 1 : 0;
-}
-
-/* Seal a quiet staging tree; s is pinned and exclusive. */
-static void tree_seal(struct vd_view *v, struct stage *s)
-{
-	struct vd_buf why = VD_BUF_INIT(4096);
-	struct vd_version_info vi;
-	bool empty = false, failed = false;
-	int64_t retry_ms = 0;
-	int rc;
-
-	pthread_mutex_lock(&v->slock);
-	bool bad = s->bad || s->bad_lost;
-	pthread_mutex_unlock(&v->slock);
-	if (bad) {
-		/* Each failed write was logged with its file when it happened;
-		 * wait for the files to be written again. */
-		vd_warn("task %s: data/%s not sealed: a write to a file in it failed",
-			s->task, s->name);
-		failed = true;
-		goto done;
-	}
-	rc = nftw(s->dir, nftw_has_file, 16, FTW_PHYS);
-	if (rc == 0) {
-		/* Only directories: there is nothing a version could hold
-		 * (empty directories are not kept). Wait for files. */
-		empty = true;
-		goto done;
-	}
-	if (rc < 0)
-		vd_warn("task %s: data/%s: walking %s: %s", s->task, s->name, s->dir,
-			strerror(errno));
-	rc = vd_engine_submit_tree(&vi, &why, v->e, s->task, s->name, s->dir);
-	if (rc < 0) {
-		if (why.len == 0)
-			vd_warn("task %s: data/%s not sealed: %s", s->task, s->name, strerror(-rc));
-		failed = true;
-		/* Space comes back without any change to the tree. */
-		if (rc == -ENOSPC || rc == -EDQUOT)
-			retry_ms = vd_mono_ms() + SEAL_RETRY_MS;
-	} else {
-		vd_debug("task %s: data/%s sealed as %s (%s, %llu files, %llu bytes)", s->task,
-			s->name, vi.data_id, rc == 1 ? "new version" : "known content",
-			(unsigned long long)vi.nfiles, (unsigned long long)vi.size);
-	}
-done:
-	pthread_mutex_lock(&v->slock);
-	s->excl = false;
-	s->empty = empty;
-	s->failed = failed;
-	s->retry_ms = retry_ms;
-	if (!empty && !failed)
-		stage_remove_locked(v, s);
-	s->pins--;
-	bool destroy = stage_unused_locked(s);
-	pthread_cond_broadcast(&v->scond);
-	pthread_mutex_unlock(&v->slock);
-	vd_buf_release(&why);
-	if (destroy)
-		stage_destroy(s);
-}
-
-static bool tree_quiet_locked(const struct stage *s, int64_t now, int64_t settle_ms)
-{
-	bool retry = s->failed && s->retry_ms && now >= s->retry_ms;
-	return s->is_tree && !s->dead && !s->excl && (!s->failed || retry) && !s->empty &&
-	       s->busy == 0 && s->open_files == 0 && now - s->last_change >= settle_ms;
-}
-
-static void settle_tick(struct vd_view *v)
-{
-	struct stage *cand[SETTLE_BATCH];
-	size_t n = 0;
-	int64_t now = vd_mono_ms();
-
-	pthread_mutex_lock(&v->slock);
-	for (struct stage *s = v->stages; s && n < SETTLE_BATCH; s = s->next) {
-		if (tree_quiet_locked(s, now, SETTLE_TICK_MS)) {
-			s->pins++;
-			cand[n++] = s;
-		}
-	}
-	pthread_mutex_unlock(&v->slock);
-
-	for (size_t i = 0; i < n; i++) {
-		struct stage *s = cand[i];
-		int settle = vd_engine_settle_ms(v->e, s->task);
-		if (settle < 0)
-			settle = 2000;
-		pthread_mutex_lock(&v->slock);
-		bool go = tree_quiet_locked(s, vd_mono_ms(), settle);
-		if (go) {
-			s->excl = true;
-		} else {
-			s->pins--;
-		}
-		bool destroy = !go && stage_unused_locked(s);
-		pthread_mutex_unlock(&v->slock);
-		if (go)
-			tree_seal(v, s);
-		else if (destroy)
-			stage_destroy(s);
-	}
-}
-
-static void *settle_main(void *arg)
-{
-	struct vd_view *v = arg;
-	pthread_mutex_lock(&v->slock);
-	while (!v->stopping) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += SETTLE_TICK_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&v->stop_cond, &v->slock, &ts);
-		if (v->stopping)
-			break;
-		pthread_mutex_unlock(&v->slock);
-		view_kick_loop(v);
-		settle_tick(v);
-		pthread_mutex_lock(&v->slock);
-	}
-	pthread_mutex_unlock(&v->slock);
-	return NULL;
-}
-
-/* ---- life ----------------------------------------------------------------- */
-
-/* Staging entries left by an earlier run that did not end cleanly: what was
- * in them was never sealed, and nobody can reach them any more. */
-static void clean_leftovers(struct vd_view *v)
-{
-	DIR *d = opendir(v->staging);
-	char path[PATH_MAX];
-	if (!d)
-		return;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strncmp(de->d_name, STAGE_PREFIX, strlen(STAGE_PREFIX)) != 0)
-			continue;
-		int n = snprintf(path, sizeof(path), "%s/%s", v->staging, de->d_name);
-		if (n < 0 || (size_t)n >= sizeof(path))
-			continue;
-		vd_info("removing unsealed leftover %s", path);
-		int rc = vd_rm_rf(path);
-		if (rc < 0)
-			vd_warn("removing %s: %s", path, strerror(-rc));
-	}
-	closedir(d);
-}
-
-int data_init(struct vd_view *v)
-{
-	int rc = vd_mkdir_p(v->staging, 0700);
-	if (rc < 0) {
-		vd_err("staging directory %s: %s", v->staging, strerror(-rc));
-		return rc;
-	}
-	clean_leftovers(v);
-	rc = -pthread_create(&v->settler, NULL, settle_main, v);
-	if (rc < 0) {
-		vd_err("starting the settle thread: %s", strerror(-rc));
-		return rc;
-	}
-	v->settler_started = true;
-	return 0;
-}
-
-void data_shutdown(struct vd_view *v)
-{
-	if (v->settler_started) {
-		pthread_mutex_lock(&v->slock);
-		v->stopping = true;
-		pthread_cond_broadcast(&v->stop_cond);
-		pthread_mutex_unlock(&v->slock);
-		pthread_join(v->settler, NULL);
-		v->settler_started = false;
-	}
-	/* No operation runs any more. Trees still waiting for their settle
-	 * time are sealed now rather than lost; files being written when the
-	 * mount went away were never closed, so they are dropped. */
-	for (;;) {
-		pthread_mutex_lock(&v->slock);
-		struct stage *s = v->stages;
-		while (s && !(s->is_tree && !s->failed && !s->empty && !s->excl))
-			s = s->next;
-		if (s) {
-			s->excl = true;
-			s->pins++;
-		}
-		pthread_mutex_unlock(&v->slock);
-		if (!s)
-			break;
-		vd_info("task %s: data/%s: sealing at unmount", s->task, s->name);
-		tree_seal(v, s);
-		/* A tree that stays (empty or failed) is skipped next time. */
-	}
-	pthread_mutex_lock(&v->slock);
-	struct stage *s = v->stages;
-	v->stages = NULL;
-	pthread_mutex_unlock(&v->slock);
-	while (s) {
-		struct stage *next = s->next;
-		stage_destroy(s);
-		s = next;
-	}
 }
 
 /* ---- operations in data/ ---------------------------------------------------- */
@@ -1140,14 +335,16 @@ static int join_stage(struct vfh *fh, struct vd_view *v, struct stage *s, bool w
  * sealed version directly.
  */
 static int open_top_file(struct vfh *fh, struct vd_view *v, const struct vref *r,
-			 int flags, bool creating)
+			 int flags, mode_t mode, bool creating)
 {
 	int rc = 0;
 	struct stage *s = NULL;
 	struct vd_version_info vi;
 	struct mc_ent *ent = NULL;
 	bool exists;
-	bool wr = wants_write(flags);
+	/* A create counts as a writer even when the descriptor is read-only
+	 * (open(O_CREAT | O_RDONLY) makes the file): its close seals it. */
+	bool wr = creating || wants_write(flags);
 	bool trunc = (flags & O_TRUNC) != 0;
 
 	for (;;) {
@@ -1185,6 +382,11 @@ static int open_top_file(struct vfh *fh, struct vd_view *v, const struct vref *r
 		rc = stage_new(&s, v, r->task, r->dname, false);
 		if (rc < 0)
 			return rc;
+		if (!exists && fchmod(s->fd, stage_mode(mode, false)) < 0) {
+			rc = -errno;
+			stage_destroy(s);
+			return rc;
+		}
 		if (exists && !trunc && vi.size > 0) {
 			rc = mc_get(&ent, v, vi.data_id);
 			if (rc == 0 && ent->m->nfiles != 1)
@@ -1227,7 +429,8 @@ static int open_in_tree(struct vfh *fh, struct vd_view *v, const struct vref *r,
 {
 	int rc = 0;
 	struct stage *s = NULL;
-	char path[PATH_MAX];
+	struct tree_at at = { .dfd = -1 };
+	char *tpath = NULL;
 	bool wr = creating || wants_write(flags);
 
 	rc = tree_enter(&s, v, r->task, r->dname, wr);
@@ -1235,7 +438,7 @@ static int open_in_tree(struct vfh *fh, struct vd_view *v, const struct vref *r,
 		return rc;
 	if (!s)
 		return open_sealed_file(fh, v, r);
-	rc = tree_path(path, sizeof(path), s, r->path);
+	rc = tree_at_open(&at, s, r->path);
 	if (rc < 0)
 		goto out;
 	/* The kernel computes every write's offset (O_APPEND included), and
@@ -1243,21 +446,27 @@ static int open_in_tree(struct vfh *fh, struct vd_view *v, const struct vref *r,
 	int oflags = (flags & ~(O_APPEND | O_NOCTTY)) | O_CLOEXEC | O_NOFOLLOW;
 	if (!creating)
 		oflags &= ~(O_CREAT | O_EXCL);
-	char *tpath = strdup(r->path);
-	if (!tpath) {
+	if (!(tpath = strdup(r->path))) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	int fd = open(path, oflags, mode & 07777);
+	int fd = openat(at.dfd, at.name, oflags, stage_mode(mode, false));
 	if (fd < 0) {
 		rc = -errno;
-		free(tpath);
+		goto out;
+	}
+	/* O_CREAT applies the mode through the umask; the caller's umask
+	 * was applied by the kernel already, so set exactly what it asked. */
+	if (creating && (flags & O_CREAT) && fchmod(fd, stage_mode(mode, false)) < 0) {
+		rc = -errno;
+		close(fd);
 		goto out;
 	}
 	fh->kind = FH_TREEFILE;
 	fh->fd = fd;
 	fh->st = s;
 	fh->tpath = tpath;
+	tpath = NULL;
 	fh->writable = wr;
 	pthread_mutex_lock(&v->slock);
 	s->open_files++;
@@ -1265,6 +474,8 @@ static int open_in_tree(struct vfh *fh, struct vd_view *v, const struct vref *r,
 		bad_drop_locked(s, r->path);
 	pthread_mutex_unlock(&v->slock);
 out:
+	free(tpath);
+	tree_at_close(&at);
 	tree_leave(v, s, wr);
 	return rc;
 }
@@ -1272,39 +483,44 @@ out:
 int data_open(struct vfh *fh, struct vd_view *v, const struct vref *r, int flags)
 {
 	if (r->path[0] == '\0')
-		return open_top_file(fh, v, r, flags, false);
+		return open_top_file(fh, v, r, flags, 0644, false);
 	return open_in_tree(fh, v, r, flags, 0, false);
 }
 
 int data_create(struct vfh *fh, struct vd_view *v, const struct vref *c, int flags,
 		mode_t mode)
 {
-	int rc = name_check(c->name);
+	int rc = data_name_check(v, c->task, c->name);
 	if (rc < 0)
 		return rc;
 	if (!S_ISREG(mode) && (mode & S_IFMT) != 0)
 		return -EPERM;
 	if (c->path[0] == '\0')
-		return open_top_file(fh, v, c, flags, true);
+		return open_top_file(fh, v, c, flags, mode, true);
 	return open_in_tree(fh, v, c, flags | O_CREAT, mode, true);
 }
 
 int data_mkdir(struct vd_view *v, const struct vref *c, mode_t mode)
 {
-	int rc = name_check(c->name);
+	int rc = data_name_check(v, c->task, c->name);
 	struct stage *s = NULL;
 	struct vd_version_info vi;
-	char path[PATH_MAX];
 
 	if (rc < 0)
 		return rc;
 	if (c->path[0] != '\0') {
+		struct tree_at at = { .dfd = -1 };
 		rc = tree_enter(&s, v, c->task, c->dname, true);
 		if (rc < 0)
 			return rc;
-		rc = tree_path(path, sizeof(path), s, c->path);
-		if (rc == 0 && mkdir(path, (mode & 07777) | 0700) < 0)
+		rc = tree_at_open(&at, s, c->path);
+		/* mkdirat applies the daemon's umask; the caller's was
+		 * applied already, so set the mode it asked for. */
+		if (rc == 0 && mkdirat(at.dfd, at.name, 0700) < 0)
 			rc = -errno;
+		if (rc == 0 && fchmodat(at.dfd, at.name, stage_mode(mode, true), 0) < 0)
+			rc = -errno;
+		tree_at_close(&at);
 		tree_leave(v, s, true);
 		return rc;
 	}
@@ -1318,6 +534,11 @@ int data_mkdir(struct vd_view *v, const struct vref *c, mode_t mode)
 	rc = stage_new(&s, v, c->task, c->dname, true);
 	if (rc < 0)
 		return rc;
+	if (chmod(s->dir, stage_mode(mode, true)) < 0) {
+		rc = -errno;
+		stage_destroy(s);
+		return rc;
+	}
 	pthread_mutex_lock(&v->slock);
 	if (stage_find_locked(v, c->task, c->dname)) {
 		rc = -EEXIST;
@@ -1335,17 +556,18 @@ int data_unlink(struct vd_view *v, const struct vref *c)
 {
 	int rc = 0;
 	struct stage *s = NULL;
-	char path[PATH_MAX];
 
 	if (c->path[0] != '\0') {
+		struct tree_at at = { .dfd = -1 };
 		rc = tree_enter(&s, v, c->task, c->dname, true);
 		if (rc < 0)
 			return rc;
-		rc = tree_path(path, sizeof(path), s, c->path);
-		if (rc == 0 && unlink(path) < 0)
+		rc = tree_at_open(&at, s, c->path);
+		if (rc == 0 && unlinkat(at.dfd, at.name, 0) < 0)
 			rc = -errno;
 		if (rc == 0)
 			tree_bad_drop(v, s, c->path);
+		tree_at_close(&at);
 		tree_leave(v, s, true);
 		return rc;
 	}
@@ -1375,7 +597,7 @@ int data_rmdir(struct vd_view *v, const struct vref *c)
 	int rc = 0;
 	struct stage *s = NULL;
 	struct vd_version_info vi;
-	char path[PATH_MAX];
+	struct tree_at at = { .dfd = -1 };
 
 	rc = tree_enter(&s, v, c->task, c->dname, false);
 	if (rc < 0)
@@ -1387,9 +609,10 @@ int data_rmdir(struct vd_view *v, const struct vref *c)
 			return rc;
 		return vi.kind == VD_KIND_TREE ? -ENOTEMPTY : -ENOTDIR;
 	}
-	rc = tree_path(path, sizeof(path), s, c->path);
-	if (rc == 0 && rmdir(path) < 0)
+	rc = tree_at_open(&at, s, c->path);
+	if (rc == 0 && unlinkat(at.dfd, at.name, AT_REMOVEDIR) < 0)
 		rc = -errno;
+	tree_at_close(&at);
 	if (rc == 0 && c->path[0] == '\0') {
 		/* The whole tree is gone (rm -r): forget the name too. */
 		pthread_mutex_lock(&v->slock);
@@ -1403,38 +626,192 @@ int data_rmdir(struct vd_view *v, const struct vref *c)
 	return rc;
 }
 
+/* A rename between places inside trees of one task: the same tree, or two
+ * (both staging directories are on the state disk, so renameat2 moves). */
+static int rename_in_trees(struct vd_view *v, const struct vref *from, const struct vref *to,
+			   unsigned flags)
+{
+	struct stage *s1 = NULL, *s2 = NULL;
+	struct tree_at a = { .dfd = -1 }, b = { .dfd = -1 };
+	int rc = tree_enter(&s1, v, from->task, from->dname, true);
+	if (rc < 0)
+		return rc;
+	if (strcmp(from->dname, to->dname) == 0)
+		s2 = s1;
+	else if ((rc = tree_enter(&s2, v, to->task, to->dname, true)) < 0)
+		goto out;
+	if ((rc = tree_at_open(&a, s1, from->path)) || (rc = tree_at_open(&b, s2, to->path)))
+		goto out;
+	if (renameat2(a.dfd, a.name, b.dfd, b.name, flags) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	pthread_mutex_lock(&v->slock);
+	bad_move_locked(s1, from->path, s2, to->path);
+	pthread_mutex_unlock(&v->slock);
+out:
+	tree_at_close(&a);
+	tree_at_close(&b);
+	if (s2 && s2 != s1)
+		tree_leave(v, s2, true);
+	tree_leave(v, s1, true);
+	return rc;
+}
+
+/* What a name at the top of data/ is now. */
+struct top {
+	struct stage *s;             /* its staging entry, pinned; or NULL */
+	bool sealed;                 /* the engine has a version under it */
+	bool tree;
+	bool exists;
+};
+
+static int top_get(struct top *t, struct vd_view *v, const char *task, const char *name)
+{
+	struct vd_version_info vi;
+	memset(t, 0, sizeof(*t));
+	int rc = sealed_get(&vi, v, task, name);
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	t->sealed = rc == 0;
+	t->tree = t->sealed && vi.kind == VD_KIND_TREE;
+	t->s = file_stage_get(v, task, name);
+	if (!t->s) {
+		/* tree_enter waits while the tree is being sealed. */
+		rc = tree_enter(&t->s, v, task, name, false);
+		if (rc < 0 && rc != -ENOTDIR)
+			return rc;
+	}
+	if (t->s)
+		t->tree = t->s->is_tree;
+	t->exists = t->sealed || t->s;
+	return 0;
+}
+
+static void top_put(struct vd_view *v, struct top *t)
+{
+	if (!t->s)
+		return;
+	if (t->tree)
+		tree_leave(v, t->s, true);
+	else
+		file_stage_put(v, t->s, false);
+	t->s = NULL;
+}
+
+/* The name to of a rename is replaced: its staging entry (if any) is no
+ * longer anybody's name. An empty staging tree may be replaced by a tree;
+ * anything else that is a tree may not (ENOTEMPTY: sealed trees always
+ * hold files). */
+static int top_replace(struct vd_view *v, struct top *to, bool from_tree)
+{
+	if (!to->exists)
+		return 0;
+	if (from_tree != to->tree)
+		return from_tree ? -ENOTDIR : -EISDIR;
+	if (to->tree && (to->sealed || !stage_tree_empty(to->s)))
+		return -ENOTEMPTY;
+	if (to->s) {
+		pthread_mutex_lock(&v->slock);
+		to->s->unlinked = true;
+		stage_remove_locked(v, to->s);
+		pthread_mutex_unlock(&v->slock);
+	}
+	return 0;
+}
+
+/*
+ * A rename of a name at the top of data/ to another one: how editors and
+ * sync tools save (sed -i, rsync, vim, os.replace write a temporary and
+ * rename it over the name). The content ends up as a version under the
+ * final name: a temporary, never sealed, is sealed under it now; content
+ * that was sealed is renamed in the engine, which counts it as submitted
+ * again under the new name (docs/mount.md, "Editors and sync tools").
+ */
+static int rename_top(struct vd_view *v, const struct vref *from, const struct vref *to,
+		      unsigned flags)
+{
+	struct top f, t;
+	bool temp_to = data_name_temporary(to->dname);
+	int rc;
+
+	if (strcmp(from->dname, to->dname) == 0)
+		return 0;
+	if ((rc = top_get(&f, v, from->task, from->dname)) < 0)
+		return rc;
+	if ((rc = top_get(&t, v, to->task, to->dname)) < 0)
+		goto out;
+	if (!f.exists) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if (t.exists && (flags & RENAME_NOREPLACE)) {
+		rc = -EEXIST;
+		goto out;
+	}
+	if ((rc = top_replace(v, &t, f.tree)) < 0)
+		goto out;
+	if (!f.s) {
+		rc = vd_engine_data_rename(v->e, from->task, from->dname, to->dname, !temp_to);
+		goto out;
+	}
+	/* A staging entry takes the new name; what it holds that was not
+	 * sealed yet is sealed under it (unless it is a temporary too). */
+	struct stage *s = f.s;
+	if (!s->is_tree)
+		pthread_mutex_lock(&s->seal_lock);
+	pthread_mutex_lock(&v->slock);
+	rc = stage_rename_locked(s, to->dname);
+	bool unsealed = s->dirty || s->held;
+	if (!temp_to)
+		s->held = false;
+	pthread_mutex_unlock(&v->slock);
+	if (!s->is_tree)
+		pthread_mutex_unlock(&s->seal_lock);
+	if (rc < 0)
+		goto out;
+	if (s->is_tree) {
+		/* Sealed under its new name once it settles. */
+		rc = f.sealed ? vd_engine_data_unlink(v->e, from->task, from->dname) : 0;
+	} else if (!unsealed) {
+		rc = f.sealed ? vd_engine_data_rename(v->e, from->task, from->dname, to->dname,
+						      !temp_to)
+			      : 0;
+	} else {
+		if (!temp_to) {
+			pthread_mutex_lock(&v->slock);
+			s->dirty = s->written = true;
+			pthread_mutex_unlock(&v->slock);
+			rc = stage_seal(v, s, true);
+		}
+		if (rc == 0 && f.sealed)
+			rc = vd_engine_data_unlink(v->e, from->task, from->dname);
+	}
+	if (rc == -ENOENT)
+		rc = 0;   /* the old name had no sealed content */
+out:
+	top_put(v, &f);
+	top_put(v, &t);
+	return rc;
+}
+
 int data_rename(struct vd_view *v, const struct vref *from, const struct vref *to,
 		unsigned flags)
 {
-	int rc = 0;
-	struct stage *s = NULL;
-	char pf[PATH_MAX], pt[PATH_MAX];
-
-	/* Only within one tree: a rename of a data/ name would be a version
-	 * under another name, which mv makes by copying on EXDEV. */
-	if (from->path[0] == '\0' || to->path[0] == '\0' ||
-	    strcmp(from->task, to->task) != 0 || strcmp(from->dname, to->dname) != 0)
-		return -EXDEV;
+	int rc;
 	if (flags & ~RENAME_NOREPLACE)
-		return -EINVAL;
-	rc = name_check(to->name);
-	if (rc < 0)
+		return -EINVAL;   /* RENAME_EXCHANGE, RENAME_WHITEOUT: docs/mount.md */
+	if (strcmp(from->task, to->task) != 0)
+		return -EXDEV;    /* each task is a namespace of its own */
+	if ((rc = data_name_check(v, to->task, to->name)) < 0)
 		return rc;
-	rc = tree_enter(&s, v, from->task, from->dname, true);
-	if (rc < 0)
-		return rc;
-	rc = tree_path(pf, sizeof(pf), s, from->path);
-	if (rc == 0)
-		rc = tree_path(pt, sizeof(pt), s, to->path);
-	if (rc == 0 && renameat2(AT_FDCWD, pf, AT_FDCWD, pt, flags) < 0)
-		rc = -errno;
-	if (rc == 0) {
-		pthread_mutex_lock(&v->slock);
-		bad_move_locked(s, from->path, to->path);
-		pthread_mutex_unlock(&v->slock);
-	}
-	tree_leave(v, s, true);
-	return rc;
+	bool top_from = from->path[0] == '\0', top_to = to->path[0] == '\0';
+	if (!top_from && !top_to)
+		return rename_in_trees(v, from, to, flags);
+	if (top_from && top_to)
+		return rename_top(v, from, to, flags);
+	/* Between the top and the inside of a tree: mv copies and removes. */
+	return -EXDEV;
 }
 
 static void set_times(struct timespec ts[2], const struct stat *attr, int to_set)
@@ -1453,7 +830,7 @@ static int apply_attrs_fd(int fd, const struct stat *attr, int to_set)
 {
 	if ((to_set & FUSE_SET_ATTR_SIZE) && ftruncate(fd, attr->st_size) < 0)
 		return -errno;
-	if ((to_set & FUSE_SET_ATTR_MODE) && fchmod(fd, attr->st_mode & 07777) < 0)
+	if ((to_set & FUSE_SET_ATTR_MODE) && fchmod(fd, stage_mode(attr->st_mode, false)) < 0)
 		return -errno;
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
 		struct timespec ts[2];
@@ -1465,16 +842,33 @@ static int apply_attrs_fd(int fd, const struct stat *attr, int to_set)
 }
 
 /* Paths inside a staging tree are ours: no symlinks can be made there. */
-static int apply_attrs_path(const char *path, const struct stat *attr, int to_set)
+/* setattr on a place inside a staging tree, never through a symlink. */
+static int apply_attrs_at(const struct tree_at *at, const struct stat *attr, int to_set)
 {
-	if ((to_set & FUSE_SET_ATTR_SIZE) && truncate(path, attr->st_size) < 0)
-		return -errno;
-	if ((to_set & FUSE_SET_ATTR_MODE) && chmod(path, attr->st_mode & 07777) < 0)
-		return -errno;
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		int fd = openat(at->dfd, at->name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		int r = ftruncate(fd, attr->st_size);
+		int err = errno;
+		close(fd);
+		if (r < 0)
+			return -err;
+	}
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		struct stat st;
+		if (fstatat(at->dfd, at->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+		/* A symlink has no mode of its own on Linux. */
+		if (!S_ISLNK(st.st_mode) &&
+		    fchmodat(at->dfd, at->name, stage_mode(attr->st_mode, S_ISDIR(st.st_mode)),
+			     AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+	}
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
 		struct timespec ts[2];
 		set_times(ts, attr, to_set);
-		if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) < 0)
+		if (utimensat(at->dfd, at->name, ts, AT_SYMLINK_NOFOLLOW) < 0)
 			return -errno;
 	}
 	return 0;
@@ -1506,7 +900,6 @@ int data_setattr(struct vd_view *v, const struct vref *r, struct vfh *fh,
 {
 	int rc = 0;
 	struct stage *s = NULL;
-	char path[PATH_MAX];
 
 	to_set &= SET_CONTENT | SET_META | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW;
 	if (fh && fh->kind == FH_STAGE) {
@@ -1560,11 +953,166 @@ int data_setattr(struct vd_view *v, const struct vref *r, struct vfh *fh,
 		return rc;
 	if (!s)
 		return 0;   /* sealed, metadata only: dropped */
-	rc = tree_path(path, sizeof(path), s, r->path);
+	struct tree_at at;
+	rc = tree_at_open(&at, s, r->path);
 	if (rc == 0)
-		rc = apply_attrs_path(path, attr, to_set);
+		rc = apply_attrs_at(&at, attr, to_set);
 	if (rc == 0 && (to_set & SET_CONTENT) && attr->st_size == 0)
 		tree_bad_drop(v, s, r->path);
+	tree_at_close(&at);
+	tree_leave(v, s, true);
+	return rc;
+}
+
+/* ---- links and special files ----------------------------------------------- */
+
+/*
+ * Inside a tree a symlink is data: the version keeps its target, and the
+ * daemon never follows it (every path inside a staging tree is resolved
+ * with tree_at_open). At the top of data/ a name is a file or a tree to
+ * submit; a link there is neither, and is refused with the reason logged.
+ */
+int data_symlink(struct vd_view *v, const struct vref *c, const char *target)
+{
+	struct stage *s = NULL;
+	struct tree_at at = { .dfd = -1 };
+	int rc = data_name_check(v, c->task, c->name);
+	if (rc < 0)
+		return rc;
+	if (c->path[0] == '\0') {
+		vd_warn("task %s: data/%s: a symlink at the top of data/ is not a file or "
+			"a tree to submit (make it inside a directory)", c->task, c->name);
+		return -EPERM;
+	}
+	if ((rc = tree_enter(&s, v, c->task, c->dname, true)) < 0)
+		return rc;
+	rc = tree_at_open(&at, s, c->path);
+	if (rc == 0 && symlinkat(target, at.dfd, at.name) < 0)
+		rc = -errno;
+	tree_at_close(&at);
+	tree_leave(v, s, true);
+	return rc;
+}
+
+int data_readlink(struct vd_buf *out, struct vd_view *v, const struct vref *r)
+{
+	struct stage *s = NULL;
+	struct tree_at at = { .dfd = -1 };
+	char target[PATH_MAX + 1];
+	int rc;
+	if (r->path[0] == '\0')
+		return -EINVAL;
+	if ((rc = tree_enter(&s, v, r->task, r->dname, false)) < 0)
+		return rc;
+	if (!s)
+		return -EINVAL;   /* what is only sealed: view_tree.c reads the manifest */
+	rc = tree_at_open(&at, s, r->path);
+	ssize_t n = rc == 0 ? readlinkat(at.dfd, at.name, target, sizeof(target) - 1) : -1;
+	if (rc == 0 && n < 0)
+		rc = -errno;
+	if (rc == 0 && (size_t)n >= sizeof(target) - 1)
+		rc = -ENAMETOOLONG;
+	if (rc == 0)
+		rc = vd_buf_add(out, target, (size_t)n);
+	tree_at_close(&at);
+	tree_leave(v, s, false);
+	return rc;
+}
+
+/*
+ * ln at the top of data/: the new name gets the old one's content, as a
+ * submission under it (its version is the same, so nothing is stored or
+ * run again). The names are not tied afterwards: a write to one makes a
+ * new version of that one only (docs/mount.md).
+ */
+static int link_top(struct vd_view *v, const struct vref *from, const struct vref *to)
+{
+	struct top f, t;
+	int rc = top_get(&f, v, from->task, from->dname);
+	if (rc < 0)
+		return rc;
+	if ((rc = top_get(&t, v, to->task, to->dname)) < 0)
+		goto out;
+	if (t.exists)
+		rc = -EEXIST;
+	else if (!f.exists)
+		rc = -ENOENT;
+	else if (f.tree)
+		rc = -EPERM;
+	else if (f.s && (rc = stage_seal(v, f.s, true)) == 0 &&
+		 data_name_temporary(from->dname))
+		rc = -EPERM;   /* a temporary has no version to name */
+	if (rc == 0)
+		rc = vd_engine_data_link(v->e, from->task, from->dname, to->dname);
+out:
+	top_put(v, &f);
+	top_put(v, &t);
+	return rc;
+}
+
+/* A hard link between two names in one tree: the version stores the
+ * content once under both names. */
+int data_link(struct vd_view *v, const struct vref *from, const struct vref *to)
+{
+	struct stage *s = NULL;
+	struct tree_at a = { .dfd = -1 }, b = { .dfd = -1 };
+	int rc = data_name_check(v, to->task, to->name);
+	if (rc < 0)
+		return rc;
+	if (strcmp(from->task, to->task))
+		return -EXDEV;
+	if (from->path[0] == '\0' && to->path[0] == '\0')
+		return link_top(v, from, to);
+	if (from->path[0] == '\0' || to->path[0] == '\0' || strcmp(from->dname, to->dname))
+		return -EXDEV;   /* between trees: docs/mount.md */
+	if ((rc = tree_enter(&s, v, from->task, from->dname, true)) < 0)
+		return rc;
+	if ((rc = tree_at_open(&a, s, from->path)) == 0 &&
+	    (rc = tree_at_open(&b, s, to->path)) == 0 &&
+	    linkat(a.dfd, a.name, b.dfd, b.name, 0) < 0)
+		rc = -errno;
+	tree_at_close(&a);
+	tree_at_close(&b);
+	tree_leave(v, s, true);
+	return rc;
+}
+
+/*
+ * FIFOs and sockets are made in a staging tree like any file, and its seal
+ * then refuses them or skips them, as the task's config says. A device
+ * node is never made (the daemon is often root): it is refused here, and
+ * the tree waits, unsealed, until it is removed, with the reason logged.
+ */
+int data_mknod(struct vd_view *v, const struct vref *c, mode_t mode, dev_t rdev)
+{
+	struct stage *s = NULL;
+	struct tree_at at = { .dfd = -1 };
+	int rc = data_name_check(v, c->task, c->name);
+	if (rc < 0)
+		return rc;
+	if (S_ISREG(mode) || (mode & S_IFMT) == 0)
+		return -EPERM;   /* the kernel creates regular files with create */
+	if (c->path[0] == '\0') {
+		vd_warn("task %s: data/%s: a special file at the top of data/ is not a "
+			"file or a tree to submit", c->task, c->name);
+		return -EPERM;
+	}
+	if ((rc = tree_enter(&s, v, c->task, c->dname, true)) < 0)
+		return rc;
+	if (S_ISFIFO(mode) || S_ISSOCK(mode)) {
+		rc = tree_at_open(&at, s, c->path);
+		if (rc == 0 && mknodat(at.dfd, at.name, (mode & S_IFMT) | stage_mode(mode, false),
+				       0) < 0)
+			rc = -errno;
+	} else {
+		(void)rdev;
+		vd_warn("task %s: data/%s/%s: a device node cannot be part of a version; "
+			"data/%s is not sealed until it is removed (rm -r) and copied again "
+			"without it", c->task, c->dname, c->path, c->dname);
+		tree_bad_add(v, s, c->path, -EPERM);
+		rc = -EPERM;
+	}
+	tree_at_close(&at);
 	tree_leave(v, s, true);
 	return rc;
 }

@@ -120,6 +120,9 @@ struct vref {
 	char code_id[VD_ID_SIZE];
 	mode_t type;                   /* filled by vref_stat */
 	uint64_t ckey;                 /* filled by vref_stat for NK_RESULT, NK_RUN_RESULT */
+	/* NK_DATAENT built from a node: dname's copy, taken from the node at
+	 * the top of data/ under nlock (a rename of that name changes it). */
+	char dname_buf[VIEW_NAME_MAX + 1];
 	/* Last, because it is large: builders clear every field before it
 	 * (memset up to offsetof(path)) and set path[0] alone. A field added
 	 * after it would be left as garbage, and a garbage ckey makes the node
@@ -157,7 +160,12 @@ struct mc_ent {
 struct stage {
 	struct stage *next;          /* slock */
 	char *task;                  /* immutable */
-	char *name;                  /* immutable */
+	/* Changes on rename, under slock and seal_lock both (so holding
+	 * either keeps it steady); a replaced name stays allocated in
+	 * old_names until the stage is freed, so that a log line being
+	 * written with it never reads freed memory. */
+	char *name;
+	struct vd_strv old_names;
 	bool is_tree;                /* immutable */
 	bool dead;                   /* slock: out of the list; freed when unused */
 	unsigned pins;               /* slock: file: open handles; tree: settle thread */
@@ -169,6 +177,10 @@ struct stage {
 				      * the last seal */
 	bool written;                /* slock: bytes written or size set since made */
 	bool unlinked;               /* slock: unlinked while open: never sealed */
+	/* slock: a temporary's (data_name_temporary): kept, unsealed, when
+	 * its last handle closes, until it is renamed (and sealed under the
+	 * new name) or removed. */
+	bool held;
 	pthread_mutex_t seal_lock;   /* serializes seals of this file */
 	/* Where the staging file's content is. Normally in fd. A file made
 	 * empty (new, or opened with O_TRUNC) starts as a stream instead: the
@@ -191,6 +203,7 @@ struct stage {
 	int write_err;               /* io_lock */
 	/* staging tree */
 	char *dir;                   /* immutable: the real directory */
+	int dfd;                     /* immutable: dir, opened O_PATH */
 	unsigned busy;               /* slock: operations in flight inside */
 	unsigned open_files;         /* slock: handles open inside */
 	int64_t last_change;         /* slock: vd_mono_ms of the last change */
@@ -238,6 +251,8 @@ struct vfh {
 	bool writable;
 	bool dirty;                  /* FH_BUF: differs from what the engine has */
 	bool written;                /* FH_BUF: a write or truncate came (not only O_TRUNC) */
+	bool is_config;              /* FH_BUF: a task's config, checked line by line
+				      * as it is written (config_check_write) */
 	/* FH_CHUNK */
 	struct mc_ent *ment;         /* the manifest the file is in, or NULL */
 	struct vd_file *own;         /* or a file of its own (result.csv) */
@@ -248,8 +263,9 @@ struct vfh {
 	struct stage *st;
 	int fd;                      /* FH_TREEFILE: its own descriptor */
 	char *tpath;                 /* FH_TREEFILE: its path inside the tree */
-	int werr;                    /* FH_TREEFILE: its first failed write; its
-				      * flush and fsync fail with it */
+	int werr;                    /* FH_TREEFILE, FH_BUF: its first failed write;
+				      * its flush and fsync fail with it (and an
+				      * FH_BUF stores nothing) */
 };
 
 struct vd_view {
@@ -318,6 +334,8 @@ int node_move(struct vd_view *v, struct vnode *parent, const char *name,
 fuse_ino_t node_parent_ino(struct vd_view *v, struct vnode *n);
 /* A node's path below its tree top (NK_DATAENT, NK_INPUT); "" for the top. */
 int node_relpath(char *out, size_t outsz, struct vd_view *v, struct vnode *n);
+/* The name in data/ that NK_DATAENT node n is, or is inside of. */
+int node_dname(char *out, size_t outsz, struct vd_view *v, struct vnode *n);
 
 /* ---- view_tree.c ----------------------------------------------------- */
 int vref_of_node(struct vref *r, struct vd_view *v, struct vnode *n);
@@ -331,6 +349,14 @@ int vref_stat(struct stat *st, struct vd_view *v, struct vref *r);
 void vref_ttl(const struct vref *r, double *entry, double *attr);
 /* Everything in a directory, without "." and "..". */
 int vref_list(struct dlist *out, struct vd_view *v, const struct vref *r);
+/* readlink of a symlink in a sealed tree: the target as stored, appended
+ * to out, never resolved. version_readlink takes the tree's data ID and
+ * the path inside it (for data/TREE/... while only sealed: sealed_get's
+ * data_id and r->path); input_readlink a vref of kind NK_INPUT. -EINVAL
+ * for anything that is no symlink, -ENAMETOOLONG past out's cap. */
+int version_readlink(struct vd_buf *out, struct vd_view *v, const char *data_id,
+		     const char *path);
+int input_readlink(struct vd_buf *out, struct vd_view *v, const struct vref *r);
 /* Read-only places: under versions/ and code/, plus the generated files. */
 bool vref_immutable(const struct vref *r);
 /* Fill the fields every stat shares. */
@@ -347,10 +373,22 @@ void dlist_sort_unique(struct dlist *l);
 int mc_get(struct mc_ent **out, struct vd_view *v, const char *data_id);
 void mc_put(struct vd_view *v, struct mc_ent *ent);
 void mc_free_all(struct vd_view *v);
-/* Find path in a manifest: a file (*idx set) or an implied directory. */
+/* Find path in a manifest (vd_manifest_lookup): *type S_IFREG, S_IFLNK or
+ * S_IFDIR; *idx the entry, SIZE_MAX for the top or an implied directory. */
 int man_find(mode_t *type, size_t *idx, const struct vd_manifest *m,
 	     const char *path);
+/* Names in a directory of a tree manifest, with their types (DT_LNK for
+ * symlinks). */
 int man_list(struct dlist *out, const struct vd_manifest *m, const char *dir);
+/* Attributes of path in a tree manifest as a sealed tree shows them: the
+ * recorded modes (0644 / 0755 where none were recorded), a symlink as a
+ * symlink (size: its target's length), st_nlink = the names of a
+ * hard-linked file. -ENOENT. */
+int man_stat(struct stat *st, struct vd_view *v, const struct vd_manifest *m,
+	     const char *path, int64_t time_ms);
+/* The stored target of the symlink at path, never resolved, appended to
+ * out; -EINVAL when path is no symlink, -ENAMETOOLONG past out's cap. */
+int man_readlink(struct vd_buf *out, const struct vd_manifest *m, const char *path);
 /* Read [off, off+size) of fh->file into dst; *got bytes (short at EOF). */
 int chunk_read(size_t *got, struct vd_view *v, struct vfh *fh, char *dst,
 	       size_t size, uint64_t off);
@@ -362,16 +400,85 @@ int data_ready_fd(struct vd_view *v, const struct vfh *fh);
 /* The size of a staging file whose content is not in its fd: true and
  * *size when so. */
 bool data_virtual_size(const struct vfh *fh, uint64_t *size);
-/* Recreate a sealed tree's files below dir (which exists). */
+/* Recreate a sealed tree below dir (which exists) as it was submitted:
+ * modes (through stage_mode), empty directories, symlinks, hard links. */
 int materialize_tree(struct vd_view *v, const struct vd_manifest *m, const char *dir);
 uint64_t file_ckey(const struct vd_file *f);
 /* Open fh as a chunked reader of a file in a manifest or of its own. */
 int fh_chunk_init_man(struct vfh *fh, struct mc_ent *ent, size_t idx);
 void fh_chunk_init_own(struct vfh *fh, struct vd_file *f);
 
-/* ---- view_data.c ----------------------------------------------------- */
+/* ---- view_stage.c: staging entries and sealing ------------------------ */
 int data_init(struct vd_view *v);
 void data_shutdown(struct vd_view *v);   /* stops the settle thread, seals, frees */
+/* The list v->stages (slock held for the _locked ones). */
+struct stage *stage_find_locked(struct vd_view *v, const char *task, const char *name);
+void stage_insert_locked(struct vd_view *v, struct stage *s);
+void stage_remove_locked(struct vd_view *v, struct stage *s);   /* freed when unused */
+bool stage_unused_locked(const struct stage *s);
+/* A new staging file (O_EXCL) or directory, not yet in the list. */
+int stage_new(struct stage **out, struct vd_view *v, const char *task,
+	      const char *name, bool tree);
+void stage_destroy(struct stage *s);     /* deletes what is on disk; no locks */
+/* The staging file of a name, pinned, or NULL; put drops the pin (and a
+ * writer's count) and frees it with the last one. */
+struct stage *file_stage_get(struct vd_view *v, const char *task, const char *name);
+void file_stage_put(struct vd_view *v, struct stage *s, bool writer);
+/* An editor's or sync tool's temporary (sed's sedXXXXXX, rsync's and
+ * vim's dotfiles, 4913, *~, *.swp, #name#, tmpXXXXXXXX, *.tmp): never
+ * sealed under that name (docs/mount.md, "Editors and sync tools"). */
+bool data_name_temporary(const char *name);
+/* Rename staging entry s (slock held; seal_lock too for a file). */
+int stage_rename_locked(struct stage *s, const char *to);
+/* Failed writes (see struct stage: write_err and bad). */
+void stage_write_failed(struct stage *s, int err);      /* io_lock held */
+void stage_size_set(struct stage *s, off_t size);       /* io_lock held */
+void bad_drop_locked(struct stage *s, const char *path);
+void bad_move_locked(struct stage *src, const char *from, struct stage *dst, const char *to);
+void tree_bad_add(struct vd_view *v, struct stage *s, const char *path, int err);
+void tree_bad_drop(struct vd_view *v, struct stage *s, const char *path);
+/* The engine's latest version under a data name. */
+int sealed_get(struct vd_version_info *vi, struct vd_view *v, const char *task,
+	       const char *name);
+/* Pin a staging tree for one operation; with modify a sealed tree gets a
+ * staging tree first. Without, *out is NULL when the tree is only sealed. */
+int tree_enter(struct stage **out, struct vd_view *v, const char *task,
+	       const char *name, bool modify);
+void tree_leave(struct vd_view *v, struct stage *s, bool modified);
+int tree_path(char *out, size_t outsz, const struct stage *s, const char *path);
+/*
+ * A place inside a staging tree, for the *at() calls: the directory that
+ * holds it, opened without following any symlink on the way (users make
+ * symlinks in trees, and the daemon, often root, must never act through
+ * one), and its last component. For the tree's top (path "") it is the
+ * staging directory's parent and the staging directory's own name.
+ */
+struct tree_at {
+	int dfd;                     /* owned */
+	const char *name;            /* points into the path or s->dir */
+};
+int tree_at_open(struct tree_at *at, const struct stage *s, const char *path);
+void tree_at_close(struct tree_at *at);
+/* Open a directory inside a staging tree (O_RDONLY), never through a
+ * symlink. */
+int tree_opendir(const struct stage *s, const char *path);
+/* The mode a staging file or directory is made with or set to: what was
+ * asked for when the daemon can read and write anything (root); otherwise
+ * at least u+rw (u+rwx for directories), since it must read what it seals
+ * (docs/mount.md). */
+mode_t stage_mode(mode_t asked, bool dir);
+/* The staging tree's directory holds nothing at all. */
+bool stage_tree_empty(const struct stage *s);
+/* Move a staging file's content into its fd (io_lock held). */
+int stage_plain(struct vd_view *v, struct stage *s);
+/* Seal a staging file if it changed (force: even if only made or
+ * truncated); a failed write makes it fail. */
+int stage_seal(struct vd_view *v, struct stage *s, bool force);
+void mark_dirty(struct vd_view *v, struct stage *s, bool written);
+/* truncate(2) of a sealed file nobody has open: sealed at once. */
+int seal_truncated(struct vd_view *v, const struct vref *r, off_t size);
+
+/* ---- view_data.c: operations in data/ -------------------------------- */
 int data_stat(struct stat *st, struct vd_view *v, struct vref *r);
 int data_list(struct dlist *out, struct vd_view *v, const struct vref *r);
 int data_mkdir(struct vd_view *v, const struct vref *c, mode_t mode);
@@ -390,6 +497,15 @@ int data_fsync(struct vd_view *v, struct vfh *fh, int datasync);
 void data_release(struct vd_view *v, struct vfh *fh);
 /* The descriptor to read a staging handle from. */
 int data_read_fd(const struct vfh *fh);
+/* name_check for a new name in data/, saying in vdfsd's log and the
+ * task's latest log why a refused name is refused. */
+int data_name_check(struct vd_view *v, const char *task, const char *name);
+void data_name_refused(struct vd_view *v, const char *task, const char *name, int rc);
+int data_symlink(struct vd_view *v, const struct vref *c, const char *target);
+/* A staging symlink's target into out; -EINVAL when r is not one. */
+int data_readlink(struct vd_buf *out, struct vd_view *v, const struct vref *r);
+int data_link(struct vd_view *v, const struct vref *from, const struct vref *to);
+int data_mknod(struct vd_view *v, const struct vref *c, mode_t mode, dev_t rdev);
 
 /* ---- view_runs.c ----------------------------------------------------- */
 /* True for the kinds view_runs.c answers for (code/, runs/ and below). */

@@ -396,6 +396,22 @@ out:
 	return rc;
 }
 
+int node_dname(char *out, size_t outsz, struct vd_view *v, struct vnode *n)
+{
+	int rc = 0;
+	pthread_mutex_lock(&v->nlock);
+	struct vnode *c = n;
+	while (c->parent && c->parent->kind == c->kind)
+		c = c->parent;
+	size_t len = strlen(c->name);
+	if (len >= outsz)
+		rc = -ENAMETOOLONG;
+	else
+		memcpy(out, c->name, len + 1);
+	pthread_mutex_unlock(&v->nlock);
+	return rc;
+}
+
 fuse_ino_t node_parent_ino(struct vd_view *v, struct vnode *n)
 {
 	pthread_mutex_lock(&v->nlock);

@@ -152,43 +152,9 @@ void mc_free_all(struct vd_view *v)
 
 /* ---- navigating a manifest -------------------------------------------- */
 
-/* The first file whose path is >= key. */
-static size_t man_lower_bound(const struct vd_manifest *m, const char *key)
-{
-	size_t lo = 0, hi = m->nfiles;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (strcmp(m->files[mid].path, key) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 int man_find(mode_t *type, size_t *idx, const struct vd_manifest *m, const char *path)
 {
-	char prefix[PATH_MAX];
-	size_t i = man_lower_bound(m, path);
-
-	if (i < m->nfiles && strcmp(m->files[i].path, path) == 0) {
-		*type = S_IFREG;
-		*idx = i;
-		return 0;
-	}
-	if (path[0] == '\0') {
-		*type = S_IFDIR;
-		return 0;
-	}
-	int n = snprintf(prefix, sizeof(prefix), "%s/", path);
-	if (n < 0 || (size_t)n >= sizeof(prefix))
-		return -ENAMETOOLONG;
-	i = man_lower_bound(m, prefix);
-	if (i < m->nfiles && strncmp(m->files[i].path, prefix, (size_t)n) == 0) {
-		*type = S_IFDIR;
-		return 0;
-	}
-	return -ENOENT;
+	return vd_manifest_lookup(type, idx, m, path);
 }
 
 int man_list(struct dlist *out, const struct vd_manifest *m, const char *dir)
@@ -199,17 +165,24 @@ int man_list(struct dlist *out, const struct vd_manifest *m, const char *dir)
 	if (n < 0 || (size_t)n >= sizeof(prefix))
 		return -ENAMETOOLONG;
 	size_t plen = (size_t)n;
+	size_t i = 0, lo = 0, hi = m->nfiles;
 
-	/* Below a directory the files are one sorted run; the children of a
-	 * subdirectory are a run within it, so repeats are adjacent. */
-	for (size_t i = man_lower_bound(m, prefix); i < m->nfiles; i++) {
-		const char *p = m->files[i].path;
-		if (strncmp(p, prefix, plen) != 0)
+	/* Below a directory the entries are one sorted run. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(m->files[mid].path, prefix) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (i = lo; i < m->nfiles; i++) {
+		const struct vd_file *f = &m->files[i];
+		if (strncmp(f->path, prefix, plen) != 0)
 			break;
-		const char *rest = p + plen;
+		const char *rest = f->path + plen;
 		const char *slash = strchr(rest, '/');
 		size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
-		mode_t type = slash ? S_IFDIR : S_IFREG;
+		mode_t type = slash ? S_IFDIR : vd_file_type(f);
 		if (len == 0)
 			continue;
 		if (out->n > 0 && strlen(out->v[out->n - 1].name) == len &&
@@ -219,7 +192,49 @@ int man_list(struct dlist *out, const struct vd_manifest *m, const char *dir)
 		if (rc < 0)
 			return rc;
 	}
+	/* A directory's own entry ("d") and its contents ("d/x") need not be
+	 * adjacent ("d-x" sorts between them): drop the repeats. */
+	dlist_sort_unique(out);
 	return 0;
+}
+
+int man_stat(struct stat *st, struct vd_view *v, const struct vd_manifest *m,
+	     const char *path, int64_t time_ms)
+{
+	mode_t type;
+	size_t idx;
+	int rc = man_find(&type, &idx, m, path);
+	if (rc < 0)
+		return rc;
+	if (idx == SIZE_MAX) {
+		/* The top, or a directory only the paths below it imply. */
+		mode_t perm = !path[0] && m->mode ? m->mode & 07777 : VD_DIR_MODE_DEFAULT;
+		view_stat_base(st, v, S_IFDIR | perm, 0, time_ms);
+		return 0;
+	}
+	const struct vd_file *f = &m->files[idx];
+	if (type == S_IFLNK) {
+		view_stat_base(st, v, S_IFLNK | 0777, f->target ? strlen(f->target) : 0, time_ms);
+	} else if (type == S_IFDIR) {
+		view_stat_base(st, v, S_IFDIR | vd_file_perm(f), 0, time_ms);
+	} else {
+		view_stat_base(st, v, S_IFREG | vd_file_perm(f), f->size, time_ms);
+		st->st_nlink = f->nlink > 1 ? f->nlink : 1;
+	}
+	return 0;
+}
+
+int man_readlink(struct vd_buf *out, const struct vd_manifest *m, const char *path)
+{
+	mode_t type;
+	size_t idx;
+	int rc = man_find(&type, &idx, m, path);
+	if (rc < 0)
+		return rc;
+	if (type != S_IFLNK || !m->files[idx].target)
+		return -EINVAL;
+	rc = vd_buf_adds(out, m->files[idx].target);
+	return rc == -EFBIG ? -ENAMETOOLONG : rc;
 }
 
 /* ---- reading chunks ---------------------------------------------------- */
@@ -346,41 +361,167 @@ out:
 	return rc < 0 ? rc : 0;
 }
 
+/*
+ * The directory that holds path below rootfd (a directory descriptor),
+ * opened, and path's last component in *name; directories on the way that
+ * do not exist yet are made, with the mode of a directory the paths only
+ * imply. No component is ever followed as a symlink: the tree's own links
+ * are made in it, and the daemon, often root, must not write through one.
+ */
+static int parent_open(int *out, int rootfd, const char *path, const char **name)
+{
+	char comp[VIEW_NAME_MAX + 1];
+	int fd = dup(rootfd);
+	if (fd < 0)
+		return -errno;
+	for (const char *p = path;;) {
+		const char *slash = strchr(p, '/');
+		if (!slash) {
+			*name = p;
+			*out = fd;
+			return 0;
+		}
+		size_t len = (size_t)(slash - p);
+		int rc = 0;
+		if (len == 0 || len > VIEW_NAME_MAX) {
+			close(fd);
+			return -EINVAL;
+		}
+		memcpy(comp, p, len);
+		comp[len] = '\0';
+		int sub = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0 && errno == ENOENT) {
+			if (mkdirat(fd, comp, 0700) < 0 && errno != EEXIST)
+				rc = -errno;
+			if (rc == 0)
+				sub = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (rc == 0 && sub >= 0 &&
+			    fchmod(sub, stage_mode(VD_DIR_MODE_DEFAULT, true)) < 0)
+				rc = -errno;
+		}
+		if (rc == 0 && sub < 0)
+			rc = -errno;
+		close(fd);
+		if (rc < 0) {
+			if (sub >= 0)
+				close(sub);
+			return rc;
+		}
+		fd = sub;
+		p = slash + 1;
+	}
+}
+
+/* One entry of the tree, but a second name of a file (made later, when
+ * its first name surely exists) and a directory's mode (set last). */
+static int materialize_entry(struct vd_view *v, int rootfd, const struct vd_file *f)
+{
+	const char *name;
+	int pfd = -1, fd = -1;
+	int rc = parent_open(&pfd, rootfd, f->path, &name);
+	if (rc < 0)
+		return rc;
+	switch (vd_file_type(f)) {
+	case S_IFDIR:
+		if (mkdirat(pfd, name, 0700) < 0 && errno != EEXIST)
+			rc = -errno;
+		break;
+	case S_IFLNK:
+		/* The target is data: written as it was read, never looked at. */
+		if (symlinkat(f->target ? f->target : "", pfd, name) < 0)
+			rc = -errno;
+		break;
+	default:
+		fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			rc = -errno;
+			break;
+		}
+		rc = copy_file_to_fd(v, f, fd);
+		/* Set once written: a mode without u+w does not stop an open
+		 * descriptor. */
+		if (rc == 0 && fchmod(fd, stage_mode(vd_file_perm(f), false)) < 0)
+			rc = -errno;
+		break;
+	}
+	if (fd >= 0)
+		close(fd);
+	close(pfd);
+	return rc;
+}
+
+static int materialize_link(int rootfd, const struct vd_file *f)
+{
+	const char *name, *fname;
+	int pfd = -1, ffd = -1;
+	int rc = parent_open(&ffd, rootfd, f->hardlink, &fname);
+	if (rc == 0)
+		rc = parent_open(&pfd, rootfd, f->path, &name);
+	if (rc == 0 && linkat(ffd, fname, pfd, name, 0) < 0)
+		rc = -errno;
+	if (ffd >= 0)
+		close(ffd);
+	if (pfd >= 0)
+		close(pfd);
+	return rc;
+}
+
+static int materialize_dir_mode(int rootfd, const struct vd_file *f)
+{
+	const char *name;
+	int pfd = -1;
+	int rc = parent_open(&pfd, rootfd, f->path, &name);
+	if (rc < 0)
+		return rc;
+	int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fchmod(fd, stage_mode(vd_file_perm(f), true)) < 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	close(pfd);
+	return rc;
+}
+
+/*
+ * Recreate a sealed tree below dir as it was submitted: files with their
+ * modes, empty directories and directories' modes, symlinks with their
+ * targets, hard links as links (docs/versioning.md, "Trees"), so that
+ * sealing it again unchanged gives the same ID. Modes go through
+ * stage_mode, the staging side's rule for what the daemon must be able to
+ * read. Entries are in path order, so a directory's own entry comes
+ * before what is in it; directory modes are set last, deepest first, so
+ * that one without u+w does not stop what goes into it.
+ */
 int materialize_tree(struct vd_view *v, const struct vd_manifest *m, const char *dir)
 {
 	int rc = 0;
-	int fd = -1;
-	char path[PATH_MAX];
-
-	for (size_t i = 0; i < m->nfiles; i++) {
-		const struct vd_file *f = &m->files[i];
-		rc = path_join(path, sizeof(path), dir, f->path);
-		if (rc < 0)
-			goto out;
-		char *slash = strrchr(path, '/');
-		if (slash) {
-			*slash = '\0';
-			rc = vd_mkdir_p(path, 0755);
-			*slash = '/';
-			if (rc < 0)
-				goto out;
-		}
-		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (fd < 0) {
+	const struct vd_file *at = NULL;    /* the entry being made, for the log */
+	int rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	for (size_t i = 0; i < m->nfiles && rc == 0; i++)
+		if (!(at = &m->files[i])->hardlink)
+			rc = materialize_entry(v, rootfd, at);
+	for (size_t i = 0; i < m->nfiles && rc == 0; i++)
+		if ((at = &m->files[i])->hardlink)
+			rc = materialize_link(rootfd, at);
+	for (size_t i = m->nfiles; i > 0 && rc == 0; i--)
+		if (vd_file_type(at = &m->files[i - 1]) == S_IFDIR)
+			rc = materialize_dir_mode(rootfd, at);
+	if (rc == 0) {
+		at = NULL;
+		mode_t top = m->mode ? m->mode & 07777 : VD_DIR_MODE_DEFAULT;
+		if (fchmod(rootfd, stage_mode(top, true)) < 0)
 			rc = -errno;
-			goto out;
-		}
-		rc = copy_file_to_fd(v, f, fd);
-		if (rc < 0)
-			goto out;
-		close(fd);
-		fd = -1;
 	}
 out:
-	if (fd >= 0)
-		close(fd);
+	if (rootfd >= 0)
+		close(rootfd);
 	if (rc < 0)
-		vd_warn("copying a sealed tree to %s for changes: %s", dir, strerror(-rc));
+		vd_warn("copying a sealed tree to %s for changes: %s: %s", dir,
+			at ? at->path : "the top directory", strerror(-rc));
 	return rc;
 }
 

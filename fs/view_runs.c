@@ -115,8 +115,9 @@ int runs_stat(struct stat *st, struct vd_view *v, struct vref *r)
 		 * version's attributes are cached for long, so this is rare. */
 		vd_buf_init(&b, VIEW_FUNCTION_MAX);
 		rc = vd_engine_code_read(&b, v->e, r->task, r->code_id);
-		if (rc >= 0)
-			view_stat_base(st, v, S_IFREG | 0555, b.len, v->start_ms);
+		struct vd_task_times tt;
+		if (rc >= 0 && (rc = vd_engine_task_times(&tt, v->e, r->task, r->code_id)) >= 0)
+			view_stat_base(st, v, S_IFREG | 0555, b.len, tt.code);
 		goto out;
 	default:
 		break;

@@ -128,6 +128,10 @@ int vref_of_node(struct vref *r, struct vd_view *v, struct vnode *n)
 	memcpy(r->code_id, n->code_id, sizeof(r->code_id));
 	if (n->kind == NK_DATAENT || n->kind == NK_INPUT)
 		rc = node_relpath(r->path, sizeof(r->path), v, n);
+	if (rc == 0 && n->kind == NK_DATAENT) {
+		rc = node_dname(r->dname_buf, sizeof(r->dname_buf), v, n);
+		r->dname = r->dname_buf;
+	}
 	return rc;
 }
 
@@ -319,35 +323,50 @@ static int stat_render(struct stat *st, struct vd_view *v, struct vref *r, enum 
 	return rc;
 }
 
+/* A file version's input is bytes and shows read-only; a tree's entries
+ * show what was submitted (man_stat): modes, symlinks, hard links. Writes
+ * fail with EROFS whatever the mode says. */
 static int stat_input(struct stat *st, struct vd_view *v, struct vref *r,
 		      const struct vd_version_info *vi)
 {
 	int rc = 0;
 	struct mc_ent *ent = NULL;
 
-	if (r->path[0] == '\0') {
-		if (vi->kind == VD_KIND_FILE)
-			view_stat_base(st, v, S_IFREG | 0444, vi->size, vi->time_ms);
-		else
-			view_stat_base(st, v, S_IFDIR | 0555, 0, vi->time_ms);
+	if (r->path[0] == '\0' && vi->kind == VD_KIND_FILE) {
+		view_stat_base(st, v, S_IFREG | 0444, vi->size, vi->time_ms);
+		goto out;
+	}
+	if (vi->kind != VD_KIND_TREE) {
+		rc = -ENOTDIR;
 		goto out;
 	}
 	rc = mc_get(&ent, v, r->data_id);
 	if (rc < 0)
 		goto out;
-	mode_t type;
-	size_t idx;
-	rc = man_find(&type, &idx, ent->m, r->path);
-	if (rc < 0)
-		goto out;
-	if (S_ISREG(type))
-		view_stat_base(st, v, S_IFREG | 0444, ent->m->files[idx].size, vi->time_ms);
-	else
-		view_stat_base(st, v, S_IFDIR | 0555, 0, vi->time_ms);
+	rc = man_stat(st, v, ent->m, r->path, vi->time_ms);
 out:
 	if (ent)
 		mc_put(v, ent);
 	return rc;
+}
+
+int version_readlink(struct vd_buf *out, struct vd_view *v, const char *data_id,
+		     const char *path)
+{
+	struct mc_ent *ent = NULL;
+	int rc = path[0] ? mc_get(&ent, v, data_id) : -EINVAL;
+	if (rc == 0)
+		rc = ent->m->kind == VD_KIND_TREE ? man_readlink(out, ent->m, path) : -EINVAL;
+	if (ent)
+		mc_put(v, ent);
+	return rc < 0 ? rc : 0;
+}
+
+int input_readlink(struct vd_buf *out, struct vd_view *v, const struct vref *r)
+{
+	if (r->kind != NK_INPUT)
+		return -EINVAL;
+	return version_readlink(out, v, r->data_id, r->path);
 }
 
 int vref_stat(struct stat *st, struct vd_view *v, struct vref *r)
@@ -357,6 +376,7 @@ int vref_stat(struct stat *st, struct vd_view *v, struct vref *r)
 	struct vd_version_info vi;
 	struct vd_file *f = NULL;
 	char id[VD_ID_SIZE];
+	struct vd_task_times tt;
 
 	switch (r->kind) {
 	case NK_ROOT:
@@ -387,19 +407,19 @@ int vref_stat(struct stat *st, struct vd_view *v, struct vref *r)
 		break;
 	case NK_FUNCTION:
 		rc = vd_engine_function_read(&b, v->e, r->task);
-		if (rc >= 0)
-			view_stat_base(st, v, S_IFREG | 0755, b.len, v->start_ms);
+		if (rc >= 0 && (rc = vd_engine_task_times(&tt, v->e, r->task, NULL)) >= 0)
+			view_stat_base(st, v, S_IFREG | 0755, b.len, tt.function);
 		break;
 	case NK_CONFIG:
 		rc = vd_engine_config_read(&b, v->e, r->task);
-		if (rc >= 0)
-			view_stat_base(st, v, S_IFREG | 0644, b.len, v->start_ms);
+		if (rc >= 0 && (rc = vd_engine_task_times(&tt, v->e, r->task, NULL)) >= 0)
+			view_stat_base(st, v, S_IFREG | 0644, b.len, tt.config);
 		break;
 	case NK_LATEST:
 		rc = vd_engine_version_latest(id, v->e, r->task);
-		if (rc >= 0)
+		if (rc >= 0 && (rc = vd_engine_task_times(&tt, v->e, r->task, NULL)) >= 0)
 			view_stat_base(st, v, S_IFLNK | 0777, sizeof(LATEST_PREFIX) - 1 + VD_ID_LEN,
-				       v->start_ms);
+				       tt.latest);
 		break;
 	case NK_VERSION:
 		rc = vd_engine_version_get(&vi, v->e, r->task, r->data_id);

@@ -126,9 +126,13 @@ mkdir -p "$VD_WORK/tree"
 vd_gen_text "$VD_WORK/tree/a.txt" 100000 11
 vd_gen_text "$VD_WORK/tree/big.txt" 2000000 12
 mkdir "$T/data/T"
+# An open file keeps the tree from settling before the writer gets to it.
+: >"$VD_WORK/tree/hold.txt"
+exec 8>"$T/data/T/hold.txt"
 cp "$VD_WORK/tree/a.txt" "$T/data/T/"
 leave_free 6
 got="$(python3 "$VD_WORK/writer.py" "$T/data/T/big.txt" trunc "$BALLAST" 1)"
+exec 8>&-
 vd_note "writing data/T/big.txt: $got"
 case "$got" in
 "write_failed:ENOSPC fsync_failed:ENOSPC close_failed:ENOSPC") ;;

@@ -7,6 +7,16 @@
 # executors' own tokens: a result for a lease another executor holds (403),
 # a late duplicate (409), the wrong kind of token for a route (403), and a
 # revoked token (401).
+#
+# Malformed HTTP (issue 20, defects 3 and 4), sent raw: a garbage request
+# line, binary bytes, a TLS hello on the plain port, a request line that
+# goes wrong before it ends, a head cut short, an HTTP/2 request line,
+# header fields and a request line too long, a field without a colon, a
+# malformed or absurd Content-Length, and chunked bodies declaring huge
+# chunks: each is answered at once (the client keeps its side open) with
+# the fitting status (400, 505, 431, 414, 413, 411) and a JSON error, and
+# the connection is closed. Only a request with a valid token keeps its
+# connection open.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -70,6 +80,83 @@ head -c $((2 * 1024 * 1024)) /dev/zero | tr '\0' ' ' >"$VD_WORK/big"
 req 413 POST /v1/executors "${auth[@]}" --data-binary @"$VD_WORK/big"
 good
 vd_ok "a JSON body over 1 MiB: 413"
+
+# raw WANT WHAT BYTES [shut]: send BYTES (a Python expression giving bytes)
+# on a new connection. Within 2 s, with the client's side still open
+# (unless `shut`: then the client shuts it after sending), the daemon must
+# answer WANT with a JSON error and close the connection.
+PY=/usr/bin/python3
+[ -x "$PY" ] || vd_fail "$PY is missing (apt-get install python3)"
+PORT="${URL##*:}"
+cat >"$VD_WORK/raw.py" <<'PYEOF'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(2)
+try:
+    s.sendall(eval(sys.argv[2], {"__builtins__": {"bytes": bytes, "range": range}}))
+    if sys.argv[3] == "shut":
+        s.shutdown(socket.SHUT_WR)
+except OSError:
+    pass            # the daemon may close before taking it all
+out, end = b"", "open after 2 s"
+try:
+    while True:
+        b = s.recv(65536)
+        if not b:
+            end = "closed"
+            break
+        out += b
+except socket.timeout:
+    pass
+except OSError as e:
+    end = "closed (%s)" % e.strerror
+head, _, body = out.partition(b"\r\n\r\n")
+status = head.split(b" ")[1].decode() if head.startswith(b"HTTP/1.1 ") else "none"
+json = b"content-type: application/json" in head.lower() and body.startswith(b'{"error":')
+print(status, "json" if json else "not-json", end, "|", out[:200].decode("latin-1"))
+PYEOF
+raw() {
+	local want="$1" what="$2" got
+	got="$("$PY" "$VD_WORK/raw.py" "$PORT" "$3" "${4:-}")" ||
+		vd_fail "$what: the raw client failed: $got"
+	case "$got" in
+	"$want json closed"*) ;;
+	*) vd_fail "$what: wanted $want with a JSON error and the connection closed, got: $got" ;;
+	esac
+	good
+}
+raw 400 "a garbage request line" "b'GARBAGE\r\n\r\n'"
+raw 400 "binary bytes" "bytes(range(1, 255))"
+raw 400 "a TLS hello on the plain port" "b'\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03'"
+raw 400 "a request line that goes wrong before it ends" "b'GET /v1/status HTTP/1.1 and more'"
+raw 400 "a head cut short by the client" "b'GET /v1/status HTTP/1.1\r\nHost: x\r\n'" shut
+raw 505 "an HTTP/2 request line" "b'GET /v1/status HTTP/2.0\r\nHost: x\r\n\r\n'"
+vd_ok "garbage, binary, a TLS hello, a broken request line, a head cut short: 400 at once; HTTP/2: 505; all JSON, all closed"
+
+raw 431 "a 100 KB header field" "b'GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Big: ' + b'a' * 100000 + b'\r\n\r\n'"
+raw 414 "a 100 KB request line" "b'GET /' + b'a' * 100000 + b' HTTP/1.1\r\nHost: x\r\n\r\n'"
+raw 431 "200 header fields" "b'GET /v1/status HTTP/1.1\r\n' + b'X-A: b\r\n' * 200 + b'\r\n'"
+raw 400 "a header field without a colon" "b'GET /v1/status HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n'"
+raw 400 "a malformed Content-Length" "b'POST /v1/executors HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n'"
+raw 413 "a 25-digit Content-Length" "b'POST /v1/executors HTTP/1.1\r\nHost: x\r\nContent-Length: 9999999999999999999999999\r\n\r\n'"
+# curl's own over-long header, as the fault probe sent it.
+req 431 GET /v1/status "${auth[@]}" -H "X-Big: $(head -c 40000 /dev/zero | tr '\0' a)"
+good
+vd_ok "header fields or a request line too long: 431 and 414; a field without a colon, a bad Content-Length: 400; an absurd one: 413; all JSON, all closed"
+
+raw 411 "a chunked body declaring a huge chunk" "b'POST /v1/executors HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $TOKEN\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFF\r\nabc'"
+raw 411 "a chunked result upload" "b'PUT /v1/results/0123456789abcdef0123456789abcdef HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $TOKEN\r\nTransfer-Encoding: chunked\r\n\r\n7FFFFFFF\r\n'"
+req 411 POST /v1/executors "${auth[@]}" -H "Transfer-Encoding: chunked" --data-binary '{"name": "x", "level": 1}'
+good
+vd_ok "a chunked body, whatever chunk it declares: 411 at once (the body must say its length), JSON, closed"
+
+# Two requests in one curl: a connection survives an answer only if the
+# request presented a valid token.
+n="$(curl -s -o /dev/null -o /dev/null -w '%{num_connects} ' "$URL/v1/status" "$URL/v1/status")"
+[ "$n" = "1 1 " ] || vd_fail "after a 401 the connection must close: connects per request '$n', wanted '1 1 '"
+n="$(curl -s -o /dev/null -o /dev/null -w '%{num_connects} ' "${auth[@]}" "$URL/v1/status" "$URL/v1/status")"
+[ "$n" = "1 0 " ] || vd_fail "a token holder's connection must stay open: connects per request '$n', wanted '1 0 '"
+vd_ok "a 401 closes the connection; a request with a valid token keeps it open"
 
 # register NAME: an executor's own token, from the registration reply.
 register() {

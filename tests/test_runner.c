@@ -2,7 +2,9 @@
  * test_runner.c - the executor's child-process runner, with /bin/sh
  * functions: exit codes, stdin pieces, environment, deadline, stdout cap,
  * stderr tail, exec failure, cancellation, stragglers, the memory, CPU,
- * file size and open-file limits, and a wrapper (sandbox) command.
+ * file size and open-file limits, a wrapper (sandbox) command, and
+ * processes that leave the unit's process group (setsid, double fork,
+ * SIGTERM ignored) killed when the unit ends, but not while it runs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +16,10 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -38,10 +43,84 @@ static int setup(void **state)
 	return 0;
 }
 
+/* Whether process pid is one of the strays the tests start: every one
+ * has "299.5" (a sleep) or "vdfs-stray" (a shell's $0) in its arguments,
+ * so that a PID reused by a stranger is never killed. */
+static bool is_test_stray(long pid)
+{
+	char path[64], buf[512];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	for (ssize_t i = 0; i < n; i++)
+		if (buf[i] == '\0')
+			buf[i] = ' ';
+	buf[n] = '\0';
+	return strstr(buf, "299.5") || strstr(buf, "vdfs-stray");
+}
+
+/* The PIDs listed in file (one a line), how many, and how many of them
+ * are still strays of ours; with kill_them, SIGKILL those. */
+static int strays_alive(const char *file, int *listed, bool kill_them)
+{
+	FILE *fp = fopen(file, "r");
+	long pid;
+	int alive = 0;
+
+	*listed = 0;
+	if (!fp)
+		return 0;
+	while (fscanf(fp, "%ld", &pid) == 1) {
+		(*listed)++;
+		if (pid > 0 && is_test_stray(pid)) {
+			alive++;
+			if (kill_them)
+				kill((pid_t)pid, SIGKILL);
+		}
+	}
+	fclose(fp);
+	return alive;
+}
+
+/* The same over every file in dir whose name starts with prefix. */
+static int strays_alive_in(const char *dir, const char *prefix, int *listed,
+			   bool kill_them)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int alive = 0;
+
+	*listed = 0;
+	while (d && (de = readdir(d)) != NULL) {
+		char path[512];
+		int n;
+
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		alive += strays_alive(path, &n, kill_them);
+		*listed += n;
+	}
+	if (d)
+		closedir(d);
+	return alive;
+}
+
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
+	int n;
 
+	/* A failed test must not leave its strays behind either. */
+	strays_alive_in(f->dir, "pids", &n, true);
 	vd_rm_rf(f->dir);
 	free(f);
 	return 0;
@@ -433,6 +512,159 @@ static void test_parallel(void **state)
 	}
 }
 
+/* A function body that starts three strays, each writing its PID to
+ * `pids` once it has left the unit's session: a setsid'd sleep, a
+ * double-forked setsid'd sleep, and a setsid'd shell that ignores SIGTERM,
+ * SIGHUP and SIGINT, with a sleep of its own. It waits until all four PIDs
+ * are written (else killing the group could still catch them). None has
+ * the unit's stdio. */
+#define STRAY_SLEEP(pids) \
+	"setsid sh -c 'echo $$ >>\"$1\"; exec sleep 299.5' vdfs-stray " pids
+#define STRAYS_BODY(pids)                                                      \
+	"P=" pids "; : >>$P\n"                                                       \
+	STRAY_SLEEP("$P") " </dev/null >/dev/null 2>&1 &\n"                     \
+	"( " STRAY_SLEEP("$P") " </dev/null >/dev/null 2>&1 & )\n"              \
+	"setsid sh -c 'trap \"\" TERM HUP INT; sleep 299.5 & echo $! >>\"$1\"; " \
+	"echo $$ >>\"$1\"; wait' vdfs-stray $P </dev/null >/dev/null 2>&1 &\n"   \
+	"n=0; while [ \"$(wc -l <$P)\" -lt 4 ] && [ $n -lt 400 ]; do "          \
+	"sleep 0.05; n=$((n+1)); done\n"
+
+/* Processes that left the unit's process group die with the unit, whether
+ * it exits, or is killed for its deadline. */
+static void test_strays_killed(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+	char pids[256], body[2048];
+	int listed;
+
+	snprintf(pids, sizeof(pids), "%s/pids-exit", f->dir);
+	snprintf(body, sizeof(body), STRAYS_BODY("%s") "echo ok", pids);
+	spec_init(&s, script(f, "f", body));
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_int_equal(r.exit, 0);
+	assert_string_equal(vd_buf_cstr(&r.out), "ok\n");
+	vd_run_result_release(&r);
+	/* vd_runner_run returns once they are killed and reaped: no wait. */
+	assert_int_equal(strays_alive(pids, &listed, false), 0);
+	assert_int_equal(listed, 4);
+
+	snprintf(pids, sizeof(pids), "%s/pids-timeout", f->dir);
+	snprintf(body, sizeof(body), STRAYS_BODY("%s") "echo ok; sleep 30", pids);
+	spec_init(&s, script(f, "g", body));
+	s.timeout_ms = 3000;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_string_equal(r.reason, "timeout");
+	vd_run_result_release(&r);
+	assert_int_equal(strays_alive(pids, &listed, false), 0);
+	assert_int_equal(listed, 4);
+}
+
+/* A stray that keeps the unit's stdout open does not keep the run going:
+ * it is killed when the function exits, and the pipe reaches EOF. */
+static void test_stray_holds_stdout(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_run_spec s;
+	struct vd_run_result r;
+	char pids[256], body[2048];
+	int listed;
+
+	snprintf(pids, sizeof(pids), "%s/pids-stdout", f->dir);
+	snprintf(body, sizeof(body),
+		 "setsid sh -c 'echo $$ >>\"$1\"; sleep 20; :' vdfs-stray %s &\n"
+		 "n=0; while [ ! -s %s ] && [ $n -lt 400 ]; do sleep 0.05; n=$((n+1)); done\n"
+		 "echo done", pids, pids);
+	spec_init(&s, script(f, "f", body));
+	s.timeout_ms = 60000;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_int_equal(r.exit, 0);
+	assert_string_equal(r.reason, "");
+	assert_string_equal(vd_buf_cstr(&r.out), "done\n");
+	/* Not 20 s, as it would be if the run waited for the stray. */
+	assert_true(r.ms < 15000);
+	vd_run_result_release(&r);
+	assert_int_equal(strays_alive(pids, &listed, false), 0);
+	assert_int_equal(listed, 1);
+}
+
+struct stray_par {
+	struct fixture *f;
+	const char *exe;
+	int code;          /* the exit code the function is to give */
+	int bad;           /* runs that went wrong */
+};
+
+/* Short units, each leaving a stray and exiting with its own code: every
+ * one ends a run, and so sweeps, while the helper test below runs. */
+static void *run_strays(void *arg)
+{
+	struct stray_par *p = arg;
+	char code[16];
+	const char *env[] = { code, NULL };
+
+	snprintf(code, sizeof(code), "CODE=%d", p->code);
+	for (int i = 0; i < 20; i++) {
+		struct vd_run_spec s;
+		struct vd_run_result r;
+
+		spec_init(&s, p->exe);
+		s.env = env;
+		if (vd_runner_run(&r, &s) != 0 || r.exit != p->code)
+			p->bad++;
+		vd_run_result_release(&r);
+	}
+	return NULL;
+}
+
+/* Several runs at once: the strays of the units that end are killed
+ * while another unit still runs, yet that unit's own daemonized helper
+ * (an orphan of a unit in progress) lives until the unit is done with it;
+ * no run loses its exit status to another's sweep. */
+static void test_strays_parallel(void **state)
+{
+	struct fixture *f = *state;
+	struct stray_par p[4];
+	pthread_t t[4];
+	struct vd_run_spec s;
+	struct vd_run_result r;
+	char flag[256], body[1024], exe[256];
+	int listed, i;
+
+	snprintf(body, sizeof(body),
+		 "D=$(mktemp %s/pids-par.XXXXXX)\n"
+		 STRAY_SLEEP("$D") " </dev/null >/dev/null 2>&1 &\n"
+		 "n=0; while [ ! -s $D ] && [ $n -lt 400 ]; do sleep 0.01; n=$((n+1)); done\n"
+		 "exit $CODE", f->dir);
+	/* script() returns a static buffer, which the helper reuses. */
+	snprintf(exe, sizeof(exe), "%s", script(f, "short", body));
+	for (i = 0; i < 4; i++) {
+		p[i] = (struct stray_par){ f, exe, 3 + i, 0 };
+		assert_int_equal(pthread_create(&t[i], NULL, run_strays, &p[i]), 0);
+	}
+	/* The helper leaves the group, becomes an orphan at once, and writes
+	 * the flag after a while, which the function waits for. */
+	snprintf(flag, sizeof(flag), "%s/flag", f->dir);
+	snprintf(body, sizeof(body),
+		 "( setsid sh -c 'sleep 1; echo ready >\"$1\"' vdfs-stray %s "
+		 "</dev/null >/dev/null 2>&1 & )\n"
+		 "n=0; while [ ! -s %s ] && [ $n -lt 400 ]; do sleep 0.05; n=$((n+1)); done\n"
+		 "cat %s", flag, flag, flag);
+	spec_init(&s, script(f, "helper", body));
+	s.timeout_ms = 60000;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_int_equal(r.exit, 0);
+	assert_string_equal(vd_buf_cstr(&r.out), "ready\n");
+	vd_run_result_release(&r);
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(p[i].bad, 0);
+	}
+	assert_int_equal(strays_alive_in(f->dir, "pids-par.", &listed, false), 0);
+	assert_int_equal(listed, 80);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -451,6 +683,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rlimits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_strays_killed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stray_holds_stdout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_strays_parallel, setup, teardown),
 	};
 
 	vd_runner_init();

@@ -2,10 +2,15 @@
  * cli.c - the shared parts of the `vdfs` subcommands (see cli.h).
  */
 #include <errno.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <wchar.h>
 
 #include <curl/curl.h>
 
@@ -13,14 +18,159 @@
 
 #define REPLY_MAX ((size_t)256 << 20)
 
-bool vd_cli_conn_option(struct vd_cli_conn *c, int opt, const char *arg)
+/* Values getopt_long returns for the shared options: out of any letter's
+ * way, so that subcommands may use every letter but 'h'. */
+enum { OPT_SERVER = 0x1001, OPT_TOKEN_FILE, OPT_STATE };
+
+const struct vd_doc_opt vd_cli_conn_doc[] = {
+	{ "state", OPT_STATE, "DIR",
+	  "the daemon's state directory: its address from DIR/url, the operator "
+	  "token from DIR/token and, for https, the key pin from DIR/tls-pin "
+	  "(vdfsd writes all three)", 0 },
+	{ "server", OPT_SERVER, "URL",
+	  "the daemon's address, e.g. http://10.0.0.5:7070 (default "
+	  "http://127.0.0.1:7070); wins over --state", 0 },
+	{ "token-file", OPT_TOKEN_FILE, "FILE",
+	  "a file holding the operator token (STATE/token); wins over --state", 0 },
+	{ NULL, 0, NULL, NULL, 0 },
+};
+
+const struct vd_doc_opt vd_cli_help_doc[] = {
+	{ "help", 'h', NULL, "print this help and exit", VD_DOC_SHORT },
+	{ NULL, 0, NULL, NULL, 0 },
+};
+
+static bool conn_option(struct vd_cli_conn *c, int opt, const char *arg)
 {
 	switch (opt) {
-	case 0x1001: c->server = arg; return true;
-	case 0x1002: c->token_file = arg; return true;
-	case 0x1003: c->state = arg; return true;
+	case OPT_SERVER: c->server = arg; return true;
+	case OPT_TOKEN_FILE: c->token_file = arg; return true;
+	case OPT_STATE: c->state = arg; return true;
 	default: return false;
 	}
+}
+
+/* "vdfs log TASK [options]" */
+static void usage_line(struct vd_buf *b, const struct vd_cli_cmd *cmd)
+{
+	vd_buf_addf(b, "vdfs %s%s%s [options]", cmd->name, *cmd->args ? " " : "", cmd->args);
+}
+
+int vd_cli_usage(const struct vd_cli_cmd *cmd, const char *why)
+{
+	struct vd_buf b = VD_BUF_INIT(1024);
+
+	usage_line(&b, cmd);
+	fprintf(stderr, "vdfs %s: %s (usage: %s; see vdfs help %s)\n", cmd->name, why,
+		vd_buf_cstr(&b), cmd->name);
+	vd_buf_release(&b);
+	return 2;
+}
+
+int vd_cli_opt(struct vd_cli_opts *o)
+{
+	char prog[64], help[64];
+	int opt;
+
+	if (!o->ready) {
+		vd_doc_getopt_init(&o->g, o->cmd->stop_at_arg);
+		if (vd_doc_getopt_add(&o->g, o->cmd->opts) ||
+		    (o->cmd->conn && vd_doc_getopt_add(&o->g, vd_cli_conn_doc)) ||
+		    vd_doc_getopt_add(&o->g, vd_cli_help_doc)) {
+			fprintf(stderr, "vdfs %s: too many options\n", o->cmd->name);
+			o->exit = 1;
+			return -1;
+		}
+		o->ready = true;
+		/* Ours to report, in one line; 0 also restarts getopt, which
+		 * may have parsed vdfs's own options before. */
+		opterr = 0;
+		optind = 0;
+	}
+	for (;;) {
+		opt = getopt_long(o->argc, o->argv, o->g.shorts, o->g.longs, NULL);
+		if (opt == -1)
+			return 0;
+		if (opt == 'h') {
+			vd_cli_help_print(stdout, o->cmd);
+			o->exit = 0;
+			return -1;
+		}
+		if (opt == '?' || opt == ':') {
+			snprintf(prog, sizeof prog, "vdfs %s", o->cmd->name);
+			snprintf(help, sizeof help, "vdfs help %s", o->cmd->name);
+			vd_doc_bad_option(prog, help, opt, o->argv);
+			o->exit = 2;
+			return -1;
+		}
+		if (o->cmd->conn && o->conn && conn_option(o->conn, opt, optarg))
+			continue;
+		return opt;
+	}
+}
+
+/* "--state DIR, --server URL and --token-file FILE", in roff. */
+static void conn_names(FILE *f)
+{
+	const struct vd_doc_opt *r;
+	size_t n = 0, i = 0;
+
+	for (r = vd_cli_conn_doc; r->name; r++)
+		n++;
+	for (r = vd_cli_conn_doc; r->name; r++, i++) {
+		fputs(i == 0 ? "" : i + 1 == n ? " and " : ", ", f);
+		fputs("\\fB\\-\\-", f);
+		vd_doc_man_escape(f, r->name);
+		fputs("\\fR \\fI", f);
+		vd_doc_man_escape(f, r->arg);
+		fputs("\\fR", f);
+	}
+}
+
+void vd_cli_help_print(FILE *f, const struct vd_cli_cmd *cmd)
+{
+	struct vd_buf b = VD_BUF_INIT(1024);
+
+	usage_line(&b, cmd);
+	fprintf(f, "usage: %s\n\nvdfs %s - %s.\n", vd_buf_cstr(&b), cmd->name, cmd->summary);
+	if (cmd->description) {
+		fputc('\n', f);
+		vd_doc_help_text(f, cmd->description, 0);
+	}
+	fputs("\noptions:\n", f);
+	vd_doc_help_opts(f, cmd->opts);
+	if (cmd->conn)
+		vd_doc_help_opts(f, vd_cli_conn_doc);
+	vd_doc_help_opts(f, vd_cli_help_doc);
+	vd_buf_release(&b);
+}
+
+void vd_cli_man_print(FILE *f, const struct vd_cli_cmd *cmd)
+{
+	struct vd_buf b = VD_BUF_INIT(1024);
+
+	vd_buf_addf(&b, "vdfs %s%s%s", cmd->name, *cmd->args ? " " : "", cmd->args);
+	vd_doc_man_subsection(f, vd_buf_cstr(&b));
+	vd_buf_reset(&b);
+	vd_buf_addf(&b, "%s.", cmd->summary);
+	/* The summary starts lowercase, as a list entry; capitalise it here. */
+	if (b.data[0] >= 'a' && b.data[0] <= 'z')
+		b.data[0] = (char)(b.data[0] - 'a' + 'A');
+	vd_doc_man_text(f, vd_buf_cstr(&b));
+	vd_doc_man_text(f, cmd->description);
+	if (cmd->opts && cmd->opts->name) {
+		/* .TP entries after a paragraph need one to start from. */
+		fputs(".PP\nOptions:\n", f);
+		vd_doc_man_opts(f, cmd->opts);
+	}
+	fputs(".PP\nIt also takes ", f);
+	if (cmd->conn) {
+		conn_names(f);
+		fputs(" (see\n.BR CONNECTING ),\nand ", f);
+	}
+	fprintf(f, "\\fB\\-%c\\fR, \\fB\\-\\-%s\\fR.\n", vd_cli_help_doc[0].val,
+		vd_cli_help_doc[0].name);
+	vd_buf_release(&b);
 }
 
 /* A one-line file as a malloc'd string without trailing space. */
@@ -233,23 +383,101 @@ void vd_cli_table_addf(struct vd_cli_table *t, const char *fmt, ...)
 	vd_buf_release(&b);
 }
 
-void vd_cli_table_print(struct vd_cli_table *t)
+void vd_cli_locale(void)
 {
+	const char *cs;
+
+	setlocale(LC_ALL, "");
+	setlocale(LC_NUMERIC, "C");
+	cs = nl_langinfo(CODESET);
+	if (!cs || (strcmp(cs, "UTF-8") && strcmp(cs, "utf8")))
+		setlocale(LC_CTYPE, "C.UTF-8");
+}
+
+size_t vd_cli_width_cut(const char *s, size_t maxw, size_t *bytes)
+{
+	mbstate_t st;
+	size_t w = 0, used = 0, left = strlen(s);
+
+	memset(&st, 0, sizeof st);
+	while (left) {
+		wchar_t wc;
+		size_t n = mbrtowc(&wc, s + used, left, &st);
+		int cw;
+
+		if (n == (size_t)-1 || n == (size_t)-2) {
+			/* Not UTF-8 here: one byte, one column, and start afresh. */
+			memset(&st, 0, sizeof st);
+			n = 1;
+			cw = 1;
+		} else {
+			if (n == 0)
+				break;
+			cw = wcwidth(wc);
+			if (cw < 0)
+				cw = 1;   /* a control character: shown as one glyph or none */
+		}
+		if (w + (size_t)cw > maxw)
+			break;
+		w += (size_t)cw;
+		used += n;
+		left -= n;
+	}
+	if (bytes)
+		*bytes = used;
+	return w;
+}
+
+void vd_cli_table_fprint(FILE *f, struct vd_cli_table *t, bool cut)
+{
+	static const char ellipsis[] = "\u2026";   /* one column */
 	size_t width[VD_CLI_MAXCOLS] = { 0 }, i;
 	size_t ncols = t->ncols > 0 && t->ncols <= VD_CLI_MAXCOLS ? (size_t)t->ncols : 1;
+	struct vd_buf cell = VD_BUF_INIT(1 << 16);
+
+	/* Cut cells first, so that the widths are those printed. */
+	for (i = 0; cut && i < t->cells.n; i++) {
+		size_t max = t->maxw[i % ncols], bytes;
+		char *s = t->cells.v[i];
+
+		if (!max || vd_cli_width(s) <= max)
+			continue;
+		vd_cli_width_cut(s, max > 1 ? max - 1 : 0, &bytes);
+		vd_buf_reset(&cell);
+		if (!vd_buf_add(&cell, s, bytes) && !vd_buf_adds(&cell, ellipsis)) {
+			char *cutcell = vd_buf_detach(&cell, NULL);
+
+			if (cutcell) {   /* else (no memory) the cell stays whole */
+				free(s);
+				t->cells.v[i] = cutcell;
+			}
+		}
+	}
 	for (i = 0; i < t->cells.n; i++) {
-		size_t w = strlen(t->cells.v[i]);
+		size_t w = t->cells.v[i] ? vd_cli_width(t->cells.v[i]) : 0;
 		if (w > width[i % ncols])
 			width[i % ncols] = w;
 	}
 	for (i = 0; i < t->cells.n; i++) {
 		size_t col = i % ncols;
-		if (col == ncols - 1)
-			printf("%s\n", t->cells.v[i]);
-		else
-			printf("%-*s  ", (int)width[col], t->cells.v[i]);
+		const char *s = t->cells.v[i] ? t->cells.v[i] : "?";
+
+		if (col == ncols - 1) {
+			fprintf(f, "%s\n", s);
+			continue;
+		}
+		/* printf's %-*s pads to bytes, not columns: pad by hand. */
+		fputs(s, f);
+		for (size_t k = vd_cli_width(s); k < width[col] + 2; k++)
+			fputc(' ', f);
 	}
+	vd_buf_release(&cell);
 	vd_strv_release(&t->cells);
+}
+
+void vd_cli_table_print(struct vd_cli_table *t)
+{
+	vd_cli_table_fprint(stdout, t, isatty(STDOUT_FILENO));
 }
 
 long long vd_cli_jint(const json_t *o, const char *k)

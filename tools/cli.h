@@ -1,23 +1,54 @@
 /*
- * cli.h - what every `vdfs` subcommand shares: finding the daemon and its
- * token, talking to its HTTP API, and printing tables.
+ * cli.h - what every `vdfs` subcommand shares: its documentation record and
+ * option parsing, finding the daemon and its token, talking to its HTTP API,
+ * and printing tables.
  *
- * Subcommands are `int vd_cli_cmd_NAME(int argc, char **argv)` (argv[0] is
- * the subcommand's name), listed in vdfs.c's table, one file each
- * (tools/cmd_NAME.c). They return the process exit code: 0 success, 1 a
- * failure (after one line on stderr), 2 a usage error or an unknown ID.
+ * A subcommand is a `const struct vd_cli_cmd vd_cli_cmd_NAME` (one file
+ * each, tools/cmd_NAME.c), named once in vdfs.c's list. Its record is
+ * everything said about it: `vdfs --help` lists its summary, `vdfs help
+ * NAME` and `vdfs NAME --help` print its description and options, and the
+ * vdfs(1) page is made from the same record (vdfs --man). Its options are
+ * the rows of its doc.h table, so parsing, --help and the page cannot
+ * disagree. run() returns the process exit code: 0 success, 1 a failure
+ * (after one line on stderr), 2 a usage error or an unknown ID.
  */
 #ifndef VD_CLI_H
 #define VD_CLI_H
 
-#include <getopt.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <jansson.h>
 
 #include "buf.h"
+#include "doc.h"
 #include "util.h"
 
-/* Where the daemon is. Filled by vd_cli_conn_option / vd_cli_conn_open. */
+struct vd_cli_cmd {
+	const char *name;          /* "log" */
+	const char *args;          /* what follows the name: "TASK", "[TASK]" */
+	const char *summary;       /* one line for `vdfs --help`, no full stop */
+	const char *description;   /* doc.h text for --help and the page */
+	const struct vd_doc_opt *opts;   /* its own options; { NULL } ends */
+	bool conn;                 /* it also takes --state, --server, --token-file */
+	bool stop_at_arg;          /* options end at the first argument */
+	int (*run)(int argc, char **argv);   /* argv[0] is the subcommand's name */
+};
+
+/* vdfs.c's list of subcommands, in `vdfs --help` order, and its own help
+ * (`vdfs --help`, also `vdfs help`). */
+const struct vd_cli_cmd *const *vd_cli_commands(size_t *n);
+const struct vd_cli_cmd *vd_cli_command(const char *name);   /* NULL: none */
+void vd_cli_main_help(FILE *f);
+
+/* `vdfs help NAME` / `vdfs NAME --help`, and NAME's part of vdfs(1). */
+void vd_cli_help_print(FILE *f, const struct vd_cli_cmd *cmd);
+void vd_cli_man_print(FILE *f, const struct vd_cli_cmd *cmd);
+/* The config keys (daemon/config_keys.c's table): `vdfs help config` and
+ * the vdfs-config(5) page (`vdfs --man-config`). tools/cmd_help.c. */
+void vd_cli_config_help(FILE *f);
+void vd_cli_config_man(FILE *f);
+
+/* Where the daemon is. Filled by vd_cli_opt and vd_cli_conn_open. */
 struct vd_cli_conn {
 	const char *server;        /* --server URL */
 	const char *token_file;    /* --token-file FILE */
@@ -27,14 +58,41 @@ struct vd_cli_conn {
 	char *pin;                 /* https: DIR/tls-pin (vdfsd writes it), malloc'd */
 };
 
-/* The long options every subcommand accepts; end a getopt table with
- * VD_CLI_CONN_OPTIONS, { NULL, 0, NULL, 0 }. Their values are 0x1001..3. */
-#define VD_CLI_CONN_OPTIONS                                   \
-	{ "server", required_argument, NULL, 0x1001 },        \
-	{ "token-file", required_argument, NULL, 0x1002 },    \
-	{ "state", required_argument, NULL, 0x1003 }
-/* True when opt was one of those (and is now recorded in c). */
-bool vd_cli_conn_option(struct vd_cli_conn *c, int opt, const char *arg);
+/* The connection options' rows, and --help's (every subcommand has it). */
+extern const struct vd_doc_opt vd_cli_conn_doc[];
+extern const struct vd_doc_opt vd_cli_help_doc[];
+
+/*
+ * A subcommand's option parser:
+ *
+ *	struct vd_cli_opts o = { .cmd = &vd_cli_cmd_log, .conn = &conn,
+ *				  .argc = argc, .argv = argv };
+ *	while ((opt = vd_cli_opt(&o)) > 0)
+ *		switch (opt) { case 'l': ...; }
+ *	if (opt < 0)
+ *		return o.exit;
+ *	// argv[optind] is the first argument
+ *
+ * vd_cli_opt returns the val of the next of the subcommand's own options
+ * (optarg is its value), 0 when the options are over, or -1 when the
+ * subcommand is to return o.exit at once: 0 after printing --help, 2 after
+ * one line on stderr about a bad option. Connection options are stored in
+ * *conn (NULL for a subcommand without them).
+ */
+struct vd_cli_opts {
+	const struct vd_cli_cmd *cmd;
+	struct vd_cli_conn *conn;
+	int argc;
+	char **argv;
+	int exit;
+	bool ready;
+	struct vd_doc_getopt g;
+};
+int vd_cli_opt(struct vd_cli_opts *o);
+/* One line on stderr, "vdfs CMD: WHY (usage: vdfs CMD ARGS; see vdfs help
+ * CMD)"; returns 2, the usage error's exit code. */
+int vd_cli_usage(const struct vd_cli_cmd *cmd, const char *why);
+
 /* Resolve URL and token (explicit options win over --state; the default
  * server is http://127.0.0.1:7070; the token must be given somehow).
  * Returns an exit code: 0, or 1/2 after one line on stderr. */
@@ -55,17 +113,41 @@ int vd_cli_get_json(json_t **out, const struct vd_cli_conn *c, const char *cmd,
 int vd_cli_send_json(json_t **out, const struct vd_cli_conn *c, const char *cmd,
 		     const char *method, const char *path, const json_t *body);
 
-/* Rows of cells printed with each column as wide as its widest cell. */
+/*
+ * Text on a terminal. vd_cli_locale() is called once by main(): the user's
+ * locale for character classes (LC_CTYPE), but numbers stay "1.5" whatever
+ * it says (scripts read them); since every string from the daemon is UTF-8
+ * (it comes as JSON), a locale whose characters are not UTF-8 is replaced by
+ * C.UTF-8 for measuring them.
+ *
+ * vd_cli_width_cut() measures UTF-8 text in terminal columns (a CJK
+ * character takes two, a combining one none, a byte that does not decode
+ * one): it returns the columns of the longest prefix of s that fits in
+ * maxw columns, and that prefix's length in bytes in *bytes (may be NULL).
+ * It never cuts a character in half. SIZE_MAX measures the whole string.
+ */
+void vd_cli_locale(void);
+size_t vd_cli_width_cut(const char *s, size_t maxw, size_t *bytes);
+static inline size_t vd_cli_width(const char *s)
+{
+	return vd_cli_width_cut(s, (size_t)-1, NULL);
+}
+
+/* Rows of cells printed with each column as wide, in terminal columns, as
+ * its widest cell. On a terminal a column with a maxw is cut to that many
+ * columns, ending in "…"; through a pipe every cell is printed whole. */
 #define VD_CLI_MAXCOLS 12
 struct vd_cli_table {
 	int ncols;
 	struct vd_strv cells;   /* row-major */
+	size_t maxw[VD_CLI_MAXCOLS];   /* 0: never cut */
 };
 void vd_cli_table_add(struct vd_cli_table *t, const char *s);
 void vd_cli_table_addf(struct vd_cli_table *t, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Prints and empties the table. */
+/* Prints (to stdout, cutting if it is a terminal) and empties the table. */
 void vd_cli_table_print(struct vd_cli_table *t);
+void vd_cli_table_fprint(FILE *f, struct vd_cli_table *t, bool cut);
 
 long long vd_cli_jint(const json_t *o, const char *k);
 const char *vd_cli_jstr(const json_t *o, const char *k);   /* "" when absent */

@@ -2,7 +2,8 @@
  * cmd_bench.c - `vdfs bench [--quick] [--out DIR] [--cases LIST] ...`: the
  * side-by-side performance benchmark (issue 6). The harness is a script,
  * tools/vdfs-bench.sh; this subcommand finds it and execs it with bash,
- * passing every argument through, and tells it which build to measure
+ * passing its options through (checked against the table below first),
+ * and tells it which build to measure
  * (VDFS_BUILD: the directory above the one this binary is in, unless the
  * caller set it).
  *
@@ -210,22 +211,109 @@ static int find_script(char *script, size_t cap, const char *bindir)
 	return -1;
 }
 
-int vd_cli_cmd_bench(int argc, char **argv)
+static int run(int argc, char **argv);
+
+/* The harness's options: this table is what `vdfs bench` accepts and
+ * documents; tools/vdfs-bench.sh parses them again (and t_cli_help checks
+ * that its own --help names the same ones). */
+static const struct vd_doc_opt opts[] = {
+	{ "quick", 'q', NULL, "tiny sizes of every case: a smoke run of about a minute", 0 },
+	{ "out", 'o', "DIR", "write the report there (default BUILD/bench/<timestamp>/)", 0 },
+	{ "cases", 'c', "LIST", "only these cases, comma-separated: ingest, read, browse, small, "
+	  "dispatch, e2e, memory (default all)", 0 },
+	{ "rounds", 'r', "N", "rounds of every case (default 3; 1 with --quick)", 0 },
+	{ "budget", 'B', "SECONDS", "a full run aims to end within SECONDS (default 780): the first "
+	  "round of every case always runs, a further one only if the time left covers it; 0: no "
+	  "budget", 0 },
+	{ "perf", 'p', NULL, "record `perf record -a -g` during each case's vdfs part and write "
+	  "the top symbols to perf/CASE.txt (timings then include perf's overhead)", 0 },
+	{ "no-install", 'n', NULL, "do not apt-get install gnuplot when it is missing (the plot "
+	  "is then skipped)", 0 },
+	{ "keep", 'k', NULL, "keep the work directory", 0 },
+	{ NULL, 0, NULL, NULL, 0 },
+};
+
+const struct vd_cli_cmd vd_cli_cmd_bench = {
+	.name = "bench",
+	.args = "",
+	.summary = "performance against baselines (tools/vdfs-bench.sh)",
+	.description =
+		"Runs each case of the benchmark against its baselines in the same run "
+		"(libfuse's passthrough_ll, a native directory, a single process), "
+		"alternating who goes first, several rounds, as root. Prints medians, "
+		"ratios and PASS or MISS against each target, and writes report.md, "
+		"bench.png, results.tsv and rounds.tsv into the output directory.\n\n"
+		"  ingest    cp of 1 GiB and 64 MiB into data/\n"
+		"  read      cat of an input and its result.csv, cold and warm\n"
+		"  browse    ls -l versions/ with 10,000 and 100,000 versions\n"
+		"  small     cp -r of 10,000 files of 4 KiB\n"
+		"  dispatch  units/s of a no-op function on 8 executors\n"
+		"  e2e       the word count of 1 GB of text, cp to result.csv\n"
+		"  memory    peak RSS of vdfsd and of the executors\n\n"
+		"It measures the build this vdfs belongs to (VDFS_BUILD, unless set); "
+		"VDFS_BENCH_DIR is where the work directory goes (default /var/tmp). Exit "
+		"status: 0 when every case ran, whatever PASS or MISS says; 1 when one could "
+		"not; 2 usage.\n\n"
+		"vdfs bench gen-text BYTES SEED, a helper of the harness, writes BYTES bytes "
+		"(K, M or G may follow) of made-up text to stdout; the same SEED gives the "
+		"same bytes.",
+	.opts = opts,
+	.conn = false,
+	.run = run,
+};
+
+static int run(int argc, char **argv)
 {
+	struct vd_cli_opts o = { .cmd = &vd_cli_cmd_bench, .argc = argc, .argv = argv };
 	char self[PATH_MAX], bindir[PATH_MAX], script[PATH_MAX];
+	struct vd_strv names = { 0 };   /* "--quick", ... as the harness spells them */
+	char **args = NULL;             /* bash SCRIPT OPTIONS... */
+	size_t nargs = 2;
 	ssize_t n;
+	int opt, rc = 1;
 
 	if (argc >= 2 && !strcmp(argv[1], "gen-text"))
 		return gen_text(argc - 1, argv + 1);
+	if (!(args = calloc(2 * (size_t)argc + 3, sizeof *args))) {
+		fprintf(stderr, "vdfs bench: out of memory\n");
+		return 1;
+	}
+	/* Checked against the table here, then passed on by their full names
+	 * (getopt takes abbreviations; the harness does not). */
+	while ((opt = vd_cli_opt(&o)) > 0) {
+		const struct vd_doc_opt *r = opts;
+		char flag[64];
+
+		while (r->name && r->val != opt)
+			r++;
+		if (!r->name)
+			continue;
+		snprintf(flag, sizeof flag, "--%s", r->name);
+		if (vd_strv_push(&names, flag)) {
+			fprintf(stderr, "vdfs bench: out of memory\n");
+			goto out;
+		}
+		args[nargs++] = names.v[names.n - 1];
+		if (r->arg)
+			args[nargs++] = optarg;
+	}
+	if (opt < 0) {
+		rc = o.exit;
+		goto out;
+	}
+	if (optind < argc) {
+		rc = vd_cli_usage(&vd_cli_cmd_bench, "takes options only (or gen-text BYTES SEED)");
+		goto out;
+	}
 
 	n = readlink("/proc/self/exe", self, sizeof self - 1);
 	if (n <= 0) {
 		fprintf(stderr, "vdfs bench: cannot tell where this program is (/proc/self/exe)\n");
-		return 1;
+		goto out;
 	}
 	self[n] = 0;
 	if (dir_of(bindir, sizeof bindir, self) || find_script(script, sizeof script, bindir))
-		return 1;
+		goto out;
 
 	/* The build this binary belongs to is the one to measure. */
 	if (!getenv("VDFS_BUILD")) {
@@ -234,29 +322,21 @@ int vd_cli_cmd_bench(int argc, char **argv)
 		if (snprintf(build, sizeof build, "%s/..", bindir) >= (int)sizeof build ||
 		    setenv("VDFS_BUILD", build, 1)) {
 			fprintf(stderr, "vdfs bench: cannot set VDFS_BUILD\n");
-			return 1;
+			goto out;
 		}
 	}
 	if (setenv("VDFS_BENCH_VDFS", self, 1)) {
 		fprintf(stderr, "vdfs bench: cannot set VDFS_BENCH_VDFS\n");
-		return 1;
-	}
-
-	/* bash SCRIPT ARGS... (argv[0] is "bench": replaced by the script). */
-	char **args = calloc((size_t)argc + 2, sizeof *args);
-
-	if (!args) {
-		fprintf(stderr, "vdfs bench: out of memory\n");
-		return 1;
+		goto out;
 	}
 	args[0] = "bash";
 	args[1] = script;
-	for (int i = 1; i < argc; i++)
-		args[i + 1] = argv[i];
-	args[argc + 1] = NULL;
+	args[nargs] = NULL;
 	fflush(NULL);
 	execvp("bash", args);
 	fprintf(stderr, "vdfs bench: cannot run bash %s: %s\n", script, strerror(errno));
+out:
+	vd_strv_release(&names);
 	free(args);
-	return 1;
+	return rc;
 }

@@ -253,23 +253,41 @@ static void print_summary(const json_t *d, bool raw)
 	printf("\n");
 }
 
-static void usage(void)
-{
-	fprintf(stderr, "usage: vdfs diff A B [--lines | --result] [-U N] [--stats] [--bytes]\n");
-}
+static int run(int argc, char **argv);
 
-int vd_cli_cmd_diff(int argc, char **argv)
+static const struct vd_doc_opt opts[] = {
+	{ "lines", 'L', NULL, "a unified line diff of the two versions' inputs, file by file "
+	  "(a tree's files by path)", 0 },
+	{ "result", 'R', NULL, "the same for the two versions' newest results", 0 },
+	{ "unified", 'U', "N", "lines of context around each change with --lines or --result "
+	  "(0 to 64, default 3)", VD_DOC_SHORT },
+	{ "stats", 's', NULL, "with --lines or --result, tell on stderr how many chunks were "
+	  "fetched and how many regions line-diffed", 0 },
+	{ "bytes", 'b', NULL, "print sizes in the summary as exact byte counts", 0 },
+	{ NULL, 0, NULL, NULL, 0 },
+};
+
+const struct vd_cli_cmd vd_cli_cmd_diff = {
+	.name = "diff",
+	.args = "A B",
+	.summary = "B against A: a summary, or a line diff of inputs or results",
+	.description =
+		"A and B are data IDs (32 lowercase hex digits). Without options: how many "
+		"files, chunks, bytes and units the two versions share, and how many B "
+		"changed, added and removed; units are cut with the config of the task B "
+		"belongs to.\n\n"
+		"--lines and --result work from the manifests and fetch only the chunks "
+		"that differ, so two large inputs that differ in a few places diff in "
+		"little time and memory.",
+	.opts = opts,
+	.conn = true,
+	.run = run,
+};
+
+static int run(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "lines", no_argument, NULL, 'L' },
-		{ "result", no_argument, NULL, 'R' },
-		{ "unified", required_argument, NULL, 'U' },
-		{ "stats", no_argument, NULL, 's' },
-		{ "bytes", no_argument, NULL, 'b' },
-		VD_CLI_CONN_OPTIONS,
-		{ NULL, 0, NULL, 0 },
-	};
 	struct vd_cli_conn c = { 0 };
+	struct vd_cli_opts o = { .cmd = &vd_cli_cmd_diff, .conn = &c, .argc = argc, .argv = argv };
 	struct vd_buf path = VD_BUF_INIT(256);
 	struct side sa = { 0 }, sb = { 0 };
 	json_t *d = NULL;
@@ -277,7 +295,7 @@ int vd_cli_cmd_diff(int argc, char **argv)
 	int opt, rc = 2, context = 3;
 	char ra[VD_ID_SIZE], rb[VD_ID_SIZE];
 
-	while ((opt = getopt_long(argc, argv, "U:", opts, NULL)) != -1) {
+	while ((opt = vd_cli_opt(&o)) > 0) {
 		switch (opt) {
 		case 'L': lines = true; break;
 		case 'R': result = true; break;
@@ -286,22 +304,26 @@ int vd_cli_cmd_diff(int argc, char **argv)
 		case 'U': {
 			char *end;
 			long v = strtol(optarg, &end, 10);
-			if (*end || v < 0 || v > 64) {
+			if (*end || end == optarg || v < 0 || v > 64) {
 				fprintf(stderr, "vdfs diff: -U wants 0 to 64 lines of context\n");
 				goto out;
 			}
 			context = (int)v;
 			break;
 		}
-		default:
-			if (!vd_cli_conn_option(&c, opt, optarg)) {
-				usage();
-				goto out;
-			}
+		default: break;
 		}
 	}
-	if (optind + 2 != argc || (lines && result)) {
-		usage();
+	if (opt < 0) {
+		rc = o.exit;
+		goto out;
+	}
+	if (optind + 2 != argc) {
+		rc = vd_cli_usage(&vd_cli_cmd_diff, "wants two IDs, A and B");
+		goto out;
+	}
+	if (lines && result) {
+		rc = vd_cli_usage(&vd_cli_cmd_diff, "--lines and --result exclude each other");
 		goto out;
 	}
 	const char *a = argv[optind], *b = argv[optind + 1];

@@ -43,7 +43,7 @@ static void add_row(struct vd_cli_table *t, const char *name, long long versions
 static int print_du(const json_t *du, const char *only, bool raw)
 {
 	const json_t *tasks = json_object_get(du, "tasks"), *store = json_object_get(du, "store"), *o;
-	struct vd_cli_table t = { .ncols = 5 };
+	struct vd_cli_table t = { .ncols = 5, .maxw = { [0] = 40 } };
 	long long versions = 0, logical = 0, stored = 0;
 	size_t i, shown = 0;
 
@@ -85,28 +85,49 @@ static int print_du(const json_t *du, const char *only, bool raw)
 	return 0;
 }
 
-int vd_cli_cmd_du(int argc, char **argv)
+static int run(int argc, char **argv);
+
+static const struct vd_doc_opt opts[] = {
+	{ "bytes", 'b', NULL, "print sizes as exact byte counts instead of KiB, MiB, ...",
+	  VD_DOC_SHORT },
+	{ NULL, 0, NULL, NULL, 0 },
+};
+
+const struct vd_cli_cmd vd_cli_cmd_du = {
+	.name = "du",
+	.args = "[TASK]",
+	.summary = "logical against stored bytes, and the dedup ratio",
+	.description =
+		"One row per task (or only TASK's): how many versions it holds, their "
+		"LOGICAL size (what reading them all would return), the bytes sealing them "
+		"added to the store (STORED: a chunk already stored is counted once, by "
+		"the first version that brought it) and DEDUP, LOGICAL / STORED. Without "
+		"TASK a last row (all) covers the whole store, and a line gives the pack "
+		"files and their size on disk, results included. \"all shared\" means "
+		"every byte was stored before.",
+	.opts = opts,
+	.conn = true,
+	.run = run,
+};
+
+static int run(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "bytes", no_argument, NULL, 'b' },
-		VD_CLI_CONN_OPTIONS,
-		{ NULL, 0, NULL, 0 },
-	};
 	struct vd_cli_conn c = { 0 };
+	struct vd_cli_opts o = { .cmd = &vd_cli_cmd_du, .conn = &c, .argc = argc, .argv = argv };
 	json_t *du = NULL;
 	bool raw = false;
 	int opt, rc = 2;
 
-	while ((opt = getopt_long(argc, argv, "b", opts, NULL)) != -1) {
-		if (opt == 'b') {
+	while ((opt = vd_cli_opt(&o)) > 0) {
+		if (opt == 'b')
 			raw = true;
-		} else if (!vd_cli_conn_option(&c, opt, optarg)) {
-			fprintf(stderr, "usage: vdfs du [TASK] [--bytes]\n");
-			goto out;
-		}
+	}
+	if (opt < 0) {
+		rc = o.exit;
+		goto out;
 	}
 	if (optind + 1 < argc) {
-		fprintf(stderr, "usage: vdfs du [TASK] [--bytes]\n");
+		rc = vd_cli_usage(&vd_cli_cmd_du, "one task at most");
 		goto out;
 	}
 	if ((rc = vd_cli_conn_open(&c, "du")))

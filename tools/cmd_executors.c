@@ -19,6 +19,7 @@ static void print_executors(const json_t *st)
 		return;
 	}
 	t.ncols = 10;
+	t.maxw[0] = 32;
 	vd_cli_table_add(&t, "EXECUTOR");
 	vd_cli_table_add(&t, "LEVEL");
 	vd_cli_table_add(&t, "SLOTS");
@@ -78,28 +79,42 @@ static int revoke(const struct vd_cli_conn *c, const char *name)
 	return rc;
 }
 
-int vd_cli_cmd_executors(int argc, char **argv)
+static int run(int argc, char **argv);
+
+const struct vd_cli_cmd vd_cli_cmd_executors = {
+	.name = "executors",
+	.args = "[revoke NAME]",
+	.summary = "the executors' state; revoke cuts one off",
+	.description =
+		"One row per registered executor: the highest function LEVEL it serves, "
+		"its SLOTS (units at once), its STATE (idle, busy, offline, revoked), the "
+		"units it is RUNNING, has DONE and FAILED (the function's failures), INFRA "
+		"(leases it lost, inputs it could not fetch), FLAGGED (replicated results "
+		"it disagreed on) and whether it is QUARANTINED (given no work for a while "
+		"after five failures in a row it was to blame for).\n\n"
+		"revoke NAME cuts executor NAME off: its token is refused from then on and "
+		"the units it held go back to the queue.",
+	.opts = NULL,
+	.conn = true,
+	.run = run,
+};
+
+static int run(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		VD_CLI_CONN_OPTIONS,
-		{ NULL, 0, NULL, 0 },
-	};
 	struct vd_cli_conn c = { 0 };
+	struct vd_cli_opts o = { .cmd = &vd_cli_cmd_executors, .conn = &c, .argc = argc, .argv = argv };
 	json_t *st = NULL;
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (!vd_cli_conn_option(&c, opt, optarg)) {
-			fprintf(stderr, "vdfs executors: bad option (see vdfs --help)\n");
-			return 2;
-		}
-	}
+	while ((opt = vd_cli_opt(&o)) > 0)
+		;   /* no options of its own: vd_cli_opt refuses any other */
+	if (opt < 0)
+		return o.exit;
 	bool rev = optind < argc && !strcmp(argv[optind], "revoke");
-	if ((rev && optind + 2 != argc) || (!rev && optind != argc)) {
-		fprintf(stderr, "usage: vdfs executors [revoke NAME] [--state DIR | "
-			"--server URL --token-file FILE]\n");
-		return 2;
-	}
+	if (rev && optind + 2 != argc)
+		return vd_cli_usage(&vd_cli_cmd_executors, "revoke wants one NAME");
+	if (!rev && optind != argc)
+		return vd_cli_usage(&vd_cli_cmd_executors, "the only action is revoke NAME");
 	if ((rc = vd_cli_conn_open(&c, "executors")))
 		goto out;
 	if (rev) {

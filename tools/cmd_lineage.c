@@ -231,15 +231,37 @@ static void print_dot(const struct graph *g, const char *root, const json_t *lin
 	printf("}\n");
 }
 
-int vd_cli_cmd_lineage(int argc, char **argv)
+static int run(int argc, char **argv);
+
+static const struct vd_doc_opt opts[] = {
+	{ "dot", 'd', NULL, "print a Graphviz digraph instead of text (vdfs lineage --dot ID | "
+	  "dot -Tsvg > lineage.svg)", 0 },
+	{ "long", 'l', NULL, "print IDs whole (32 hex digits) instead of their first 12",
+	  VD_DOC_SHORT },
+	{ NULL, 0, NULL, NULL, 0 },
+};
+
+const struct vd_cli_cmd vd_cli_cmd_lineage = {
+	.name = "lineage",
+	.args = "ID",
+	.summary = "where a version or result came from, and what came of it",
+	.description =
+		"ID is a dataset version's or a result's data ID (32 lowercase hex "
+		"digits). Prints the node, then its ancestors and its descendants, depth "
+		"first, one edge a line: its kind (run: a run of a version made this "
+		"result; same: this content was already known as that result or version), "
+		"the code ID that made it and, inside a tree, the file's path. A node "
+		"reached twice is expanded once and marked (shown above). The daemon walks "
+		"at most 10,000 nodes and says when the graph was truncated.",
+	.opts = opts,
+	.conn = true,
+	.run = run,
+};
+
+static int run(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "dot", no_argument, NULL, 'd' },
-		{ "long", no_argument, NULL, 'l' },
-		VD_CLI_CONN_OPTIONS,
-		{ NULL, 0, NULL, 0 },
-	};
 	struct vd_cli_conn c = { 0 };
+	struct vd_cli_opts o = { .cmd = &vd_cli_cmd_lineage, .conn = &c, .argc = argc, .argv = argv };
 	struct vd_buf path = VD_BUF_INIT(256);
 	struct graph g = { 0 };
 	json_t *lin = NULL, *nodes = json_object();
@@ -248,18 +270,18 @@ int vd_cli_cmd_lineage(int argc, char **argv)
 	size_t i;
 	const json_t *n;
 
-	while ((opt = getopt_long(argc, argv, "l", opts, NULL)) != -1) {
-		if (opt == 'd') {
+	while ((opt = vd_cli_opt(&o)) > 0) {
+		if (opt == 'd')
 			dot = true;
-		} else if (opt == 'l') {
+		else if (opt == 'l')
 			g.full = true;
-		} else if (!vd_cli_conn_option(&c, opt, optarg)) {
-			fprintf(stderr, "usage: vdfs lineage ID [--dot] [--long]\n");
-			goto out;
-		}
+	}
+	if (opt < 0) {
+		rc = o.exit;
+		goto out;
 	}
 	if (optind + 1 != argc) {
-		fprintf(stderr, "usage: vdfs lineage ID [--dot] [--long]\n");
+		rc = vd_cli_usage(&vd_cli_cmd_lineage, optind == argc ? "which ID?" : "one ID only");
 		goto out;
 	}
 	const char *id = argv[optind];

@@ -78,7 +78,7 @@ static void add_id(struct vd_cli_table *t, const char *id, bool full)
 static void print_log(const json_t *log, bool full, bool raw)
 {
 	const json_t *vs = json_object_get(log, "versions"), *v;
-	struct vd_cli_table t = { .ncols = 9 };
+	struct vd_cli_table t = { .ncols = 9, .maxw = { [1] = 40 } };
 	size_t i;
 
 	if (!json_array_size(vs)) {
@@ -107,32 +107,55 @@ static void print_log(const json_t *log, bool full, bool raw)
 	vd_cli_table_print(&t);
 }
 
-int vd_cli_cmd_log(int argc, char **argv)
+static int run(int argc, char **argv);
+
+static const struct vd_doc_opt opts[] = {
+	{ "long", 'l', NULL, "print IDs whole (32 hex digits) instead of their first 12",
+	  VD_DOC_SHORT },
+	{ "bytes", 'b', NULL, "print sizes as exact byte counts instead of KiB, MiB, ...",
+	  VD_DOC_SHORT },
+	{ NULL, 0, NULL, NULL, 0 },
+};
+
+const struct vd_cli_cmd vd_cli_cmd_log = {
+	.name = "log",
+	.args = "TASK",
+	.summary = "a task's versions, newest first",
+	.description =
+		"One row per dataset version of TASK: its data ID (ID), the name it was "
+		"submitted under (NAME), when it was submitted (TIME, local time), the code ID "
+		"of its latest run (CODE), how long that run took (DURATION), its size "
+		"(LOGICAL), what sealing it added to the store (STORED: less when chunks "
+		"were shared with earlier versions), how many units it was cut into "
+		"(UNITS) and the run's state (STATUS). A dash means there is none yet.\n\n"
+		"On a terminal, names wider than the table allows are shortened with an "
+		"ellipsis; piped, every cell is printed whole.",
+	.opts = opts,
+	.conn = true,
+	.run = run,
+};
+
+static int run(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "long", no_argument, NULL, 'l' },
-		{ "bytes", no_argument, NULL, 'b' },
-		VD_CLI_CONN_OPTIONS,
-		{ NULL, 0, NULL, 0 },
-	};
 	struct vd_cli_conn c = { 0 };
+	struct vd_cli_opts o = { .cmd = &vd_cli_cmd_log, .conn = &c, .argc = argc, .argv = argv };
 	struct vd_buf path = VD_BUF_INIT(4096);
 	json_t *log = NULL;
 	bool full = false, raw = false;
 	int opt, rc = 2;
 
-	while ((opt = getopt_long(argc, argv, "lb", opts, NULL)) != -1) {
-		if (opt == 'l') {
+	while ((opt = vd_cli_opt(&o)) > 0) {
+		if (opt == 'l')
 			full = true;
-		} else if (opt == 'b') {
+		else if (opt == 'b')
 			raw = true;
-		} else if (!vd_cli_conn_option(&c, opt, optarg)) {
-			fprintf(stderr, "usage: vdfs log TASK [--long] [--bytes]\n");
-			goto out;
-		}
+	}
+	if (opt < 0) {
+		rc = o.exit;
+		goto out;
 	}
 	if (optind + 1 != argc) {
-		fprintf(stderr, "usage: vdfs log TASK [--long] [--bytes]\n");
+		rc = vd_cli_usage(&vd_cli_cmd_log, optind == argc ? "which task?" : "one task only");
 		goto out;
 	}
 	if (vd_buf_adds(&path, "/v1/tasks/") || url_escape(&path, argv[optind]) ||

@@ -3,6 +3,7 @@
  * tasks (versions and runs by state) and executors.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -21,6 +22,7 @@ static void print_status(const json_t *st)
 		printf("no tasks\n");
 	} else {
 		t.ncols = 6;
+		t.maxw[0] = 40;
 		vd_cli_table_add(&t, "TASK");
 		vd_cli_table_add(&t, "VERSIONS");
 		vd_cli_table_add(&t, "QUEUED");
@@ -46,6 +48,8 @@ static void print_status(const json_t *st)
 		return;
 	}
 	t.ncols = 7;
+	memset(t.maxw, 0, sizeof t.maxw);
+	t.maxw[0] = 32;
 	vd_cli_table_add(&t, "EXECUTOR");
 	vd_cli_table_add(&t, "LEVEL");
 	vd_cli_table_add(&t, "SLOTS");
@@ -73,25 +77,42 @@ static void print_status(const json_t *st)
 	vd_cli_table_print(&t);
 }
 
-int vd_cli_cmd_status(int argc, char **argv)
+static int run(int argc, char **argv);
+
+const struct vd_cli_cmd vd_cli_cmd_status = {
+	.name = "status",
+	.args = "",
+	.summary = "tasks, runs and executors of a running vdfsd",
+	.description =
+		"Prints the daemon's uptime and how many units are pending (waiting for an "
+		"executor) and leased (running on one), then a table of tasks and one of "
+		"executors.\n\n"
+		"Tasks: VERSIONS is how many dataset versions the task holds; QUEUED, "
+		"RUNNING, DONE and FAILED count its runs (one run is one version under one "
+		"code version and config) in each state.\n\n"
+		"Executors: LEVEL is the highest function level it serves, SLOTS how many "
+		"units it runs at once, STATE what the daemon last heard of it, LAST SEEN "
+		"how long ago that was, DONE and FAILED the units it finished and failed.\n\n"
+		"On a terminal, names wider than the table allows are shortened with an "
+		"ellipsis; piped, every name is printed whole.",
+	.opts = NULL,
+	.conn = true,
+	.run = run,
+};
+
+static int run(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		VD_CLI_CONN_OPTIONS,
-		{ NULL, 0, NULL, 0 },
-	};
 	struct vd_cli_conn c = { 0 };
+	struct vd_cli_opts o = { .cmd = &vd_cli_cmd_status, .conn = &c, .argc = argc, .argv = argv };
 	json_t *st = NULL;
 	int opt, rc;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (!vd_cli_conn_option(&c, opt, optarg)) {
-			fprintf(stderr, "vdfs status: bad option (see vdfs --help)\n");
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "vdfs status: unexpected argument %s\n", argv[optind]);
-		return 2;
-	}
+
+	while ((opt = vd_cli_opt(&o)) > 0)
+		;   /* no options of its own: vd_cli_opt refuses any other */
+	if (opt < 0)
+		return o.exit;
+	if (optind < argc)
+		return vd_cli_usage(&vd_cli_cmd_status, "takes no arguments");
 	if ((rc = vd_cli_conn_open(&c, "status")))
 		goto out;
 	rc = vd_cli_get_json(&st, &c, "status", "/v1/status");

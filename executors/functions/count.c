@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "count/count.h"
+#include "doc.h"
 #include "util.h"
 
 #define READ_SIZE (256u * 1024)
@@ -146,13 +147,15 @@ int main(int argc, char **argv)
 	int c, rc, status = 2;
 
 	/* '+': options come first, so that a word may look like one after
-	 * them (or after "--"). */
-	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+	 * them (or after "--"). ':' and opterr = 0: a bad option is one line
+	 * of ours. */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p': per_file = true; break;
 		case 'e': encname = optarg; break;
 		case 'h': usage(stdout); status = 0; goto out;
-		default: usage(stderr); goto out;
+		default: vd_doc_bad_option("vdfs-count", "vdfs-count --help", c, argv); goto out;
 		}
 	}
 	if (encname && *encname && vd_enc_parse(&enc, encname)) {

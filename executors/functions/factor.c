@@ -552,9 +552,19 @@ int main(int argc, char **argv)
 	const char *prove = getenv("FACTOR_PROVE");
 	int rc, st;
 
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: vdfs-factor < numbers\n"
+		       "Factors one integer per input line; prints n,p1,p2,... rows in input\n"
+		       "order (n,error: REASON for a line that is not an integer, or one that\n"
+		       "took too long). Environment: FACTOR_TIME_LIMIT=SECONDS per number\n"
+		       "(default 60, 0 for none), FACTOR_PROVE=1 to prove every factor prime.\n"
+		       "Exit: 0 when every line got its row, 1 when the input or output failed,\n"
+		       "2 for a bad FACTOR_TIME_LIMIT or any argument but --help.\n");
+		return 0;
+	}
 	if (argc > 1) {
-		fprintf(stderr, "usage: %s < numbers (one integer per line; "
-			"env FACTOR_TIME_LIMIT=SECONDS, FACTOR_PROVE=1)\n", argv[0]);
+		fprintf(stderr, "vdfs-factor: takes no arguments, not '%s' (see vdfs-factor "
+			"--help)\n", argv[1]);
 		return 2;
 	}
 	if (read_limit(&r.limit_ms))

@@ -1196,8 +1196,7 @@ int main(int argc, char **argv)
 			}
 			o.ahead = (int)v;
 		} else {
-			fail("unknown option '%s'", a);
-			usage(stderr);
+			fail("unknown option '%s' (see vdfs-forecast --help)", a);
 			return 2;
 		}
 		i += takes;
@@ -1213,8 +1212,8 @@ int main(int argc, char **argv)
 		}
 		rc = cmd_predict(&o);
 	} else {
-		fail("unknown command '%s'", cmd);
-		usage(stderr);
+		fail("unknown %s '%s' (see vdfs-forecast --help)",
+		     cmd[0] == '-' ? "option" : "command", cmd);
 		return 2;
 	}
 	if (notes > FC_MAX_NOTES)

@@ -44,8 +44,10 @@ const struct vd_config_key vd_config_keys[] = {
 	  "renamed or removed in it, no file in it open) before it is sealed as one "
 	  "version." },
 	{ "rerun", "latest | none", "latest", "none",
-	  "What a new code version runs again besides versions still waiting: "
-	  "latest, the latest version; none, nothing." },
+	  "What a new code version or a changed config runs again, besides "
+	  "versions still waiting for code: latest, the latest version (with the "
+	  "current code and config; results already known are reused); none, "
+	  "nothing." },
 	{ "unit_size", "SIZE (at least 4K; K, M, G)", "8M", "1M",
 	  "The target size of a unit. Units end at chunk boundaries that depend "
 	  "only on the data, so after an edit the units away from it are the same "

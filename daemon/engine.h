@@ -360,6 +360,12 @@ void vd_engine_note_chunk(vd_engine *e, const char *executor, const char *chunk_
  * now on) and put its units back in the queue. -ENOENT for an unknown name. */
 int vd_engine_api_revoke(json_t **reply, struct vd_buf *why, vd_engine *e,
 			 const char *name);
+/* DELETE /v1/executors/<name> with that executor's own token: it is
+ * leaving (its drain is over). It shows as gone at once and whatever it
+ * still held goes back to the queue; its token and record stay, so it
+ * may come back. -ENOENT for an unknown name. */
+int vd_engine_api_leave(json_t **reply, struct vd_buf *why, vd_engine *e,
+			const char *name);
 int vd_engine_api_chunk(struct vd_buf *out, struct vd_buf *why, vd_engine *e,
 			const char *chunk_id);
 int vd_engine_api_status(json_t **reply, vd_engine *e);
@@ -372,6 +378,16 @@ int vd_engine_api_version(json_t **reply, struct vd_buf *why, vd_engine *e,
 /* GET /v1/tasks/<task>/log: the task's versions, newest first. */
 int vd_engine_api_task_log(json_t **reply, struct vd_buf *why, vd_engine *e,
 			   const char *task);
+/* POST /v1/tasks/<task>/rerun {"data_id"?, "force"?}: vd_engine_rerun. */
+int vd_engine_api_rerun(json_t **reply, struct vd_buf *why, vd_engine *e, const char *task,
+			const json_t *body);
+/* POST /v1/tasks/<task>/cancel {"data_id"?}: vd_engine_cancel. */
+int vd_engine_api_cancel(json_t **reply, struct vd_buf *why, vd_engine *e, const char *task,
+			 const json_t *body);
+/* GET /v1/resolve/<prefix>: the one version, result or code ID that starts
+ * with prefix (6 to 32 hex digits). -ENOENT none, -EALREADY (409) several,
+ * with them in why. */
+int vd_engine_api_resolve(json_t **reply, struct vd_buf *why, vd_engine *e, const char *prefix);
 /* GET /v1/lineage/<id>: every node and edge connected to id. */
 int vd_engine_api_lineage(json_t **reply, struct vd_buf *why, vd_engine *e,
 			  const char *id);

@@ -10,6 +10,23 @@
  * token: the previous process of that name is cut off, and the leases it
  * held go back to the queue at once instead of waiting for their term.
  *
+ * Re-registering with spooled results. A restarted vdfs-executor may still
+ * hold results it computed and could not deliver (the daemon was down):
+ * it lists their lease IDs as "spooled" when it registers, and those
+ * leases are kept (with a fresh term) while the rest go back at once. A
+ * result is kept on its own, so keeping a lease only saves the unit from
+ * being computed again meanwhile; first result wins either way.
+ *
+ * Leaving. An executor that drains (SIGTERM) says so last, DELETE
+ * /v1/executors/<its name> with its own token: it shows as gone at once
+ * and anything it still held goes back to the queue. The operator's
+ * DELETE, with the enrollment token, revokes instead.
+ *
+ * Counters (units done and failed, inputs it could not get, flagged
+ * results) are kept in the catalog under exc/<name>, put into the batch
+ * that records the result, failure or lost lease that changed them, so
+ * they survive a restart and cost no commit of their own.
+ *
  * Quarantine. An executor collects a strike for each failure it is to
  * blame for: a lease it lost (expired, or abandoned by re-registering), a
  * replicated result that disagreed with the others, or a failed attempt at
@@ -31,6 +48,9 @@
 #define TOKEN_BYTES 32
 /* How many chunk IDs a registration may list as already cached. */
 #define CACHED_MAX (VD_HELD_MAX / 2)
+/* How many lease IDs a registration may list as spooled. With CACHED_MAX
+ * chunk IDs this keeps the body well under the 1 MiB a JSON body may be. */
+#define SPOOLED_MAX 4096
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -233,6 +253,48 @@ void vd_engine_exec_success(vd_engine *e, const char *name)
 
 /* ---- the catalog -------------------------------------------------------- */
 
+void vd_engine_exec_counts_put(vd_catalog_batch *b, const struct vd_executor *x)
+{
+	char key[4 + VD_EXEC_NAME_MAX + 1];
+	json_t *j = json_pack("{s:I, s:I, s:I, s:I}", "units_done",
+			      (json_int_t)x->units_done, "units_failed",
+			      (json_int_t)x->units_failed, "infra_failed",
+			      (json_int_t)x->infra_failed, "flagged", (json_int_t)x->flagged);
+	snprintf(key, sizeof key, "exc/%s", x->name);
+	/* Out of memory: the counters in memory are still right; the record
+	 * catches up with the next change. */
+	if (j)
+		vd_catalog_batch_put_json(b, key, j);
+	json_decref(j);
+}
+
+static uint64_t count_of(const json_t *j, const char *k)
+{
+	json_int_t v = json_integer_value(json_object_get(j, k));
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+static int load_counts(void *ctx, const char *key, size_t klen, const char *val,
+		       size_t vlen)
+{
+	vd_engine *e = ctx;
+	char name[VD_EXEC_NAME_MAX + 1];
+	if (klen <= 4 || klen - 4 > VD_EXEC_NAME_MAX)
+		return 0;
+	memcpy(name, key + 4, klen - 4);
+	name[klen - 4] = '\0';
+	struct vd_executor *x = vd_engine_find_exec(e, name);
+	json_t *j = x ? json_loadb(val, vlen, 0, NULL) : NULL;
+	if (j) {
+		x->units_done = count_of(j, "units_done");
+		x->units_failed = count_of(j, "units_failed");
+		x->infra_failed = count_of(j, "infra_failed");
+		x->flagged = count_of(j, "flagged");
+	}
+	json_decref(j);
+	return 0;
+}
+
 static int load_one(void *ctx, const char *key, size_t klen, const char *val,
 		    size_t vlen)
 {
@@ -249,6 +311,7 @@ static int load_one(void *ctx, const char *key, size_t klen, const char *val,
 		x->registered_ms = json_integer_value(json_object_get(j, "registered"));
 		x->host = json_dumps(json_object_get(j, "host"), JSON_COMPACT | JSON_ENCODE_ANY);
 		x->last_seen_ms = INT64_MIN;
+		x->poll_until_ms = INT64_MIN;
 		x->has_token = !hex_to(x->token_hash, sizeof x->token_hash,
 				       json_string_value(json_object_get(j, "token_sha256")));
 		x->revoked = json_object_get(j, "revoked") != NULL;
@@ -261,7 +324,10 @@ static int load_one(void *ctx, const char *key, size_t klen, const char *val,
 
 int vd_engine_exec_load(vd_engine *e)
 {
-	return vd_catalog_scan(e->cat, "ex/", load_one, e);
+	int rc = vd_catalog_scan(e->cat, "ex/", load_one, e);
+	if (!rc)
+		rc = vd_catalog_scan(e->cat, "exc/", load_counts, e);
+	return rc;
 }
 
 void vd_engine_exec_free_all(vd_engine *e)
@@ -275,16 +341,33 @@ void vd_engine_exec_free_all(vd_engine *e)
 	}
 }
 
+static bool listed(const json_t *ids, const char *id)
+{
+	for (size_t i = 0; i < json_array_size(ids); i++) {
+		const char *s = json_string_value(json_array_get(ids, i));
+		if (s && !strcmp(s, id))
+			return true;
+	}
+	return false;
+}
+
 /* Leases of x back to the queue (lock held), each counted as lost when
- * `lost` (x's process is gone), else just dropped. */
+ * `lost` (x's process is gone), else just dropped. Those listed in keep
+ * (lease IDs whose results x has spooled; may be NULL) stay, with a fresh
+ * term, and are counted in *kept. */
 static int drop_leases_of(vd_catalog_batch *b, vd_engine *e, const char *name,
-			  const char *what, bool lost)
+			  const char *what, bool lost, const json_t *keep, int *kept)
 {
 	int n = 0;
+	for (struct vd_lease *l = e->leases; keep && l; l = l->next)
+		if (!strcmp(l->executor, name) && listed(keep, l->id)) {
+			l->expires_ms = vd_mono_ms() + e->lease_ms;
+			(*kept)++;
+		}
 	for (bool again = true; again;) {
 		again = false;
 		for (struct vd_lease *l = e->leases; l; l = l->next) {
-			if (strcmp(l->executor, name))
+			if (strcmp(l->executor, name) || (keep && listed(keep, l->id)))
 				continue;
 			if (lost) {
 				vd_engine_lease_lost(b, e, l, what);
@@ -311,13 +394,14 @@ int vd_engine_api_register(json_t **reply, struct vd_buf *why, vd_engine *e,
 {
 	const char *name = json_string_value(json_object_get(req, "name"));
 	json_t *host = json_object_get(req, "host"), *cached = json_object_get(req, "cached");
+	json_t *spooled = json_object_get(req, "spooled");
 	json_t *rec = NULL;
 	struct vd_buf k = VD_BUF_INIT(256);
 	vd_catalog_batch *b = NULL;
 	long long level, slots;
 	unsigned char raw[TOKEN_BYTES], hash[32];
 	char token[2 * TOKEN_BYTES + 1], hash_hex[65], keyhex[VD_KEY_HEX_SIZE];
-	int rc, dropped = 0;
+	int rc, dropped = 0, kept = 0;
 	if (!vd_engine_exec_name_valid(name)) {
 		vd_buf_adds(why, "'name' must be 1 to 64 characters of [A-Za-z0-9._-]");
 		return -EINVAL;
@@ -337,6 +421,16 @@ int vd_engine_api_register(json_t **reply, struct vd_buf *why, vd_engine *e,
 	for (size_t i = 0; i < json_array_size(cached); i++)
 		if (!vd_id_valid(json_string_value(json_array_get(cached, i)))) {
 			vd_buf_adds(why, "'cached' holds something that is not a chunk ID");
+			return -EINVAL;
+		}
+	if (spooled && (!json_is_array(spooled) || json_array_size(spooled) > SPOOLED_MAX)) {
+		vd_buf_addf(why, "'spooled' must be an array of at most %d lease IDs",
+			    SPOOLED_MAX);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < json_array_size(spooled); i++)
+		if (!vd_id_valid(json_string_value(json_array_get(spooled, i)))) {
+			vd_buf_adds(why, "'spooled' holds something that is not a lease ID");
 			return -EINVAL;
 		}
 	if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
@@ -362,10 +456,11 @@ int vd_engine_api_register(json_t **reply, struct vd_buf *why, vd_engine *e,
 	pthread_mutex_lock(&e->lock);
 	struct vd_executor *x = vd_engine_find_exec(e, name);
 	/* A process registering under a name in use replaces the old one,
-	 * whose leases are lost with it. */
+	 * whose leases are lost with it, except those whose results it says
+	 * it has spooled: those it is about to send. */
 	if (x)
 		dropped = drop_leases_of(b, e, name, "abandoned (its executor "
-					 "registered again)", true);
+					 "registered again)", true, spooled, &kept);
 	rc = vd_catalog_commit(e->cat, b, true);
 	if (!rc && !x && (x = calloc(1, sizeof *x))) {
 		snprintf(x->name, sizeof x->name, "%s", name);
@@ -379,6 +474,8 @@ int vd_engine_api_register(json_t **reply, struct vd_buf *why, vd_engine *e,
 		free(x->host);
 		x->host = json_dumps(json_object_get(rec, "host"), JSON_COMPACT);
 		x->last_seen_ms = vd_mono_ms();
+		x->poll_until_ms = INT64_MIN;
+		x->left = false;
 		memcpy(x->token_hash, hash, sizeof hash);
 		x->has_token = true;
 		x->revoked = false;
@@ -390,9 +487,13 @@ int vd_engine_api_register(json_t **reply, struct vd_buf *why, vd_engine *e,
 	pthread_mutex_unlock(&e->lock);
 	if (rc)
 		goto out;
-	vd_info("executor %s registered (level %lld, %lld slots, %zu chunks cached%s)",
-		name, level, slots, json_array_size(cached),
-		dropped ? "; replaced a process of that name" : "");
+	vd_info("executor %s registered (level %lld, %lld slots, %zu chunks cached, "
+		"%zu results spooled)", name, level, slots, json_array_size(cached),
+		json_array_size(spooled));
+	if (dropped || kept)
+		vd_info("executor %s replaced a process of that name: %d of its leases "
+			"back in the queue, %d kept for the results it has spooled", name,
+			dropped, kept);
 	vd_key_to_hex(keyhex, &e->key);
 	*reply = json_pack("{s:s, s:s, s:s, s:i, s:i}", "executor", name, "token", token,
 			   "hash_key", keyhex, "lease_ms", e->lease_ms, "heartbeat_ms",
@@ -434,7 +535,7 @@ int vd_engine_api_revoke(json_t **reply, struct vd_buf *why, vd_engine *e,
 	json_object_set_new(rec, "revoked", json_integer(vd_now_ms()));
 	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), rec)))
 		goto unlock;
-	n = drop_leases_of(b, e, name, "revoked by the operator", false);
+	n = drop_leases_of(b, e, name, "revoked by the operator", false, NULL, NULL);
 	if ((rc = vd_catalog_commit(e->cat, b, true)))
 		goto unlock;
 	x->has_token = false;
@@ -451,5 +552,45 @@ unlock:
 	json_decref(rec);
 	vd_catalog_batch_free(b);
 	vd_buf_release(&k);
+	return rc;
+}
+
+int vd_engine_api_leave(json_t **reply, struct vd_buf *why, vd_engine *e,
+			const char *name)
+{
+	vd_catalog_batch *b = NULL;
+	int rc, n = 0;
+	if (!vd_engine_exec_name_valid(name)) {
+		vd_buf_adds(why, "not a valid executor name");
+		return -EINVAL;
+	}
+	if ((rc = vd_catalog_batch_new(&b)))
+		return rc;
+	pthread_mutex_lock(&e->lock);
+	struct vd_executor *x = vd_engine_find_exec(e, name);
+	if (!x) {
+		vd_buf_addf(why, "no executor named '%s'", name);
+		rc = -ENOENT;
+		goto unlock;
+	}
+	/* It drained, so it should hold nothing; what it still does (a unit
+	 * it gave up on) goes back now rather than at the end of its term. */
+	n = drop_leases_of(b, e, name, "left with its executor", false, NULL, NULL);
+	if (vd_catalog_batch_count(b))
+		rc = vd_catalog_commit(e->cat, b, false);
+	if (rc)
+		goto unlock;
+	x->left = true;
+	x->poll_until_ms = INT64_MIN;
+	x->last_seen_ms = vd_mono_ms();
+	vd_info("executor %s left%s", name, n ? "; its units are back in the queue" : "");
+unlock:
+	pthread_mutex_unlock(&e->lock);
+	if (!rc) {
+		*reply = json_pack("{s:s, s:b, s:i}", "executor", name, "left", 1,
+				   "units_requeued", n);
+		rc = *reply ? 0 : -ENOMEM;
+	}
+	vd_catalog_batch_free(b);
 	return rc;
 }

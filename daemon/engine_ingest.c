@@ -1477,13 +1477,13 @@ static const char *special_kind(mode_t m)
 	return "neither a file, a directory nor a symlink";
 }
 
-/* A regular file: its bytes, or, for another name of a file walked
- * already, that entry's extents. ffd is open on it, st its fstat. */
 static int name_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* A regular file: its bytes, or, for another name of a file walked
+ * already, that entry's extents. ffd is open on it, st its fstat. */
 static int walk_file(struct tree_walk *tw, int ffd, const struct stat *st, char *path)
 {
 	const struct seen_inode *s = st->st_nlink > 1 ? seen_find(tw, st->st_dev, st->st_ino)

@@ -173,7 +173,14 @@ struct vd_executor {
 	int level, slots;
 	char *host;                /* JSON text of its host facts */
 	int64_t registered_ms;     /* wall clock */
-	int64_t last_seen_ms;      /* lock; monotonic */
+	int64_t last_seen_ms;      /* lock; monotonic: its last request */
+	/* lock; monotonic: when the long-poll it is in ends. An executor is
+	 * gone once it was silent for half a lease past both (see
+	 * exec_state in engine_render.c). */
+	int64_t poll_until_ms;
+	bool left;                 /* lock: it said it was leaving (its drain) */
+	/* lock: the counters below are also kept in the catalog (exc/<name>),
+	 * written in the batch that records what changed them. */
 	uint64_t units_done;       /* lock: results accepted */
 	uint64_t units_failed;     /* lock: failed attempts (the function's fault) */
 	uint64_t infra_failed;     /* lock: leases lost (expired, abandoned) and
@@ -255,6 +262,13 @@ int vd_engine_file_push(struct vd_file *f, size_t *cap, const char *id, uint64_t
 json_t *vd_engine_file_json(const struct vd_file *f);
 int vd_engine_extents_parse(struct vd_file *f, const json_t *a);
 
+/* ---- engine_render.c ---- */
+/* The code whose run version record v shows (docs/engine.md): the task's
+ * current code when it ran on v, else the newest that did; copied into
+ * buf. NULL when no code ran on it. */
+const char *vd_engine_version_code(char buf[VD_ID_SIZE], vd_engine *e, const char *task,
+				   const json_t *v);
+
 /* ---- engine_sched.c ---- */
 int64_t vd_engine_run_t0(const struct vd_run *r);
 /* Make the run (task, data, code) if it does not exist: adds its record to b
@@ -314,6 +328,11 @@ bool vd_engine_exec_usable(vd_engine *e, struct vd_executor *x);
 void vd_engine_exec_strike(vd_engine *e, const char *name, const char *why);
 /* x's result was accepted: its run of failures is over. */
 void vd_engine_exec_success(vd_engine *e, const char *name);
+/* Put x's counters (units_done, units_failed, infra_failed, flagged) into
+ * b as exc/<name> (lock held). Called wherever they change, in the batch
+ * that records the change, so they survive a restart without a commit of
+ * their own. */
+void vd_engine_exec_counts_put(vd_catalog_batch *b, const struct vd_executor *x);
 bool vd_idset_has(const struct vd_idset *s, const char *id);
 void vd_idset_add(struct vd_idset *s, const char *id);
 

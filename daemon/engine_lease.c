@@ -247,6 +247,10 @@ int vd_engine_api_lease(json_t **reply, struct vd_buf *why, vd_engine *e,
 		return rc;
 	if (wait > VD_LEASE_WAIT_MAX_MS)
 		wait = VD_LEASE_WAIT_MAX_MS;
+	/* A poll is held at most half a lease, so that an executor that died
+	 * in one shows as gone within a lease time (see exec_state). */
+	if (wait > e->lease_ms / 2)
+		wait = e->lease_ms / 2;
 	if ((rc = vd_catalog_batch_new(&b)))
 		return rc;
 	if (!(list = json_array())) {
@@ -254,6 +258,7 @@ int vd_engine_api_lease(json_t **reply, struct vd_buf *why, vd_engine *e,
 		goto out;
 	}
 	int64_t deadline = vd_mono_ms() + wait;
+	bool first = true;
 	pthread_mutex_lock(&e->lock);
 	for (;;) {
 		struct vd_executor *x = vd_engine_find_exec(e, name);
@@ -262,7 +267,15 @@ int vd_engine_api_lease(json_t **reply, struct vd_buf *why, vd_engine *e,
 			rc = -EPERM;
 			break;
 		}
-		x->last_seen_ms = vd_mono_ms();
+		/* Seen when the poll came in, and expected back when it ends;
+		 * not at every wake-up in between: an executor killed during
+		 * its poll is not there any more, though its poll still is. */
+		if (first) {
+			x->last_seen_ms = vd_mono_ms();
+			x->poll_until_ms = deadline;
+			x->left = false;
+			first = false;
+		}
 		if (e->stopping) {
 			vd_buf_adds(why, "the daemon is shutting down");
 			rc = -ESHUTDOWN;
@@ -436,6 +449,8 @@ static int record_failure(vd_engine *e, struct vd_lease *l, struct vd_run *r,
 		x->infra_failed++;
 	else if (x)
 		x->units_failed++;
+	if (x)
+		vd_engine_exec_counts_put(b, x);
 	if (infra)
 		vd_engine_exec_strike(e, executor, what);
 	memmove(un->failed_by[1], un->failed_by[0], sizeof un->failed_by[0]);
@@ -473,6 +488,29 @@ static int record_failure(vd_engine *e, struct vd_lease *l, struct vd_run *r,
 	vd_buf_release(&line);
 	vd_catalog_batch_free(b);
 	return rc;
+}
+
+/* Count an accepted result (lock held): units_done for the executors whose
+ * output it was, flagged for those whose output disagreed; `add` false
+ * takes that back (the batch did not commit). Each changed executor's
+ * counters go into b unless it is NULL. */
+static void count_result(vd_catalog_batch *b, vd_engine *e, const struct vd_unit *un,
+			 const char *blob, const char *executor, bool add)
+{
+	for (int i = 0; i < un->nvotes || i == 0; i++) {
+		const char *name = un->nvotes ? un->votes[i].executor : executor;
+		bool agreed = !un->nvotes || !strcmp(un->votes[i].blob, blob);
+		struct vd_executor *x = vd_engine_find_exec(e, name);
+		if (!x)
+			continue;
+		uint64_t *n = agreed ? &x->units_done : &x->flagged;
+		if (add)
+			(*n)++;
+		else if (*n)
+			(*n)--;
+		if (b)
+			vd_engine_exec_counts_put(b, x);
+	}
 }
 
 /* Accept blob as unit u's output (lock held): memoize it, count it for the
@@ -513,9 +551,6 @@ static int accept_result(vd_catalog_batch *b, vd_engine *e, struct vd_run *r,
 	for (int i = 0; i < un->nvotes; i++) {
 		if (!strcmp(un->votes[i].blob, blob))
 			continue;
-		struct vd_executor *x = vd_engine_find_exec(e, un->votes[i].executor);
-		if (x)
-			x->flagged++;
 		e->m_mismatches++;
 		vd_engine_log_add(b, e, r->task, r->data, r->code, "unit %zu/%zu "
 				  "executor=%s disagreed with %s (its output %llu bytes, "
@@ -528,8 +563,13 @@ static int accept_result(vd_catalog_batch *b, vd_engine *e, struct vd_run *r,
 		vd_engine_exec_strike(e, un->votes[i].executor, "its output disagreed "
 				      "with the other replicas");
 	}
-	if ((rc = vd_catalog_commit(e->cat, b, true)))
+	/* The executors' counters go in the batch that records the result, so
+	 * that they survive a restart with it; taken back if it fails. */
+	count_result(b, e, un, blob, executor, true);
+	if ((rc = vd_catalog_commit(e->cat, b, true))) {
+		count_result(NULL, e, un, blob, executor, false);
 		goto out;
+	}
 	un->state = VD_UNIT_DONE;
 	snprintf(un->executor, sizeof un->executor, "%s", executor);
 	r->ndone++;
@@ -540,9 +580,6 @@ static int accept_result(vd_catalog_batch *b, vd_engine *e, struct vd_run *r,
 		const char *name = un->nvotes ? un->votes[i].executor : executor;
 		if (un->nvotes && strcmp(un->votes[i].blob, blob))
 			continue;
-		struct vd_executor *x = vd_engine_find_exec(e, name);
-		if (x)
-			x->units_done++;
 		vd_engine_exec_success(e, name);
 	}
 	/* Failing where another succeeds is the executor's fault, not the
@@ -636,6 +673,9 @@ int vd_engine_api_result(json_t **reply, struct vd_buf *why, vd_engine *e,
 			vd_buf_adds(why, "unknown lease");
 		goto unlock;
 	}
+	struct vd_executor *sender = vd_engine_find_exec(e, ex);
+	if (sender)
+		sender->last_seen_ms = vd_mono_ms();
 	if (!r || r->finishing || r->units[u].state == VD_UNIT_DONE) {
 		vd_buf_adds(why, "the unit already has a result or its run ended");
 		e->m_late++;

@@ -229,9 +229,8 @@ int vd_engine_api_task_log(json_t **reply, struct vd_buf *why, vd_engine *e,
 		struct vd_buf st = VD_BUF_INIT(4096);
 		if (vd_engine_version_json(&v, e, task, ids.v[i]))
 			continue;
-		size_t nr = json_array_size(json_object_get(v, "runs"));
-		const char *code = nr ? json_string_value(json_array_get(json_object_get(v, "runs"),
-									 nr - 1)) : NULL;
+		char cbuf[VD_ID_SIZE];
+		const char *code = vd_engine_version_code(cbuf, e, task, v);
 		vd_engine_version_status(&st, e, task, ids.v[i], v);
 		if (st.len && st.data[st.len - 1] == '\n')
 			st.data[--st.len] = '\0';
@@ -244,7 +243,10 @@ int vd_engine_api_task_log(json_t **reply, struct vd_buf *why, vd_engine *e,
 			json_int_t t1 = json_integer_value(json_object_get(rj, "finished"));
 			if (!t0)
 				t0 = json_integer_value(json_object_get(rj, "created"));
-			if (t1)
+			json_t *d = json_object_get(rj, "duration_ms");
+			if (d)
+				json_object_set(row, "duration_ms", d);
+			else if (t1)
 				json_object_set_new(row, "duration_ms", json_integer(t1 - t0));
 			if (json_object_get(rj, "units"))
 				json_object_set(row, "units", json_object_get(rj, "units"));
@@ -260,7 +262,10 @@ int vd_engine_api_task_log(json_t **reply, struct vd_buf *why, vd_engine *e,
 		json_array_append_new(arr, rows[i]);
 		rows[i] = NULL;
 	}
-	*reply = json_pack("{s:s, s:O}", "task", task, "versions", arr);
+	char latest[VD_ID_SIZE];
+	bool has_latest = vd_engine_version_latest(latest, e, task) == 0;
+	*reply = json_pack("{s:s, s:O, s:s?}", "task", task, "versions", arr, "latest",
+			   has_latest ? latest : NULL);
 	rc = *reply ? 0 : -ENOMEM;
 out:
 	for (size_t i = 0; rows && i < n; i++)
@@ -268,6 +273,138 @@ out:
 	free(rows);
 	json_decref(arr);
 	vd_strv_release(&ids);
+	return rc;
+}
+
+/* ---- POST /v1/tasks/<task>/rerun, /cancel --------------------------------- */
+
+/* The body's "data_id": a full ID, or none (latest). */
+static int body_data_id(const char **out, struct vd_buf *why, const json_t *body)
+{
+	json_t *d = json_object_get(body, "data_id");
+	*out = NULL;
+	if (!d || json_is_null(d))
+		return 0;
+	if (!json_is_string(d) || !vd_id_valid(json_string_value(d))) {
+		vd_buf_adds(why, "'data_id' must be a data ID (32 hex digits)");
+		return -EINVAL;
+	}
+	*out = json_string_value(d);
+	return 0;
+}
+
+int vd_engine_api_rerun(json_t **reply, struct vd_buf *why, vd_engine *e, const char *task,
+			const json_t *body)
+{
+	const char *data;
+	char id[VD_ID_SIZE];
+	json_t *f = json_object_get(body, "force");
+	int rc = body_data_id(&data, why, body);
+	if (rc)
+		return rc;
+	if (f && !json_is_boolean(f)) {
+		vd_buf_adds(why, "'force' must be true or false");
+		return -EINVAL;
+	}
+	if ((rc = vd_engine_rerun(id, why, e, task, data, json_is_true(f))))
+		return rc;
+	*reply = json_pack("{s:s, s:s, s:b}", "task", task, "data_id", id, "force",
+			   json_is_true(f));
+	return *reply ? 0 : -ENOMEM;
+}
+
+int vd_engine_api_cancel(json_t **reply, struct vd_buf *why, vd_engine *e, const char *task,
+			 const json_t *body)
+{
+	const char *data;
+	char id[VD_ID_SIZE];
+	int rc = body_data_id(&data, why, body);
+	if (rc)
+		return rc;
+	if ((rc = vd_engine_cancel(id, why, e, task, data)))
+		return rc;
+	*reply = json_pack("{s:s, s:s}", "task", task, "data_id", id);
+	return *reply ? 0 : -ENOMEM;
+}
+
+/* ---- GET /v1/resolve/<prefix> ------------------------------------------------ */
+
+struct resolve {
+	json_t *found;        /* [{"id","kind"}...], each ID and kind once */
+	const char *kind;
+	size_t skip;          /* length of the key prefix before the ID */
+};
+
+static int resolve_one(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	struct resolve *rs = ctx;
+	size_t i;
+	json_t *x;
+	(void)val;
+	(void)vlen;
+	if (klen < rs->skip + VD_ID_LEN)
+		return 0;
+	char id[VD_ID_SIZE];
+	memcpy(id, key + rs->skip, VD_ID_LEN);
+	id[VD_ID_LEN] = '\0';
+	json_array_foreach(rs->found, i, x)
+		if (!strcmp(json_string_value(json_object_get(x, "id")), id) &&
+		    !strcmp(json_string_value(json_object_get(x, "kind")), rs->kind))
+			return 0;
+	/* Enough to say "ambiguous" and show some: stop looking after 20. */
+	if (json_array_size(rs->found) >= 20)
+		return 1;
+	return json_array_append_new(rs->found, json_pack("{s:s, s:s}", "id", id, "kind",
+							     rs->kind)) ? -ENOMEM : 0;
+}
+
+int vd_engine_api_resolve(json_t **reply, struct vd_buf *why, vd_engine *e, const char *prefix)
+{
+	static const struct {
+		const char *keyp, *kind;
+	} where[] = { { "vi/", "version" }, { "ri/", "result" }, { "code/", "code" } };
+	size_t n = strlen(prefix);
+	struct resolve rs = { .found = json_array() };
+	int rc = 0;
+	if (n < 6 || n > VD_ID_LEN || strspn(prefix, "0123456789abcdef") != n) {
+		vd_buf_adds(why, "an ID prefix is 6 to 32 lowercase hex digits");
+		rc = -EINVAL;
+		goto out;
+	}
+	for (size_t i = 0; rc >= 0 && i < sizeof where / sizeof *where; i++) {
+		struct vd_buf k = VD_BUF_INIT(128);
+		vd_buf_addf(&k, "%s%s", where[i].keyp, prefix);
+		rs.kind = where[i].kind;
+		rs.skip = strlen(where[i].keyp);
+		rc = vd_catalog_scan(e->cat, vd_buf_cstr(&k), resolve_one, &rs);
+		vd_buf_release(&k);
+	}
+	if (rc < 0)
+		goto out;
+	size_t found = json_array_size(rs.found);
+	/* One ID may be a version and a result at once; that is one ID. */
+	const char *first = found ? json_string_value(json_object_get(json_array_get(rs.found, 0),
+								    "id")) : NULL;
+	bool one = found > 0;
+	for (size_t i = 1; one && i < found; i++)
+		one = !strcmp(first, json_string_value(json_object_get(json_array_get(rs.found, i),
+								       "id")));
+	if (!found) {
+		vd_buf_addf(why, "no version, result or code ID starts with %s", prefix);
+		rc = -ENOENT;
+	} else if (!one) {
+		vd_buf_addf(why, "%s is ambiguous: it starts", prefix);
+		for (size_t i = 0; i < found; i++)
+			vd_buf_addf(why, "%s %s (%s)", i ? "," : "",
+				    json_string_value(json_object_get(json_array_get(rs.found, i), "id")),
+				    json_string_value(json_object_get(json_array_get(rs.found, i), "kind")));
+		rc = -EALREADY;
+	} else {
+		*reply = json_pack("{s:s, s:O}", "id", first, "matches", rs.found);
+		rc = *reply ? 0 : -ENOMEM;
+	}
+out:
+	json_decref(rs.found);
 	return rc;
 }
 

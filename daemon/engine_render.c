@@ -19,8 +19,8 @@
  * result again, from its run or memo), else the newest code that did. The
  * ID is copied into buf; NULL when no code ran on the version.
  */
-static const char *current_code(char buf[VD_ID_SIZE], vd_engine *e, const char *task,
-				const json_t *v)
+const char *vd_engine_version_code(char buf[VD_ID_SIZE], vd_engine *e, const char *task,
+				   const json_t *v)
 {
 	json_t *runs = json_object_get(v, "runs"), *t = NULL, *c;
 	size_t n = json_array_size(runs), i;
@@ -60,12 +60,12 @@ static struct vd_run *active_run(vd_engine *e, const char *task, const char *dat
 static const char *exec_state(vd_engine *e, struct vd_executor *x);
 
 /* Is there an executor around that could take a run of this level? One
- * that is offline, revoked or quarantined does not count. */
+ * that is gone, revoked or quarantined does not count. */
 static bool capable_executor(vd_engine *e, int level)
 {
 	for (struct vd_executor *x = e->execs; x; x = x->next)
 		if (x->level >= level && vd_engine_exec_usable(e, x) &&
-		    strcmp(exec_state(e, x), "offline"))
+		    strcmp(exec_state(e, x), "gone"))
 			return true;
 	return false;
 }
@@ -127,7 +127,7 @@ static int render_status(struct vd_buf *out, vd_engine *e, const char *task,
 			 const char *data, const json_t *v)
 {
 	char cbuf[VD_ID_SIZE];
-	const char *code = current_code(cbuf, e, task, v);
+	const char *code = vd_engine_version_code(cbuf, e, task, v);
 	if (!code)
 		return vd_buf_adds(out, "queued: waiting for a function\n");
 	return run_status(out, e, task, data, code);
@@ -177,7 +177,7 @@ static int render_meta(struct vd_buf *out, vd_engine *e, const char *task,
 	json_object_set_new(m, "task", json_string(task));
 	json_object_del(m, "runs");
 	char cbuf[VD_ID_SIZE];
-	const char *code = current_code(cbuf, e, task, v);
+	const char *code = vd_engine_version_code(cbuf, e, task, v);
 	json_object_set_new(m, "code_id", code ? json_string(code) : json_null());
 	render_status(&st, e, task, data, v);
 	if (st.len && st.data[st.len - 1] == '\n')
@@ -269,7 +269,7 @@ static int log_disk_line(struct vd_buf *out, vd_engine *e, const char *task,
 			 const char *data_id, const json_t *v)
 {
 	char cbuf[VD_ID_SIZE];
-	const char *code = current_code(cbuf, e, task, v);
+	const char *code = vd_engine_version_code(cbuf, e, task, v);
 	if (!code || !atomic_load(&e->disk_full))
 		return 0;
 	pthread_mutex_lock(&e->lock);
@@ -355,7 +355,7 @@ int vd_engine_result_get(struct vd_file **out, vd_engine *e, const char *task,
 	if (rc)
 		return rc;
 	char cbuf[VD_ID_SIZE];
-	const char *code = current_code(cbuf, e, task, v);
+	const char *code = vd_engine_version_code(cbuf, e, task, v);
 	rc = code ? vd_engine_run_result(out, e, task, data_id, code) : -ENOENT;
 	json_decref(v);
 	return rc;
@@ -519,17 +519,29 @@ static int64_t seen_ago(const struct vd_executor *x)
 	return x->last_seen_ms == INT64_MIN ? -1 : vd_mono_ms() - x->last_seen_ms;
 }
 
+/*
+ * What an executor is doing, as far as the daemon can tell. A live one is
+ * never silent for long: while it holds leases it renews them every third
+ * of a lease, and otherwise it is always in a long-poll (held at most half
+ * a lease) or about to send the next. So it is gone when it said it was
+ * leaving, when it holds no lease and was silent for half a lease past its
+ * last request and past the end of the poll it was in, or when it was not
+ * heard from since this daemon started. Holding leases, it is busy until
+ * they expire, a lease time after its last heartbeat, and then gone: either
+ * way within a lease time of its end.
+ */
 static const char *exec_state(vd_engine *e, struct vd_executor *x)
 {
-	int64_t ago = seen_ago(x);
+	int64_t until = x->last_seen_ms > x->poll_until_ms ? x->last_seen_ms
+							    : x->poll_until_ms;
 	if (x->revoked)
 		return "revoked";
+	if (x->left)
+		return "gone";
 	if (x->active > 0)
 		return "busy";
-	/* An executor long-polls continuously; silence for several lease
-	 * terms means it is gone. */
-	if (ago < 0 || ago > 3LL * e->lease_ms + VD_LEASE_WAIT_MAX_MS)
-		return "offline";
+	if (x->last_seen_ms == INT64_MIN || vd_mono_ms() > until + e->lease_ms / 2)
+		return "gone";
 	return "idle";
 }
 

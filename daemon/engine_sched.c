@@ -176,8 +176,10 @@ void vd_engine_lease_lost(vd_catalog_batch *b, vd_engine *e, struct vd_lease *l,
 {
 	struct vd_executor *x = vd_engine_find_exec(e, l->executor);
 	e->m_expired++;
-	if (x)
+	if (x) {
 		x->infra_failed++;
+		vd_engine_exec_counts_put(b, x);
+	}
 	if (l->run && l->run->units[l->unit].state != VD_UNIT_DONE) {
 		struct vd_unit *un = &l->run->units[l->unit];
 		un->expiries++;

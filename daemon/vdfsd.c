@@ -27,8 +27,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gnutls/crypto.h>
@@ -356,6 +359,108 @@ static void report(int fd, unsigned char code)
 
 /* Fork; the parent waits for the child's report and exits with it. In the
  * child, *report_fd is the pipe to write the verdict to. */
+/*
+ * One daemon per state directory: STATE/vdfsd.pid, locked (flock) for as
+ * long as this process lives and holding its pid. A second vdfsd on the
+ * same state finds it locked and names the pid, rather than failing later
+ * on RocksDB's lock with a message about files. The lock goes with the
+ * process, however it ends, so a pid file left by a killed daemon does
+ * not stop the next one.
+ */
+static int state_lock(const char *state)
+{
+	char path[PATH_MAX], pid[32] = "";
+	snprintf(path, sizeof path, "%s/vdfsd.pid", state);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		vd_err("cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		ssize_t n = errno == EWOULDBLOCK ? pread(fd, pid, sizeof pid - 1, 0) : -1;
+		if (n > 0) {
+			pid[n] = '\0';
+			pid[strcspn(pid, "\n")] = '\0';
+			vd_err("state dir %s in use by vdfsd pid %s", state, pid);
+		} else {
+			vd_err("state dir %s in use by another vdfsd", state);
+		}
+		close(fd);
+		return -1;
+	}
+	int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+		vd_warn("cannot write %s: %s", path, strerror(errno));
+	return fd;   /* kept open: the lock lasts as long as we do */
+}
+
+/* Is mnt the mount point of a vdfs (fuse.vdfs) mount? From mountinfo:
+ * field 5 is the mount point (octal escapes as in /proc), after " - " the
+ * type. */
+static bool is_vdfs_mount(const char *mnt)
+{
+	char real[PATH_MAX], line[4096];
+	bool found = false;
+	if (!realpath(mnt, real))
+		snprintf(real, sizeof real, "%s", mnt);
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	while (f && !found && fgets(line, sizeof line, f)) {
+		char point[PATH_MAX];
+		const char *sep = strstr(line, " - ");
+		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1)
+			continue;
+		found = !strcmp(point, real) && !strncmp(sep + 3, "fuse.vdfs ", 10);
+	}
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/*
+ * The mount point, checked before anything is mounted on it: a vdfs whose
+ * daemon was killed leaves a dead mount (every access ENOTCONN), which is
+ * detached and said so; a live vdfs mount there is refused (two daemons
+ * would shadow each other); anything but a directory is named.
+ */
+static int mountpoint_check(const char *mnt)
+{
+	struct stat st;
+	if (stat(mnt, &st) < 0 && errno == ENOTCONN) {
+		int rc = umount2(mnt, MNT_DETACH) == 0 ? 0 : -errno;
+		if (rc < 0) {
+			/* Not root: fusermount3 may detach a mount of ours. */
+			pid_t p = fork();
+			if (p == 0) {
+				execlp("fusermount3", "fusermount3", "-uz", mnt, (char *)NULL);
+				_exit(127);
+			}
+			int ws = 0;
+			rc = p > 0 && waitpid(p, &ws, 0) == p && WIFEXITED(ws) &&
+			     WEXITSTATUS(ws) == 0 ? 0 : rc;
+		}
+		if (rc < 0) {
+			vd_err("%s is a dead mount (its daemon is gone) and cannot be detached: %s; "
+			       "run fusermount3 -uz %s", mnt, strerror(-rc), mnt);
+			return -1;
+		}
+		vd_warn("%s was a dead mount (its daemon was killed); detached it", mnt);
+	}
+	if (stat(mnt, &st) < 0) {
+		vd_err("mount point %s: %s", mnt, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		vd_err("mount point %s is not a directory", mnt);
+		return -1;
+	}
+	if (is_vdfs_mount(mnt)) {
+		vd_err("%s is already a live vdfs mount: stop its vdfsd (fusermount3 -u %s) "
+		       "or pick another mount point", mnt, mnt);
+		return -1;
+	}
+	return 0;
+}
+
 static int daemonize(int *report_fd, const char *state)
 {
 	int p[2];
@@ -400,7 +505,7 @@ int main(int argc, char **argv)
 	vd_view *view = NULL;
 	char path[PATH_MAX], url[600], pin[128] = "";
 	struct vd_buf cert = VD_BUF_INIT(1 << 20), key = VD_BUF_INIT(1 << 20);
-	int report_fd = -1, port = 0, rc;
+	int report_fd = -1, port = 0, lock_fd = -1, rc;
 
 	if ((rc = parse_args(&o, argc, argv)))
 		return rc;
@@ -416,6 +521,10 @@ int main(int argc, char **argv)
 	/* A dead executor connection must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
+	if ((lock_fd = state_lock(o.state)) < 0 || mountpoint_check(o.mountpoint) < 0) {
+		rc = -EBUSY;
+		goto out;
+	}
 
 	struct vd_engine_opts eo = {
 		.state_dir = o.state, .lease_ms = o.lease_ms, .chunk_avg = o.chunk_avg,
@@ -444,7 +553,11 @@ int main(int argc, char **argv)
 		.max_per_ip = o.http_max_per_ip,
 	};
 	if ((rc = vd_http_start_opts(&http, &port, e, &ho))) {
-		vd_err("cannot listen on %s:%d: %s", o.host, o.port, strerror(-rc));
+		if (rc == -EADDRINUSE)
+			vd_err("port %d on %s is in use by another program (another vdfsd?): "
+			       "pick another with --listen HOST:PORT", o.port, o.host);
+		else
+			vd_err("cannot listen on %s:%d: %s", o.host, o.port, strerror(-rc));
 		goto out;
 	}
 	/* Files being written when the last daemon died are gone with it:
@@ -486,6 +599,8 @@ out:
 		vd_http_stop(http);
 	vd_view_free(view);
 	vd_engine_close(e);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	explicit_bzero(key.data ? key.data : path, key.data ? key.len : 0);
 	vd_buf_release(&key);
 	vd_buf_release(&cert);

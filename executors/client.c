@@ -228,6 +228,7 @@ int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
 	int rc;
 
 	*status = 0;
+	c->retry_after_s = 0;
 	c->err[0] = '\0';
 	c->curl_err[0] = '\0';
 	c->resp_too_big = false;
@@ -294,6 +295,8 @@ int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
 		curl_easy_setopt(c->curl, CURLOPT_READDATA, &rd);
 		curl_easy_setopt(c->curl, CURLOPT_SEEKFUNCTION, on_seek);
 		curl_easy_setopt(c->curl, CURLOPT_SEEKDATA, &rd);
+	} else if (strcmp(method, "DELETE") == 0 && nbody == 0) {
+		curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, "DELETE");
 	} else {
 		rc = -EINVAL;
 		goto out;
@@ -301,10 +304,17 @@ int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
 
 	cc = curl_easy_perform(c->curl);
 	switch (cc) {
-	case CURLE_OK:
+	case CURLE_OK: {
+		curl_off_t after = 0;
+
 		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, status);
+		/* Seconds, or an HTTP date turned into seconds from now. */
+		if (curl_easy_getinfo(c->curl, CURLINFO_RETRY_AFTER, &after) == CURLE_OK &&
+		    after > 0)
+			c->retry_after_s = after > 86400 ? 86400 : (long)after;
 		rc = 0;
 		break;
+	}
 	case CURLE_COULDNT_CONNECT:
 	case CURLE_COULDNT_RESOLVE_HOST:
 		rc = -ECONNREFUSED;

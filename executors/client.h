@@ -34,6 +34,10 @@ struct vd_client {
 	 * libcurl's text, which says what was wrong with the certificate. */
 	char err[CURL_ERROR_SIZE + 128];
 	char curl_err[CURL_ERROR_SIZE]; /* libcurl's own text (CURLOPT_ERRORBUFFER) */
+	/* The last answer's Retry-After in seconds (at most a day); 0 when
+	 * it had none. The daemon sends one with 507 (its disk is full) and
+	 * with 503 when its connection limits turn a request away. */
+	long retry_after_s;
 };
 
 /* A request body: the concatenation of n pieces, sent without copying.
@@ -54,8 +58,8 @@ void vd_client_release(struct vd_client *c);
 int vd_client_set_token(struct vd_client *c, const char *token);
 
 /*
- * One request: method "GET", "POST" or "PUT" on path (starting with '/').
- * The response body is appended to resp (may be NULL to drop it); its cap
+ * One request: method "GET", "POST", "PUT" or "DELETE" (no body) on path
+ * (starting with '/'). The response body is appended to resp (may be NULL to drop it); its cap
  * applies. timeout_ms bounds the whole transfer (0: none, but a transfer
  * stalled for a minute is dropped). Returns 0 with *status for any HTTP
  * answer; -ECONNREFUSED, -ETIMEDOUT, -EIO for transport failures (what

@@ -337,6 +337,60 @@ static int reply_json(json_t **out, long status, struct vd_buf *body, const char
 	return 0;
 }
 
+/* Percent-encode everything but RFC 3986's unreserved characters. */
+int vd_cli_url_escape(struct vd_buf *out, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	int rc = 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p && !rc; p++) {
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		    *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+			rc = vd_buf_add(out, p, 1);
+		} else {
+			char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
+			rc = vd_buf_add(out, e, 3);
+		}
+	}
+	return rc;
+}
+
+int vd_cli_resolve_id(char out[VD_ID_SIZE], const struct vd_cli_conn *c, const char *cmd,
+		      const char *arg)
+{
+	size_t n = strlen(arg);
+	if (n == VD_ID_LEN && vd_id_valid(arg)) {
+		memcpy(out, arg, VD_ID_SIZE);
+		return 0;
+	}
+	if (n < 6 || n > VD_ID_LEN || strspn(arg, "0123456789abcdef") != n) {
+		fprintf(stderr, "vdfs %s: '%s' is not an ID or an ID prefix (6 to 32 lowercase "
+			"hex digits)\n", cmd, arg);
+		return 2;
+	}
+	struct vd_buf path = VD_BUF_INIT(128), body = VD_BUF_INIT(REPLY_MAX);
+	long status = 0;
+	json_t *j = NULL;
+	int rc = vd_buf_addf(&path, "/v1/resolve/%s", arg) ? 1 : 0;
+	if (!rc)
+		rc = vd_cli_request(&body, &status, c, "GET", vd_buf_cstr(&path), NULL, 0);
+	if (!rc) {
+		j = json_loadb(body.data ? body.data : "", body.len, 0, NULL);
+		const char *id = json_string_value(json_object_get(j, "id"));
+		const char *e = json_string_value(json_object_get(j, "error"));
+		if (status == 200 && id && vd_id_valid(id)) {
+			memcpy(out, id, VD_ID_SIZE);
+		} else {
+			/* 404 none, 409 several (named): both the user's to fix. */
+			fprintf(stderr, "vdfs %s: %s\n", cmd, e ? e : "the daemon gave no reason");
+			rc = status == 404 || status == 409 ? 2 : 1;
+		}
+	}
+	json_decref(j);
+	vd_buf_release(&body);
+	vd_buf_release(&path);
+	return rc;
+}
+
 int vd_cli_get_json(json_t **out, const struct vd_cli_conn *c, const char *cmd,
 		    const char *path)
 {

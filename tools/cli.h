@@ -21,6 +21,7 @@
 
 #include "buf.h"
 #include "doc.h"
+#include "id.h"
 #include "util.h"
 
 struct vd_cli_cmd {
@@ -109,6 +110,14 @@ int vd_cli_request(struct vd_buf *out, long *status, const struct vd_cli_conn *c
  * ID: the daemon's message is printed); 1 otherwise. */
 int vd_cli_get_json(json_t **out, const struct vd_cli_conn *c, const char *cmd,
 		    const char *path);
+/* s percent-encoded (all but RFC 3986's unreserved characters), for a
+ * task name in a path. -ENOMEM. */
+int vd_cli_url_escape(struct vd_buf *out, const char *s);
+/* An ID argument: 32 hex digits as they are, or a unique prefix of at least
+ * 6 (GET /v1/resolve/<prefix>). Exit code: 0; 2 when no ID or several
+ * start so (the daemon's message, naming them, is printed); 1 otherwise. */
+int vd_cli_resolve_id(char out[VD_ID_SIZE], const struct vd_cli_conn *c, const char *cmd,
+		      const char *arg);
 /* The same with a JSON body (POST/PUT). */
 int vd_cli_send_json(json_t **out, const struct vd_cli_conn *c, const char *cmd,
 		     const char *method, const char *path, const json_t *body);

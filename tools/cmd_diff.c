@@ -272,7 +272,7 @@ const struct vd_cli_cmd vd_cli_cmd_diff = {
 	.args = "A B",
 	.summary = "B against A: a summary, or a line diff of inputs or results",
 	.description =
-		"A and B are data IDs (32 lowercase hex digits). Without options: how many "
+		"A and B are data IDs (32 lowercase hex digits, or unique prefixes of at least 6). Without options: how many "
 		"files, chunks, bytes and units the two versions share, and how many B "
 		"changed, added and removed; units are cut with the config of the task B "
 		"belongs to.\n\n"
@@ -326,16 +326,12 @@ static int run(int argc, char **argv)
 		rc = vd_cli_usage(&vd_cli_cmd_diff, "--lines and --result exclude each other");
 		goto out;
 	}
-	const char *a = argv[optind], *b = argv[optind + 1];
-	for (int i = 0; i < 2; i++) {
-		const char *id = i ? b : a;
-		if (!vd_id_valid(id)) {
-			fprintf(stderr, "vdfs diff: '%s' is not an ID (32 lowercase hex digits)\n", id);
-			goto out;
-		}
-	}
-	if ((rc = vd_cli_conn_open(&c, "diff")))
+	char ida[VD_ID_SIZE], idb[VD_ID_SIZE];
+	if ((rc = vd_cli_conn_open(&c, "diff")) ||
+	    (rc = vd_cli_resolve_id(ida, &c, "diff", argv[optind])) ||
+	    (rc = vd_cli_resolve_id(idb, &c, "diff", argv[optind + 1])))
 		goto out;
+	const char *a = ida, *b = idb;
 	if (result) {
 		if ((rc = result_of(ra, &c, a)) || (rc = result_of(rb, &c, b)))
 			goto out;

@@ -247,7 +247,7 @@ const struct vd_cli_cmd vd_cli_cmd_lineage = {
 	.summary = "where a version or result came from, and what came of it",
 	.description =
 		"ID is a dataset version's or a result's data ID (32 lowercase hex "
-		"digits). Prints the node, then its ancestors and its descendants, depth "
+		"digits, or a unique prefix of at least 6). Prints the node, then its ancestors and its descendants, depth "
 		"first, one edge a line: its kind (run: a run of a version made this "
 		"result; same: this content was already known as that result or version), "
 		"the code ID that made it and, inside a tree, the file's path. A node "
@@ -284,14 +284,11 @@ static int run(int argc, char **argv)
 		rc = vd_cli_usage(&vd_cli_cmd_lineage, optind == argc ? "which ID?" : "one ID only");
 		goto out;
 	}
-	const char *id = argv[optind];
-	if (!vd_id_valid(id)) {
-		fprintf(stderr, "vdfs lineage: '%s' is not an ID (32 lowercase hex digits)\n", id);
+	char id[VD_ID_SIZE];
+	if ((rc = vd_cli_conn_open(&c, "lineage")) ||
+	    (rc = vd_cli_resolve_id(id, &c, "lineage", argv[optind])))
 		goto out;
-	}
 	vd_buf_addf(&path, "/v1/lineage/%s", id);
-	if ((rc = vd_cli_conn_open(&c, "lineage")))
-		goto out;
 	if ((rc = vd_cli_get_json(&lin, &c, "lineage", vd_buf_cstr(&path))))
 		goto out;
 	json_array_foreach(json_object_get(lin, "nodes"), i, n)

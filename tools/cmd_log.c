@@ -11,23 +11,6 @@
 
 #define SHORT_ID 12
 
-/* Percent-encode everything but RFC 3986's unreserved characters. */
-static int url_escape(struct vd_buf *out, const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	int rc = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p && !rc; p++) {
-		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-		    *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-			rc = vd_buf_add(out, p, 1);
-		} else {
-			char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
-			rc = vd_buf_add(out, e, 3);
-		}
-	}
-	return rc;
-}
-
 static void add_time(struct vd_cli_table *t, long long ms)
 {
 	char s[64];
@@ -158,7 +141,7 @@ static int run(int argc, char **argv)
 		rc = vd_cli_usage(&vd_cli_cmd_log, optind == argc ? "which task?" : "one task only");
 		goto out;
 	}
-	if (vd_buf_adds(&path, "/v1/tasks/") || url_escape(&path, argv[optind]) ||
+	if (vd_buf_adds(&path, "/v1/tasks/") || vd_cli_url_escape(&path, argv[optind]) ||
 	    vd_buf_adds(&path, "/log")) {
 		fprintf(stderr, "vdfs log: task name too long\n");
 		goto out;

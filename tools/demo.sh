@@ -132,9 +132,16 @@ done
 mkdir -p "$state" "$mnt" "$demo/input"
 rm -f "$state/url"
 
+# One port for the demo's whole life, kept in its state dir, so that
+# executors (the demo's, or ones started by hand from the printed line) find
+# a restarted daemon where they left it. The first start takes a free one.
+listen=127.0.0.1:0
+if [ -s "$state/port" ]; then
+	listen="127.0.0.1:$(cat "$state/port")"
+fi
 # setsid: the daemon and executors outlive this script and ignore the
 # terminal's Ctrl-C; `tools/demo.sh stop` ends them.
-setsid "$bin/vdfsd" --foreground --state "$state" --listen 127.0.0.1:0 "$mnt" \
+setsid "$bin/vdfsd" --foreground --state "$state" --listen "$listen" "$mnt" \
 	>>"$demo/vdfsd.log" 2>&1 </dev/null &
 echo "$!" >"$demo/vdfsd.pid"
 for ((i = 0; i < 300; i++)); do
@@ -146,6 +153,7 @@ if [ ! -s "$state/url" ] || ! is_mounted; then
 	die "vdfsd did not come up within 30 s"
 fi
 url="$(head -n 1 "$state/url")"
+echo "${url##*:}" >"$state/port"
 echo "demo: vdfsd is serving $(show "$mnt") (executors reach it at $url)"
 
 for n in 1 2; do

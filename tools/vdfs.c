@@ -26,6 +26,9 @@
 #define VD_CLI_COMMANDS(X) \
 	X(status)          \
 	X(log)             \
+	X(wait)            \
+	X(rerun)           \
+	X(cancel)          \
 	X(du)              \
 	X(diff)            \
 	X(lineage)         \

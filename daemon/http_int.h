@@ -1,0 +1,166 @@
+/*
+ * http_int.h - what http.c (the API) and http_door.c (the front door that
+ * admits connections) share: the limits, the server's state and the
+ * admission records. Not for other modules: they use http.h.
+ */
+#ifndef VD_HTTP_INT_H
+#define VD_HTTP_INT_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "http.h"
+
+/* Retry-After, in seconds, of a 507 (the state disk is full). */
+#define HTTP_DISK_RETRY_S "5"
+#define HTTP_JSON_MAX ((size_t)1 << 20)
+#define HTTP_RESULT_MAX (((size_t)1 << 30) + ((size_t)64 << 10))
+/* What a code or chunk download may be; the engine's own caps are smaller. */
+#define HTTP_BLOB_MAX ((size_t)1 << 30)
+#define HTTP_METRICS_MAX ((size_t)16 << 20)
+/* Idle time a connection is allowed once a request on it presented a
+ * valid token: executors keep theirs open between polls and uploads. */
+#define HTTP_AUTH_TIMEOUT_S 120
+/* The first request's head (request line and header fields) as the door
+ * checks it. vdfs-executor and vdfs send a few hundred bytes. */
+#define HTTP_HEAD_MAX ((size_t)16 << 10)
+#define HTTP_HEAD_FIELDS_MAX 100
+/* MHD's memory per connection. The head and MHD's parsed fields must fit
+ * in it with room to spare (MHD reads into half of what is free), or MHD
+ * would answer a head the door let through with its own 431 page. */
+#define HTTP_POOL_SIZE ((size_t)64 << 10)
+/* An address stays known this long after its last valid token. */
+#define HTTP_KNOWN_TTL_MS ((int64_t)3600 * 1000)
+/* File descriptors left to the rest of vdfsd (store packs, catalog, FUSE,
+ * logs) when max_conns is fitted under RLIMIT_NOFILE. */
+#define HTTP_FDS_SPARE 256
+#define HTTP_ADDR_BUCKETS 1024
+/* Lines about connections of strangers (the door's refusals, 401s, MHD's
+ * complaints about broken connections): at most HTTP_LOG_BURST per window,
+ * the rest counted, so that a flood of connections is not one in the log. */
+#define HTTP_LOG_BURST 20
+#define HTTP_LOG_WINDOW_MS 10000
+/* accept() failing for want of file descriptors would wake the door again
+ * at once; it stops accepting this long instead (the backlog waits). */
+#define HTTP_ACCEPT_PAUSE_MS 100
+
+/* One client address as the admission rules count it: an IPv4 address, or
+ * the /64 of an IPv6 one (a host on a LAN gets a whole /64 and could
+ * otherwise claim 2^64 budgets). Reached from h->addrs and from the
+ * gate_conns counted against it; all fields under h->lock. */
+struct gate_addr {
+	struct gate_addr *next;       /* hash chain */
+	unsigned char key[9];         /* 4 or 6, then 4 or 8 address bytes */
+	unsigned conns;               /* connections open from it */
+	int64_t known_until;          /* vd_mono_ms(); known while in the future */
+};
+
+enum gate_where {
+	GATE_AT_DOOR,     /* the door holds it, waiting for its first head */
+	GATE_HANDED,      /* given to MHD_add_connection, not yet started */
+	GATE_UNAUTH,      /* MHD's, and no request on it presented a valid token */
+	GATE_IN_MHD,      /* MHD's, and it did (or it was shut down: too late) */
+};
+
+/* One accepted connection, counted from accept() until MHD (or the door)
+ * closes it; from MHD's start notification on, it is the connection's
+ * socket context and is freed when MHD says it closed it. At the door
+ * only the door thread touches it; once handed over, `where`, `stranger`
+ * and the list links are under h->lock (the rest is fixed at accept). */
+struct gate_conn {
+	/* The list `where` says: the door's queue, h->handed, h->unauth
+	 * (GATE_IN_MHD: none). */
+	struct gate_conn *prev, *next;
+	int fd;
+	enum gate_where where;
+	bool stranger;                  /* counted in h->strangers */
+	struct gate_addr *addr;
+	/* accept time + idle_s: its first head is due at the door by then,
+	 * and a valid token in MHD (after that it is shut down). */
+	int64_t deadline;
+	struct sockaddr_storage sa;
+	socklen_t salen;
+};
+
+struct vd_http {
+	struct MHD_Daemon *d;
+	vd_engine *e;
+	/* Set once by vd_http_stop; every request checks it before calling
+	 * into the engine. */
+	atomic_bool stopping;
+	/* Long-polls currently inside vd_engine_api_lease. Incremented before
+	 * `stopping` is checked, so vd_http_stop either sees the request here
+	 * or the request sees `stopping`: no long-poll can slip past the
+	 * final wake-up and hold MHD_stop_daemon for its whole wait. */
+	atomic_int in_lease;
+
+	/* Settings, fixed after start. */
+	bool tls;
+	unsigned idle_s, max_conns, max_per_ip, reserve;
+
+	/* The door: its thread, the listening socket, its epoll set and the
+	 * eventfd that stops it. */
+	int listen_fd, epoll_fd, wake_fd;
+	pthread_t door;
+	bool door_running;
+
+	/* Under lock: the counts the admission rules read, the address table
+	 * and the connections handed to MHD but not yet started by it. Taken
+	 * by the door thread and by MHD's threads (connection notifications,
+	 * the first call of a request); never held across a call into MHD. */
+	pthread_mutex_t lock;
+	unsigned conns;                 /* every counted connection */
+	unsigned strangers;             /* of those: no valid token, unknown address */
+	unsigned naddrs;
+	struct gate_addr *addrs[HTTP_ADDR_BUCKETS];
+	struct gate_conn *handed;       /* GATE_HANDED, newest first */
+	struct gate_conn *unauth_head, *unauth_tail;  /* GATE_UNAUTH by deadline */
+	int64_t log_window;             /* the log throttle: when this window began, */
+	unsigned log_lines, log_dropped;  /* lines logged in it and left out */
+
+	/* Only the door thread: connections at the door in accept order
+	 * (so deadlines come in order), the peek buffer and the accept
+	 * pause. */
+	struct gate_conn *queue_head, *queue_tail;
+	unsigned char peek[HTTP_HEAD_MAX];
+	int64_t accept_paused_until;
+};
+
+/* The log throttle (http.c): lines about strangers' connections. */
+int64_t http_log_flush(vd_http *h, int64_t now, bool force);
+bool http_log_allowed(vd_http *h);
+
+/* The door (http_door.c). */
+/* A request on c presented a valid token: its address is known, and c
+ * may idle for HTTP_AUTH_TIMEOUT_S. */
+void http_door_authed(vd_http *h, struct MHD_Connection *c);
+/* MHD_OPTION_NOTIFY_CONNECTION: counts a connection MHD starts or closes. */
+void http_door_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+		      enum MHD_ConnectionNotificationCode toe);
+/* The door thread: accepts on h->listen_fd until h->wake_fd is written. */
+void *http_door_main(void *arg);
+/* Stop the door thread and close what it holds (at vd_http_stop). */
+void http_door_stop(vd_http *h);
+
+#endif

@@ -647,6 +647,41 @@ int vd_engine_config_read(struct vd_buf *out, vd_engine *e, const char *task)
 	return rc;
 }
 
+void vd_engine_settling_set(vd_engine *e, const char *task, const char *name,
+			    uint64_t files, uint64_t bytes, int64_t seals_at)
+{
+	pthread_mutex_lock(&e->lock);
+	struct vd_settling *s = e->settling;
+	while (s && (strcmp(s->task, task) || strcmp(s->name, name)))
+		s = s->next;
+	if (!s && (s = calloc(1, sizeof *s))) {
+		snprintf(s->task, sizeof s->task, "%s", task);
+		snprintf(s->name, sizeof s->name, "%s", name);
+		s->next = e->settling;
+		e->settling = s;
+	}
+	if (s) {
+		s->files = files;
+		s->bytes = bytes;
+		s->seals_at = seals_at;
+	}
+	pthread_mutex_unlock(&e->lock);
+}
+
+void vd_engine_settling_clear(vd_engine *e, const char *task, const char *name)
+{
+	pthread_mutex_lock(&e->lock);
+	for (struct vd_settling **pp = &e->settling; *pp; pp = &(*pp)->next) {
+		struct vd_settling *s = *pp;
+		if (!strcmp(s->task, task) && !strcmp(s->name, name)) {
+			*pp = s->next;
+			free(s);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&e->lock);
+}
+
 int vd_engine_task_times(struct vd_task_times *out, vd_engine *e, const char *task,
 			 const char *code_id)
 {
@@ -903,6 +938,11 @@ void vd_engine_close(vd_engine *e)
 		vd_store_close(e->store);
 	if (e->cat)
 		vd_catalog_close(e->cat);
+	while (e->settling) {
+		struct vd_settling *s = e->settling;
+		e->settling = s->next;
+		free(s);
+	}
 	pthread_cond_destroy(&e->work);
 	pthread_cond_destroy(&e->tick);
 	pthread_mutex_destroy(&e->lock);

@@ -104,6 +104,14 @@ int vd_engine_cancel(char data_out[VD_ID_SIZE], struct vd_buf *why, vd_engine *e
  * config (what `rerun = latest` does for a new code). */
 int vd_engine_rerun_for_config(vd_engine *e, const char *task);
 
+/* The view's word on a tree in data/ that is waiting to settle: files and
+ * bytes so far, and when it seals if it stays quiet (vd_mono_ms; 0: not
+ * before its open files are closed). clear when it is sealed or gone.
+ * `vdfs status` shows it. */
+void vd_engine_settling_set(vd_engine *e, const char *task, const char *name,
+			    uint64_t files, uint64_t bytes, int64_t seals_at);
+void vd_engine_settling_clear(vd_engine *e, const char *task, const char *name);
+
 /* When things of a task last changed (vd_now_ms; the task's creation when
  * never): its function, its config, where latest points; and when code
  * version code_id (NULL: none) was first written. For ls -l. */

@@ -476,6 +476,7 @@ int vd_engine_api_register(json_t **reply, struct vd_buf *why, vd_engine *e,
 		x->last_seen_ms = vd_mono_ms();
 		x->poll_until_ms = INT64_MIN;
 		x->left = false;
+		x->generation++;
 		memcpy(x->token_hash, hash, sizeof hash);
 		x->has_token = true;
 		x->revoked = false;
@@ -581,6 +582,7 @@ int vd_engine_api_leave(json_t **reply, struct vd_buf *why, vd_engine *e,
 	if (rc)
 		goto unlock;
 	x->left = true;
+	x->generation++;
 	x->poll_until_ms = INT64_MIN;
 	x->last_seen_ms = vd_mono_ms();
 	vd_info("executor %s left%s", name, n ? "; its units are back in the queue" : "");

@@ -179,6 +179,11 @@ struct vd_executor {
 	 * exec_state in engine_render.c). */
 	int64_t poll_until_ms;
 	bool left;                 /* lock: it said it was leaving (its drain) */
+	/* lock: counts its registrations. A long-poll that began before the
+	 * latest one, or before it left, belongs to a process that is gone
+	 * (the daemon cannot see a client close a held request) and takes
+	 * nothing more, or the units it took would wait out their term. */
+	unsigned generation;
 	/* lock: the counters below are also kept in the catalog (exc/<name>),
 	 * written in the batch that records what changed them. */
 	uint64_t units_done;       /* lock: results accepted */
@@ -195,6 +200,13 @@ struct vd_executor {
 	int64_t quarantine_until;  /* lock: monotonic; 0 = not quarantined */
 	char quarantine_why[200];  /* lock */
 	struct vd_idset held;      /* lock: chunks it fetched or said it caches */
+};
+
+struct vd_settling {
+	struct vd_settling *next;
+	char task[256], name[256];
+	uint64_t files, bytes;
+	int64_t seals_at;          /* vd_mono_ms when it seals if nothing changes */
 };
 
 struct vd_engine {
@@ -224,6 +236,10 @@ struct vd_engine {
 	 * that succeeds (vd_engine_disk_note). Atomic: status, log and
 	 * /metrics read it without the lock. */
 	atomic_bool disk_full;
+
+	/* Trees in data/ waiting to settle, as the view last told
+	 * (vd_engine_settling_set); lock. For status only. */
+	struct vd_settling *settling;
 
 	/* Counters for /metrics; lock. */
 	uint64_t m_leased, m_accepted, m_failed, m_expired, m_late;

@@ -258,6 +258,7 @@ int vd_engine_api_lease(json_t **reply, struct vd_buf *why, vd_engine *e,
 		goto out;
 	}
 	int64_t deadline = vd_mono_ms() + wait;
+	unsigned generation = 0;
 	bool first = true;
 	pthread_mutex_lock(&e->lock);
 	for (;;) {
@@ -274,7 +275,13 @@ int vd_engine_api_lease(json_t **reply, struct vd_buf *why, vd_engine *e,
 			x->last_seen_ms = vd_mono_ms();
 			x->poll_until_ms = deadline;
 			x->left = false;
+			generation = x->generation;
 			first = false;
+		} else if (x->generation != generation) {
+			/* It registered again or left since: this poll's client
+			 * is gone, and what it took would wait out its term. */
+			rc = -EAGAIN;
+			break;
 		}
 		if (e->stopping) {
 			vd_buf_adds(why, "the daemon is shutting down");

@@ -601,6 +601,29 @@ static int count_run(void *ctx, const char *key, size_t klen, const char *val,
 	return 0;
 }
 
+/* One active run for /v1/status: its units by state and, once some are
+ * done, an ETA: the wall time per unit done so far (which already counts
+ * the executors working side by side) times the units left. Lock held. */
+static json_t *run_progress(vd_engine *e, const struct vd_run *r)
+{
+	json_int_t leased = 0;
+	for (size_t u = 0; u < r->nunits; u++)
+		leased += r->units[u].state == VD_UNIT_LEASED;
+	json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:b}", "data_id", r->data,
+			      "code_id", r->code, "units", (json_int_t)r->nunits, "done",
+			      (json_int_t)r->ndone, "running", leased, "queued",
+			      (json_int_t)(r->nunits - r->ndone) - leased, "combining",
+			      r->finishing);
+	int64_t t0 = vd_engine_run_t0(r);
+	if (j && r->started && r->ndone > 0 && r->ndone < r->nunits && t0) {
+		double per = (double)(vd_now_ms() - t0) / (double)r->ndone;
+		json_object_set_new(j, "eta_s", json_real(per * (double)(r->nunits - r->ndone) /
+							   1000.0));
+	}
+	(void)e;
+	return j;
+}
+
 int vd_engine_api_status(json_t **reply, vd_engine *e)
 {
 	struct vd_strv tasks = { 0 };
@@ -618,15 +641,27 @@ int vd_engine_api_status(json_t **reply, vd_engine *e)
 		vd_engine_version_list(&ids, e, tasks.v[i]);
 		vd_buf_addf(&k, "r/%s/", tasks.v[i]);
 		vd_catalog_scan(e->cat, vd_buf_cstr(&k), count_run, &c);
+		json_t *active = json_array(), *settling = json_array();
+		int64_t now = vd_mono_ms();
 		pthread_mutex_lock(&e->lock);
-		for (struct vd_run *run = e->runs; run; run = run->next)
-			if (!strcmp(run->task, tasks.v[i]) && run->started)
+		for (struct vd_run *run = e->runs; run; run = run->next) {
+			if (strcmp(run->task, tasks.v[i]))
+				continue;
+			if (run->started)
 				running++;
+			json_array_append_new(active, run_progress(e, run));
+		}
+		for (struct vd_settling *s = e->settling; s; s = s->next)
+			if (!strcmp(s->task, tasks.v[i]))
+				json_array_append_new(settling, json_pack("{s:s, s:I, s:I, s:I}",
+					"name", s->name, "files", (json_int_t)s->files, "bytes",
+					(json_int_t)s->bytes, "seals_in_ms", (json_int_t)(s->seals_at ?
+					(s->seals_at > now ? s->seals_at - now : 0) : -1)));
 		pthread_mutex_unlock(&e->lock);
-		json_array_append_new(tj, json_pack("{s:s, s:I, s:{s:I, s:I, s:I, s:I}}",
+		json_array_append_new(tj, json_pack("{s:s, s:I, s:{s:I, s:I, s:I, s:I}, s:o, s:o}",
 			"name", tasks.v[i], "versions", (json_int_t)ids.n, "runs",
 			"queued", c.queued - running, "running", running, "done", c.done,
-			"failed", c.failed));
+			"failed", c.failed, "active", active, "settling", settling));
 		vd_strv_release(&ids);
 		vd_buf_release(&k);
 	}

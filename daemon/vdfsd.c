@@ -53,6 +53,7 @@ struct opts {
 	size_t chunk_avg;
 	const char *tls_cert, *tls_key;
 	bool insecure;
+	bool allow_other;
 	unsigned http_idle_s, http_max_conns, http_max_per_ip;  /* 0: http.h's defaults */
 };
 
@@ -93,6 +94,10 @@ static const struct vd_doc_opt opt_doc[] = {
 	  "valid token in the last hour (1 to 65536, default " STR(VD_HTTP_MAX_PER_IP) ")", 0 },
 	{ "chunk-size", 'c', "N", "the average chunk size of a new store, a power of two of "
 	  "at least 4096 (default 1048576); an existing store keeps its own", 0 },
+	{ "allow-other", 'A', NULL, "let other local users (and Samba or NFS re-exports) use "
+	  "the mount, with owners and modes enforced by the kernel as on any file system; "
+	  "what they make in data/ is theirs (needs root, or user_allow_other in "
+	  "/etc/fuse.conf)", 0 },
 	{ "verbose", 'v', NULL, "log debug lines", VD_DOC_SHORT },
 	{ "debug", 'd', NULL, "libfuse's debug output (implies --foreground)", VD_DOC_SHORT },
 	{ "help", 'h', NULL, "print this help and exit", VD_DOC_SHORT },
@@ -277,6 +282,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		case 'C': o->tls_cert = optarg; break;
 		case 'K': o->tls_key = optarg; break;
 		case 'I': o->insecure = true; break;
+		case 'A': o->allow_other = true; break;
 		case 'T':
 			if (parse_count(&o->http_idle_s, "--http-idle-timeout", optarg, 1, 3600))
 				return 2;
@@ -564,7 +570,7 @@ int main(int argc, char **argv)
 	 * their writers got an error, and nothing of them was sealed. */
 	snprintf(path, sizeof path, "%s/staging", o.state);
 	vd_rm_rf(path);
-	if ((rc = vd_view_new(&view, e, o.mountpoint, path, o.debug))) {
+	if ((rc = vd_view_new(&view, e, o.mountpoint, path, o.debug, o.allow_other))) {
 		vd_err("cannot mount %s: %s", o.mountpoint, strerror(-rc));
 		goto out;
 	}

@@ -10,14 +10,28 @@
  *    result;
  *  - one heartbeat thread renews every lease held, queued or running, on
  *    its own schedule, so that no function, download or upload can delay
- *    it; a 409/404 answer cancels the unit (the runner kills it).
+ *    it; a 409/404 answer cancels the unit (the runner kills it). It also
+ *    renews the leases of spooled results, so that they do not run out
+ *    while the daemon cannot take them;
+ *  - one sender thread sends the results in the spool (spool.h): a worker
+ *    tries its result once, and when the daemon cannot take it (down,
+ *    restarting, its disk full) writes it to the spool under --cache and
+ *    goes on with the next unit; the sender retries each with capped
+ *    exponential backoff (or as long as a Retry-After said) until the
+ *    daemon takes it or says the lease is gone. Over --spool-size the
+ *    dispatcher takes no new leases. A spool left by a process killed
+ *    with the same --cache and --name is sent by the next one, which lists
+ *    it when it registers so that the daemon keeps those leases.
  * Each thread has its own vd_client (curl handle).
  *
  * Shutdown (SIGTERM/SIGINT): the dispatcher stops taking leases (an
  * outstanding long-poll is abandoned: whatever it might have leased to us
  * expires and goes back to the queue), the workers finish what they hold
- * and report it, then the process exits 0. --idle-exit does the same once
- * nothing was held for that long.
+ * and report it, the sender tries what is spooled once more, and the
+ * executor tells the daemon it leaves (DELETE /v1/executors/<name>, so
+ * that it shows as gone at once) unless results stay spooled; then the
+ * process exits 0. --idle-exit does the same once nothing was held for
+ * that long.
  *
  * Tokens: --token-file holds the enrollment token, used once, to register;
  * the daemon answers with a token for this executor alone, which every
@@ -28,6 +42,7 @@
  * process group, with rlimits and a memory cap (runner.c), optionally
  * inside bubblewrap (--sandbox bwrap: no network, a read-only system).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -52,6 +67,7 @@
 #include "id.h"
 #include "exutil.h"
 #include "runner.h"
+#include "spool.h"
 #include "util.h"
 
 #define EX_LEASE_WAIT_MS 20000
@@ -61,7 +77,23 @@
 #define EX_BACKOFF_MIN_MS 500
 #define EX_BACKOFF_MAX_MS 5000
 #define EX_FETCH_TRIES 4
+/* Tries at a result that could be neither sent nor spooled (the disk
+ * failed too), once the executor is stopping; before that it tries on. */
 #define EX_RESULT_TRIES 5
+/* The spool's default cap (--spool-size). */
+#define EX_SPOOL_CAP (2ull << 30)
+/* Spooled results are retried at most a heartbeat apart (within these
+ * bounds), so that a restarted daemon gets them before the leases it
+ * restored run out; a Retry-After is honoured up to the longer bound. */
+#define EX_SPOOL_RETRY_MIN_MS 1000
+#define EX_SPOOL_RETRY_MAX_MS 10000
+#define EX_RETRY_AFTER_MAX_MS 60000
+/* While the daemon cannot take results, say so at most this often. */
+#define EX_SPOOL_SAY_MS 30000
+/* Lease IDs listed as spooled at registration (the daemon takes 4096). */
+#define EX_SPOOLED_MAX 4096
+/* Saying that we leave is worth a moment, not a hang at exit. */
+#define EX_LEAVE_TIMEOUT_MS 5000
 #define EX_OUT_CAP ((size_t)1 << 30)
 /* Code is capped at 64 MiB by the daemon, chunks far lower; this only
  * bounds what a misbehaving server can make us hold. */
@@ -116,6 +148,13 @@ struct exec {
 	int held;                    /* lock: leases held = slots in use */
 	bool workers_stop;           /* lock: workers leave once the queue is empty */
 	atomic_bool heartbeat_stop;  /* the heartbeat thread leaves */
+	/* The spool of results the daemon did not take yet (its own lock),
+	 * under cache/spool/<name>; spool_cap is --spool-size. */
+	struct vd_spool *spool;
+	uint64_t spool_cap;
+	/* The workers are done: the sender tries each spooled result once
+	 * more and leaves. */
+	atomic_bool spool_final;
 	int fatal;                   /* lock: exit code of a fatal error, else 0 */
 };
 
@@ -301,16 +340,99 @@ static json_int_t jint(const json_t *o, const char *k, json_int_t dflt)
 	return json_is_integer(v) ? json_integer_value(v) : dflt;
 }
 
-/* PUT the result. Network trouble and 5xx are retried with backoff. */
+/* ---- results and the spool ------------------------------------------- */
+
+/* What became of one try at sending a result. */
+enum sent {
+	SENT_TAKEN,   /* the daemon answered for good: nothing more to do */
+	SENT_AGAIN,   /* it could not take it now: try again later */
+	SENT_FATAL,   /* our token is refused (401): we are leaving */
+};
+
+/*
+ * One PUT /v1/results/<lease> of body (the metadata line and the output).
+ * Taken: the daemon accepted it (200), does not need it (409: the unit has
+ * a result, or its run ended), does not know the lease (404), or refused
+ * it as malformed (another 4xx, which no retry mends); each is logged with
+ * `what`. Again: no answer, or one that says "later" (5xx, among them 507
+ * for a full state disk and 503; 408, 429), with why in fail and, when
+ * the daemon said when (Retry-After), that in *retry_ms.
+ */
+static enum sent put_result(struct exec *x, struct vd_client *c, const char *lease,
+			    const char *what, const struct vd_client_piece *body,
+			    size_t n, char *fail, size_t failn, int *retry_ms)
+{
+	struct vd_buf path = VD_BUF_INIT(256), why = VD_BUF_INIT(1024);
+	struct vd_buf resp = VD_BUF_INIT(1 << 16);
+	enum sent out = SENT_AGAIN;
+	long status = 0;
+	int rc;
+
+	*retry_ms = 0;
+	fail[0] = '\0';
+	rc = vd_buf_addf(&path, "/v1/results/%s", lease);
+	if (!rc)
+		rc = vd_client_do(&status, &resp, c, "PUT", path.data,
+				  "application/vnd.vdfs.result", body, n, 0);
+	if (rc) {
+		fail_text(fail, failn, rc, status, c, NULL);
+		goto out;
+	}
+	if (status != 200) {
+		json_t *j = json_loadb(resp.data ? resp.data : "", resp.len, 0, NULL);
+		const char *e = json_string_value(json_object_get(j, "error"));
+
+		vd_buf_addf(&why, "%s", e ? e : vd_buf_cstr(&resp));
+		json_decref(j);
+	}
+	if (c->retry_after_s > 0)
+		*retry_ms = c->retry_after_s * 1000L > EX_RETRY_AFTER_MAX_MS
+			    ? EX_RETRY_AFTER_MAX_MS : (int)(c->retry_after_s * 1000L);
+	if (status == 200) {
+		vd_info("lease %s: result accepted (%s)", lease, what);
+		out = SENT_TAKEN;
+	} else if (status == 409) {
+		vd_info("lease %s: result not needed any more: %s", lease, vd_buf_cstr(&why));
+		out = SENT_TAKEN;
+	} else if (status == 404) {
+		vd_warn("lease %s: the daemon does not know this lease (%s); the result "
+			"(%s) is dropped", lease, vd_buf_cstr(&why), what);
+		out = SENT_TAKEN;
+	} else if (status == 401) {
+		set_fatal(x, "PUT result");
+		out = SENT_FATAL;
+	} else if (status >= 500 || status == 408 || status == 429) {
+		fail_text(fail, failn, 0, status, c, &why);
+	} else {
+		vd_warn("lease %s: result refused (HTTP %ld): %s", lease, status,
+			vd_buf_cstr(&why));
+		out = SENT_TAKEN;
+	}
+out:
+	vd_buf_release(&resp);
+	vd_buf_release(&why);
+	vd_buf_release(&path);
+	return out;
+}
+
+/*
+ * Send a finished unit's result. The first try goes from memory; if the
+ * daemon cannot take it now, the result is spooled to disk for the sender
+ * thread and the worker goes on. Spooling it only then, not always, keeps
+ * an fsync off every unit's path: what the spool saves is the wait for a
+ * daemon that is away, and a result is in flight only for its upload. If
+ * the spool cannot be written either (its disk is full), the worker keeps
+ * the result and tries again itself, until the daemon takes it or, once
+ * the executor is stopping, EX_RESULT_TRIES more times.
+ */
 static void send_result(struct exec *x, struct vd_client *c, struct lease *l,
 			const struct vd_run_result *r)
 {
-	struct vd_buf path = VD_BUF_INIT(256), why = VD_BUF_INIT(1024);
 	struct vd_client_piece pieces[2];
 	json_t *meta;
-	char *line = NULL, fail[512];
-	int tries, rc = 0, wait = EX_BACKOFF_MIN_MS;
-	long status = 0;
+	char *line = NULL, fail[512], what[160];
+	int tries, rc, retry_ms = 0, wait = EX_BACKOFF_MIN_MS;
+	enum sent sent;
 
 	meta = json_pack("{s:i, s:i, s:s, s:I, s:o, s:I}", "exit", r->exit,
 			 "signal", r->signal, "reason", r->reason,
@@ -318,7 +440,7 @@ static void send_result(struct exec *x, struct vd_client *c, struct lease *l,
 			 "stderr", vd_ex_json_text(r->err, r->errlen),
 			 "out_bytes", (json_int_t)r->out.len);
 	line = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
-	if (!line || vd_buf_addf(&path, "/v1/results/%s", l->id)) {
+	if (!line) {
 		vd_err("lease %s: cannot build the result", l->id);
 		goto out;
 	}
@@ -335,52 +457,139 @@ static void send_result(struct exec *x, struct vd_client *c, struct lease *l,
 		line[n] = '\n';
 		line[n + 1] = '\0';
 	}
+	snprintf(what, sizeof(what), "%.60s unit %lld/%lld: exit %d, %zu bytes, %lld ms",
+		 jstr(l->j, "task"), (long long)jint(l->j, "unit", 0),
+		 (long long)jint(l->j, "units", 0), r->exit, r->out.len, (long long)r->ms);
 	pieces[0] = (struct vd_client_piece){ line, strlen(line) };
 	pieces[1] = (struct vd_client_piece){ r->out.data ? r->out.data : "",
 					      r->out.len };
-	for (tries = 0; tries < EX_RESULT_TRIES; tries++) {
-		struct vd_buf resp = VD_BUF_INIT(1 << 16);
+	sent = put_result(x, c, l->id, what, pieces, 2, fail, sizeof(fail), &retry_ms);
+	if (sent != SENT_AGAIN)
+		goto out;
+	rc = vd_spool_put(x->spool, l->id, what, pieces, 2);
+	if (rc == 0) {
+		size_t n;
+		uint64_t bytes;
 
-		rc = vd_client_do(&status, &resp, c, "PUT", path.data,
-				  "application/vnd.vdfs.result", pieces, 2, 0);
-		if (rc == 0 && status != 200) {
-			json_t *j = json_loadb(resp.data ? resp.data : "", resp.len,
-					       0, NULL);
-			const char *e = json_string_value(json_object_get(j, "error"));
-
-			vd_buf_reset(&why);
-			vd_buf_addf(&why, "%s", e ? e : vd_buf_cstr(&resp));
-			json_decref(j);
-		}
-		vd_buf_release(&resp);
-		if (rc == 0 && status < 500)
-			break;
-		vd_warn("lease %s: sending the result: %s; retrying in %.1f s", l->id,
-			fail_text(fail, sizeof(fail), rc, status, c, &why), wait / 1000.0);
-		nap(wait, NULL);
-		wait = backoff_next(wait);
+		vd_spool_usage(x->spool, &n, &bytes);
+		vd_warn("lease %s: sending the result: %s; spooled it to %s (%zu waiting, "
+			"%llu bytes) to send when the daemon takes it", l->id, fail,
+			vd_spool_dir(x->spool), n, (unsigned long long)bytes);
+		goto out;
 	}
-	if (rc)
-		vd_err("lease %s: result lost after %d tries: %s", l->id, tries,
-		       fail_text(fail, sizeof(fail), rc, status, c, NULL));
-	else if (status == 200)
-		vd_info("lease %s: result accepted (exit %d, %zu bytes, %lld ms)",
-			l->id, r->exit, r->out.len, (long long)r->ms);
-	else if (status == 401)
-		set_fatal(x, "PUT result");
-	else if (status == 409)
-		vd_info("lease %s: result not needed any more: %s", l->id,
-			vd_buf_cstr(&why));
-	else
-		vd_warn("lease %s: result refused (HTTP %ld): %s", l->id, status,
-			vd_buf_cstr(&why));
+	vd_warn("lease %s: sending the result: %s; it cannot be spooled either (%s): "
+		"kept in memory, trying again", l->id, fail, strerror(-rc));
+	for (tries = 1; sent == SENT_AGAIN; tries++) {
+		if (atomic_load(&g_stop) && tries > EX_RESULT_TRIES) {
+			vd_err("lease %s: result lost after %d tries: %s", l->id, tries - 1,
+			       fail);
+			break;
+		}
+		nap(retry_ms > wait ? retry_ms : wait, NULL);
+		wait = backoff_next(wait);
+		sent = put_result(x, c, l->id, what, pieces, 2, fail, sizeof(fail),
+				  &retry_ms);
+		if (sent == SENT_AGAIN)
+			vd_warn("lease %s: sending the result: %s; retrying in %.1f s",
+				l->id, fail, (retry_ms > wait ? retry_ms : wait) / 1000.0);
+	}
 out:
 	free(line);
 	json_decref(meta);
-	vd_buf_release(&path);
-	vd_buf_release(&why);
 }
 
+/*
+ * The sender: the spooled results, oldest first, each until the daemon
+ * takes it or says it never will (put_result). While the daemon cannot
+ * take them it waits, doubling from EX_BACKOFF_MIN_MS up to a heartbeat
+ * period (EX_SPOOL_RETRY_MIN_MS..MAX_MS), or as long as a Retry-After
+ * said, then tries the next one. Once spool_final is set (the workers are
+ * done) it tries each one once more, at once, and leaves; a 401 ends it
+ * too. What is left stays on disk for the next start.
+ */
+static void *sender_main(void *arg)
+{
+	struct exec *x = arg;
+	struct vd_client c;
+	int wait = EX_BACKOFF_MIN_MS, cap = x->heartbeat_ms;
+	int64_t next = 0, said = 0;
+	size_t final_fails = 0;
+	bool failing = false, was_final = false;
+
+	if (cap < EX_SPOOL_RETRY_MIN_MS)
+		cap = EX_SPOOL_RETRY_MIN_MS;
+	if (cap > EX_SPOOL_RETRY_MAX_MS)
+		cap = EX_SPOOL_RETRY_MAX_MS;
+	if (client_open(&c, x, x->own_token, NULL)) {
+		vd_err("spool: cannot set up HTTP; spooled results wait for the next start");
+		return NULL;
+	}
+	for (;;) {
+		char lease[VD_ID_SIZE], what[160], fail[512];
+		struct vd_client_piece piece;
+		struct vd_spool_body b;
+		bool final = atomic_load(&x->spool_final);
+		int retry_ms, delay, rc;
+		uint64_t bytes;
+		enum sent sent;
+		size_t n;
+
+		if (final && !was_final) {
+			was_final = true;
+			final_fails = 0;
+		}
+		vd_spool_usage(x->spool, &n, &bytes);
+		if (final && (n == 0 || final_fails >= n))
+			break;
+		if (!final && (n == 0 || vd_mono_ms() < next)) {
+			nap(100, NULL);
+			continue;
+		}
+		if (vd_spool_first(x->spool, lease, what, sizeof(what)))
+			continue;
+		rc = vd_spool_map(&b, x->spool, lease);
+		if (rc) {
+			/* Gone or unreadable: nothing we could ever send. */
+			vd_err("spool: cannot read the result of lease %s (%s): %s; "
+			       "dropped", lease, what, strerror(-rc));
+			vd_spool_done(x->spool, lease);
+			continue;
+		}
+		piece = (struct vd_client_piece){ b.p, b.n };
+		sent = put_result(x, &c, lease, what, &piece, 1, fail, sizeof(fail),
+				  &retry_ms);
+		vd_spool_unmap(&b);
+		if (sent == SENT_FATAL)
+			break;
+		if (sent == SENT_TAKEN) {
+			vd_spool_done(x->spool, lease);
+			if (failing)
+				vd_info("spool: the daemon takes results again (%zu more to "
+					"send)", n - 1);
+			failing = false;
+			wait = EX_BACKOFF_MIN_MS;
+			final_fails = 0;
+			continue;
+		}
+		vd_spool_rotate(x->spool, lease);
+		final_fails++;
+		delay = retry_ms > wait ? retry_ms : wait;
+		if (!failing || vd_mono_ms() - said >= EX_SPOOL_SAY_MS) {
+			vd_warn("spool: sending the result of lease %s: %s; %zu results "
+				"waiting (%llu bytes), trying again in %.1f s", lease, fail,
+				n, (unsigned long long)bytes, delay / 1000.0);
+			said = vd_mono_ms();
+		} else {
+			vd_debug("spool: lease %s: %s; trying again in %.1f s", lease, fail,
+				 delay / 1000.0);
+		}
+		failing = true;
+		next = vd_mono_ms() + delay;
+		wait = wait * 2 > cap ? cap : wait * 2;
+	}
+	vd_client_release(&c);
+	return NULL;
+}
 /* A unit whose inputs cannot be had is reported as a failed attempt (so
  * that the server's retry count sees it) unless the trouble looks
  * transient, in which case the lease is left to expire. */
@@ -695,7 +904,7 @@ static void *heartbeat_main(void *arg)
 	}
 	for (;;) {
 		struct lease *l;
-		size_t i;
+		size_t i, nheld;
 		bool quit;
 
 		nap(x->heartbeat_ms, &x->heartbeat_stop);
@@ -708,7 +917,14 @@ static void *heartbeat_main(void *arg)
 		pthread_mutex_unlock(&x->lock);
 		if (quit)
 			break;
+		/* Then the spooled results' leases: kept alive, the daemon does
+		 * not hand their units to anyone else meanwhile. What it answers
+		 * for them changes nothing here: the result is sent anyway, and
+		 * the daemon decides when it comes. */
+		nheld = ids.n;
+		vd_spool_ids(&ids, x->spool, EX_SPOOLED_MAX);
 		for (i = 0; i < ids.n; i++) {
+			bool spooled = i >= nheld;
 			struct vd_buf path = VD_BUF_INIT(256), why = VD_BUF_INIT(1024);
 			json_t *reply = NULL, *empty = json_object();
 			long status = 0;
@@ -719,10 +935,15 @@ static void *heartbeat_main(void *arg)
 				rc = vd_client_json(&status, &reply, &why, &c, "POST",
 						    path.data, empty, EX_REQ_TIMEOUT_MS);
 			if (rc) {
-				vd_warn("heartbeat %s: %s", ids.v[i],
-					fail_text(fail, sizeof(fail), rc, status, &c, &why));
+				vd_log(spooled ? VD_LOG_DEBUG : VD_LOG_WARN, "heartbeat %s: %s",
+				       ids.v[i], fail_text(fail, sizeof(fail), rc, status,
+							   &c, &why));
 			} else if (status == 401) {
 				set_fatal(x, "heartbeat");
+			} else if (spooled) {
+				if (status != 200)
+					vd_debug("heartbeat %s (spooled): HTTP %ld: %s", ids.v[i],
+						 status, vd_buf_cstr(&why));
 			} else if (status == 409 || status == 404) {
 				vd_info("heartbeat %s: HTTP %ld (%s): stopping the unit",
 					ids.v[i], status, vd_buf_cstr(&why));
@@ -774,7 +995,7 @@ static json_t *host_facts(void)
 static int do_register(struct exec *x, struct vd_client *c)
 {
 	int wait = EX_BACKOFF_MIN_MS, rc = 1;
-	json_t *req, *reply = NULL, *cached = json_array();
+	json_t *req, *reply = NULL, *cached = json_array(), *spooled = json_array();
 	struct vd_strv ids = { 0 };
 
 	/* The chunks we hold, newest first, so that the daemon sends us
@@ -783,9 +1004,16 @@ static int do_register(struct exec *x, struct vd_client *c)
 		for (size_t i = 0; cached && i < ids.n; i++)
 			json_array_append_new(cached, json_string(ids.v[i]));
 	vd_strv_release(&ids);
-	req = json_pack("{s:s, s:i, s:i, s:o, s:o}", "name", x->name, "level", x->level,
-			"slots", x->slots, "host", host_facts(), "cached",
-			cached ? cached : json_array());
+	/* The results we hold for leases of an earlier process of ours: the
+	 * daemon keeps those leases, and puts the rest back at once. */
+	if (vd_spool_ids(&ids, x->spool, EX_SPOOLED_MAX) == 0)
+		for (size_t i = 0; spooled && i < ids.n; i++)
+			json_array_append_new(spooled, json_string(ids.v[i]));
+	vd_strv_release(&ids);
+	req = json_pack("{s:s, s:i, s:i, s:o, s:o, s:o}", "name", x->name, "level",
+			x->level, "slots", x->slots, "host", host_facts(), "cached",
+			cached ? cached : json_array(), "spooled",
+			spooled ? spooled : json_array());
 	if (!req) {
 		fprintf(stderr, "vdfs-executor: out of memory\n");
 		return 1;
@@ -849,8 +1077,9 @@ static int do_register(struct exec *x, struct vd_client *c)
 		x->heartbeat_ms = (int)jint(reply, "heartbeat_ms", x->lease_ms / 3);
 		if (x->heartbeat_ms < 100)
 			x->heartbeat_ms = 100;
-		vd_info("registered as %s at %s (level %d, %d slots, heartbeat %d ms)",
-			x->name, x->server, x->level, x->slots, x->heartbeat_ms);
+		vd_info("registered as %s at %s (level %d, %d slots, heartbeat %d ms, "
+			"%zu results spooled)", x->name, x->server, x->level, x->slots,
+			x->heartbeat_ms, json_array_size(json_object_get(req, "spooled")));
 		rc = 0;
 		break;
 	}
@@ -903,6 +1132,7 @@ static int dispatch(struct exec *x, struct vd_client *c)
 {
 	int wait = EX_BACKOFF_MIN_MS, rc;
 	int64_t busy_ms = vd_mono_ms();   /* when we last held a unit */
+	bool spool_full = false;          /* said that the spool is over its cap */
 
 	while (!atomic_load(&g_stop)) {
 		struct vd_buf why = VD_BUF_INIT(1024);
@@ -910,6 +1140,31 @@ static int dispatch(struct exec *x, struct vd_client *c)
 		long status = 0;
 		char fail[512];
 		int nfree, e, poll_ms = EX_LEASE_WAIT_MS;
+		size_t nspooled;
+		uint64_t spooled_bytes;
+
+		/* A full spool means the daemon has not taken our results for a
+		 * while: computing more would only pile them up. Wait until it
+		 * takes them (nothing is dropped to make room). */
+		vd_spool_usage(x->spool, &nspooled, &spooled_bytes);
+		if (nspooled)
+			busy_ms = vd_mono_ms();
+		if (vd_spool_over(x->spool)) {
+			if (!spool_full)
+				vd_warn("spool %s holds %zu results, %llu bytes, over its cap "
+					"of %llu (--spool-size): taking no new work until the "
+					"daemon takes them", vd_spool_dir(x->spool), nspooled,
+					(unsigned long long)spooled_bytes,
+					(unsigned long long)x->spool_cap);
+			spool_full = true;
+			vd_buf_release(&why);
+			nap(200, &g_stop);
+			continue;
+		}
+		if (spool_full)
+			vd_info("spool %s is under its cap again (%zu results); taking work "
+				"again", vd_spool_dir(x->spool), nspooled);
+		spool_full = false;
 
 		pthread_mutex_lock(&x->lock);
 		while (x->held >= x->slots && !atomic_load(&g_stop)) {
@@ -978,7 +1233,8 @@ static int dispatch(struct exec *x, struct vd_client *c)
 			pthread_mutex_lock(&x->lock);
 			idle = x->held == 0;
 			pthread_mutex_unlock(&x->lock);
-			if (x->once && idle) {
+			vd_spool_usage(x->spool, &nspooled, NULL);
+			if (x->once && idle && nspooled == 0) {
 				vd_info("no work and nothing running; leaving (--once)");
 				vd_buf_release(&why);
 				break;
@@ -1005,6 +1261,98 @@ static int dispatch(struct exec *x, struct vd_client *c)
 	return 0;
 }
 
+/* ---- start and end ---------------------------------------------------- */
+
+/* Say what the spool holds from an earlier run, and which other names
+ * have spools under this cache (their results go only with their name). */
+static void spool_report(struct exec *x)
+{
+	struct vd_buf root = VD_BUF_INIT(PATH_MAX);
+	struct dirent *de;
+	uint64_t bytes;
+	size_t n;
+	DIR *d;
+
+	vd_spool_usage(x->spool, &n, &bytes);
+	if (n)
+		vd_info("spool %s: %zu results (%llu bytes) from an earlier run, to send",
+			vd_spool_dir(x->spool), n, (unsigned long long)bytes);
+	if (vd_buf_addf(&root, "%s/spool", x->cache) || !(d = opendir(root.data))) {
+		vd_buf_release(&root);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct vd_buf sub = VD_BUF_INIT(PATH_MAX);
+		struct dirent *f;
+		size_t results = 0;
+		DIR *sd;
+
+		if (de->d_name[0] == '.' || !strcmp(de->d_name, x->name))
+			continue;
+		if (!vd_buf_addf(&sub, "%s/%s", root.data, de->d_name) &&
+		    (sd = opendir(sub.data))) {
+			while ((f = readdir(sd)) != NULL) {
+				size_t len = strlen(f->d_name);
+
+				results += len > 7 && !strcmp(f->d_name + len - 7, ".result");
+			}
+			closedir(sd);
+		}
+		if (results)
+			vd_info("spool %s holds %zu results of the executor named %s: "
+				"started with --name %s and this --cache, it sends them",
+				vd_buf_cstr(&sub), results, de->d_name, de->d_name);
+		vd_buf_release(&sub);
+	}
+	closedir(d);
+	vd_buf_release(&root);
+}
+
+/*
+ * The last request: tell the daemon that this executor leaves, so that it
+ * shows as gone at once rather than a lease time later. Not while results
+ * stay in the spool (their leases are still ours, and a restart sends
+ * them), nor after the daemon refused our token.
+ */
+static void say_leaving(struct exec *x)
+{
+	struct vd_buf path = VD_BUF_INIT(256);
+	struct vd_client c;
+	char fail[512];
+	uint64_t bytes;
+	long status = 0;
+	int fatal, rc;
+	size_t n;
+
+	vd_spool_usage(x->spool, &n, &bytes);
+	if (n) {
+		vd_warn("%zu results (%llu bytes) stay in the spool %s: vdfs-executor "
+			"--cache %s --name %s sends them when started again", n,
+			(unsigned long long)bytes, vd_spool_dir(x->spool), x->cache, x->name);
+		return;
+	}
+	pthread_mutex_lock(&x->lock);
+	fatal = x->fatal;
+	pthread_mutex_unlock(&x->lock);
+	if (fatal || !x->own_token)
+		return;
+	/* A client of its own: the main one aborts once g_stop is set. */
+	if (client_open(&c, x, x->own_token, NULL))
+		return;
+	rc = vd_buf_addf(&path, "/v1/executors/%s", x->name);
+	if (!rc)
+		rc = vd_client_do(&status, NULL, &c, "DELETE", path.data, NULL, NULL, 0,
+				  EX_LEAVE_TIMEOUT_MS);
+	if (rc == 0 && status == 200)
+		vd_info("told the daemon that %s leaves", x->name);
+	else
+		vd_info("could not tell the daemon that %s leaves (%s); it shows this "
+			"executor as gone within a lease time", x->name,
+			fail_text(fail, sizeof(fail), rc, status, &c, NULL));
+	vd_client_release(&c);
+	vd_buf_release(&path);
+}
+
 /* ---- main ------------------------------------------------------------- */
 
 /*
@@ -1026,6 +1374,9 @@ static const struct vd_doc_opt opt_doc[] = {
 	  "~/.cache, then vdfs-executor/<server>)", 0 },
 	{ "cache-size", 'C', "SIZE", "a cap on the cache: the least recently used files go "
 	  "first (default 10G; suffixes K, M, G)", 0 },
+	{ "spool-size", 'B', "SIZE", "a cap on the results kept under the cache directory "
+	  "while the daemon cannot take them (default 2G): at the cap no new work is "
+	  "taken until it takes them; nothing is dropped", 0 },
 	{ "once", 'o', NULL, "exit when there is no work and nothing runs", 0 },
 	{ "idle-exit", 'I', "SECONDS", "exit after that long with nothing to run", 0 },
 	{ "cacert", 'A', "FILE", "https: trust this CA certificate (PEM) for the server", 0 },
@@ -1093,8 +1444,9 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	const char *token_file = NULL, *cache = NULL, *name = NULL;
 	struct vd_buf dir = VD_BUF_INIT(PATH_MAX);
-	pthread_t hb;
+	pthread_t hb, sender;
 	bool verbose = false, hb_started = false, client_ok = false, insecure = false;
+	bool sender_started = false;
 	const char *sandbox = "none";
 	uint64_t sz;
 	int opt, i, rc, code = 1;
@@ -1103,6 +1455,7 @@ int main(int argc, char **argv)
 	x.level = 1;
 	x.slots = 1;
 	x.cache_cap = 10ull << 30;
+	x.spool_cap = EX_SPOOL_CAP;
 	x.fsize_limit = 4ull << 30;
 	x.nofile_limit = 1024;
 	x.out_cap = EX_OUT_CAP;
@@ -1147,14 +1500,18 @@ int main(int argc, char **argv)
 		case 'V':
 		case 'F':
 		case 'U':
+		case 'B':
 			if (vd_ex_parse_size(&sz, optarg) || sz < 4096) {
 				fprintf(stderr, "vdfs-executor: --%s wants a size like 512M\n",
 					opt == 'C' ? "cache-size" : opt == 'M' ? "max-memory"
 					: opt == 'V' ? "max-address-space"
-					: opt == 'F' ? "max-file-size" : "stdout-cap");
+					: opt == 'F' ? "max-file-size"
+					: opt == 'B' ? "spool-size" : "stdout-cap");
 				return 2;
 			}
-			if (opt == 'V')
+			if (opt == 'B')
+				x.spool_cap = sz;
+			else if (opt == 'V')
 				x.as_limit = sz;
 			else if (opt == 'C')
 				x.cache_cap = sz;
@@ -1269,6 +1626,15 @@ int main(int argc, char **argv)
 			strerror(-rc));
 		goto out;
 	}
+	/* The spool is per name: a restarted executor of the same name sends
+	 * what it holds, and the daemon accepts it from that name only. */
+	rc = vd_buf_addf(&dir, "%s/spool/%s", x.cache, x.name);
+	if (rc || (rc = vd_spool_open(&x.spool, dir.data, x.spool_cap))) {
+		fprintf(stderr, "vdfs-executor: cannot use the spool %s: %s\n",
+			vd_buf_cstr(&dir), strerror(-rc));
+		goto out;
+	}
+	spool_report(&x);
 
 	/* A unit's output is held in one buffer (up to --stdout-cap) until it
 	 * is sent. glibc would serve such buffers from mmap, but after the
@@ -1310,6 +1676,11 @@ int main(int argc, char **argv)
 	}
 	if (pthread_create(&hb, NULL, heartbeat_main, &x) == 0)
 		hb_started = true;
+	if (pthread_create(&sender, NULL, sender_main, &x) == 0)
+		sender_started = true;
+	else
+		vd_err("cannot start the spool's sender; spooled results wait for the "
+		       "next start");
 
 	code = dispatch(&x, &c);
 
@@ -1321,9 +1692,14 @@ int main(int argc, char **argv)
 	for (i = 0; i < x.slots; i++)
 		if (workers[i].started)
 			pthread_join(workers[i].t, NULL);
+	/* What the daemon did not take yet gets one more try. */
+	atomic_store(&x.spool_final, true);
+	if (sender_started)
+		pthread_join(sender, NULL);
 	atomic_store(&x.heartbeat_stop, true);
 	if (hb_started)
 		pthread_join(hb, NULL);
+	say_leaving(&x);
 	vd_info("stopped");
 out_curl:
 	if (client_ok)
@@ -1340,6 +1716,7 @@ out:
 	free(x.token);
 	free(x.own_token);
 	vd_cache_close(x.store);
+	vd_spool_close(x.spool);
 	free(x.cache);
 	free(x.selfdir);
 	vd_buf_release(&dir);

@@ -27,8 +27,17 @@
 
 #include "util.h"
 
+_Thread_local struct view_caller view_caller;
+
+/* The view of a request, noting who asks: the ops that make entries in
+ * data/ give them to their caller (--allow-other). */
 static struct vd_view *req_view(fuse_req_t req)
 {
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	if (ctx) {
+		view_caller.uid = ctx->uid;
+		view_caller.gid = ctx->gid;
+	}
 	return fuse_req_userdata(req);
 }
 
@@ -429,9 +438,13 @@ static int do_setattr(struct vd_view *v, struct target *t, struct vfh *fh,
 		      const struct stat *attr, int to_set)
 {
 	int rc = 0;
-	/* Owners are not ours to change; they are ignored like the
-	 * metadata-only changes below, so that cp -a works. */
-	to_set &= ~(FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_CTIME);
+	/* Without --allow-other everything is the mounting user's: owners
+	 * are not ours to change, and are ignored like the metadata-only
+	 * changes below, so that cp -a works. With it, staging entries in
+	 * data/ have real owners (the kernel has checked the caller may). */
+	to_set &= ~FUSE_SET_ATTR_CTIME;
+	if (!v->allow_other || t->r.kind != NK_DATAENT)
+		to_set &= ~(FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID);
 	if (to_set == 0)
 		return 0;
 	if (vref_immutable(&t->r))
@@ -492,9 +505,9 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	char id[VD_ID_SIZE];
 	char link[sizeof("versions/") + VD_ID_SIZE];
 	int rc = target_get(&t, v, ino);
-	if (rc == 0 && t.r.kind == NK_DATAENT) {
+	if (rc == 0 && (t.r.kind == NK_DATAENT || t.r.kind == NK_INPUT)) {
 		struct vd_buf b = VD_BUF_INIT(PATH_MAX + 1);
-		rc = data_readlink(&b, v, &t.r);
+		rc = t.r.kind == NK_INPUT ? input_readlink(&b, v, &t.r) : data_readlink(&b, v, &t.r);
 		if (rc < 0)
 			reply_err(req, rc);
 		else
@@ -598,18 +611,29 @@ out:
 	reply_err(req, rc);
 }
 
-static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		     dev_t rdev)
+/* What mknod or symlink makes. */
+struct new_node {
+	mode_t mode;
+	dev_t rdev;
+	const char *link;            /* a symlink's target; NULL: mknod */
+};
+
+/* mknod and symlink: only in data/ (elsewhere the fixed layout's error),
+ * answered with the new entry. */
+static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      const struct new_node *nn)
 {
 	struct vd_view *v = req_view(req);
 	struct child *ch = malloc(sizeof(*ch));
 	int rc = ch ? child_get(ch, v, parent, name) : -ENOMEM;
 	if (rc < 0)
 		goto out;
-	if (in_data(&ch->pr) && ch->c.kind == NK_DATAENT)
-		rc = data_mknod(v, &ch->c, mode, rdev);
-	else
+	if (!in_data(&ch->pr) || ch->c.kind != NK_DATAENT)
 		rc = namespace_err(&ch->pr);
+	else if (nn->link)
+		rc = data_symlink(v, &ch->c, nn->link);
+	else
+		rc = data_mknod(v, &ch->c, nn->mode, nn->rdev);
 	if (rc >= 0) {
 		reply_new_entry(req, v, ch->p, name);
 		free(ch);
@@ -620,25 +644,15 @@ out:
 	reply_err(req, rc);
 }
 
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	make_node(req, parent, name, &(struct new_node){ .mode = mode, .rdev = rdev });
+}
+
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	struct vd_view *v = req_view(req);
-	struct child *ch = malloc(sizeof(*ch));
-	int rc = ch ? child_get(ch, v, parent, name) : -ENOMEM;
-	if (rc < 0)
-		goto out;
-	if (in_data(&ch->pr) && ch->c.kind == NK_DATAENT)
-		rc = data_symlink(v, &ch->c, link);
-	else
-		rc = namespace_err(&ch->pr);
-	if (rc >= 0) {
-		reply_new_entry(req, v, ch->p, name);
-		free(ch);
-		return;
-	}
-out:
-	free(ch);
-	reply_err(req, rc);
+	make_node(req, parent, name, &(struct new_node){ .mode = S_IFLNK | 0777, .link = link });
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
@@ -1228,7 +1242,9 @@ static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	int rc = target_get(&t, v, ino);
 	if (rc == 0)
 		rc = node_attr(&st, &ttl, v, &t, NULL);
-	if (rc == 0 && (mask & W_OK) && !(st.st_mode & S_IWUSR))
+	/* Versions keep the modes they were submitted with (0644 and the
+	 * like), and are still never writable. */
+	if (rc == 0 && (mask & W_OK) && (!(st.st_mode & S_IWUSR) || vref_immutable(&t.r)))
 		rc = readonly_err(&t.r);
 	if (rc == 0 && (mask & X_OK) && !(st.st_mode & S_IXUSR))
 		rc = -EACCES;
@@ -1307,11 +1323,14 @@ void view_kick_loop(struct vd_view *v)
 }
 
 int vd_view_new(vd_view **out, vd_engine *e, const char *mountpoint,
-		const char *staging_dir, bool debug)
+		const char *staging_dir, bool debug, bool allow_other)
 {
 	int rc = 0;
 	struct vd_view *v = calloc(1, sizeof(*v));
-	char *argv[] = { "vdfs", "-o", "fsname=vdfs,subtype=vdfs", debug ? "-d" : NULL, NULL };
+	char *argv[] = { "vdfs", "-o",
+			 allow_other ? "fsname=vdfs,subtype=vdfs,allow_other,default_permissions"
+				     : "fsname=vdfs,subtype=vdfs",
+			 debug ? "-d" : NULL, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(debug ? 4 : 3, argv);
 	struct stat st;
 
@@ -1319,6 +1338,7 @@ int vd_view_new(vd_view **out, vd_engine *e, const char *mountpoint,
 	if (!v)
 		return -ENOMEM;
 	v->e = e;
+	v->allow_other = allow_other;
 	v->uid = getuid();
 	v->gid = getgid();
 	v->start_ms = vd_now_ms();

@@ -31,9 +31,13 @@
 typedef struct vd_view vd_view;
 
 /* Mount the view of engine e at mountpoint. staging_dir (created if needed)
- * holds files being written. debug enables libfuse debug output. */
+ * holds files being written. debug enables libfuse debug output.
+ * allow_other lets other local users in (FUSE allow_other), with the
+ * kernel checking permissions against the owners and modes shown
+ * (default_permissions): files made in data/ belong to their maker
+ * (docs/mount.md, "Owners"). */
 int vd_view_new(vd_view **out, vd_engine *e, const char *mountpoint,
-		const char *staging_dir, bool debug);
+		const char *staging_dir, bool debug, bool allow_other);
 /* Run the multi-threaded session loop until unmounted or vd_view_exit;
  * installs libfuse's signal handlers (SIGTERM/SIGINT/SIGHUP -> clean
  * unmount) for the duration. */

@@ -24,6 +24,10 @@ static void stat_from_real(struct stat *st, struct vd_view *v, const struct stat
 	int64_t ms = (int64_t)real->st_mtim.tv_sec * 1000 + real->st_mtim.tv_nsec / 1000000;
 	view_stat_base(st, v, real->st_mode, (uint64_t)real->st_size, ms);
 	st->st_nlink = real->st_nlink;   /* hard links inside a tree are real */
+	if (v->allow_other) {
+		st->st_uid = real->st_uid;
+		st->st_gid = real->st_gid;
+	}
 	/* Whole nanoseconds, as cp -a and rsync -a set them. */
 	st->st_atim = real->st_atim;
 	st->st_mtim = real->st_mtim;
@@ -72,29 +76,18 @@ static int sealed_stat(struct stat *st, struct vd_view *v, const struct vref *r)
 	rc = sealed_get(&vi, v, r->task, r->dname);
 	if (rc < 0)
 		goto out;
-	if (r->path[0] == '\0') {
-		if (vi.kind == VD_KIND_FILE)
-			view_stat_base(st, v, S_IFREG | 0644, vi.size, vi.time_ms);
-		else
-			view_stat_base(st, v, S_IFDIR | 0755, 0, vi.time_ms);
+	if (r->path[0] == '\0' && vi.kind == VD_KIND_FILE) {
+		view_stat_base(st, v, S_IFREG | 0644, vi.size, vi.time_ms);
 		goto out;
 	}
 	if (vi.kind != VD_KIND_TREE) {
 		rc = -ENOENT;
 		goto out;
 	}
+	/* A tree, its top included: what its manifest recorded. */
 	rc = mc_get(&ent, v, vi.data_id);
-	if (rc < 0)
-		goto out;
-	mode_t type;
-	size_t idx;
-	rc = man_find(&type, &idx, ent->m, r->path);
-	if (rc < 0)
-		goto out;
-	if (S_ISREG(type))
-		view_stat_base(st, v, S_IFREG | 0644, ent->m->files[idx].size, vi.time_ms);
-	else
-		view_stat_base(st, v, S_IFDIR | 0755, 0, vi.time_ms);
+	if (rc == 0)
+		rc = man_stat(st, v, ent->m, r->path, vi.time_ms);
 out:
 	if (ent)
 		mc_put(v, ent);
@@ -387,6 +380,8 @@ static int open_top_file(struct vfh *fh, struct vd_view *v, const struct vref *r
 			stage_destroy(s);
 			return rc;
 		}
+		if (!exists)
+			stage_own_fd(v, s->fd);
 		if (exists && !trunc && vi.size > 0) {
 			rc = mc_get(&ent, v, vi.data_id);
 			if (rc == 0 && ent->m->nfiles != 1)
@@ -450,6 +445,8 @@ static int open_in_tree(struct vfh *fh, struct vd_view *v, const struct vref *r,
 		rc = -ENOMEM;
 		goto out;
 	}
+	struct stat before;
+	bool is_new = creating && fstatat(at.dfd, at.name, &before, AT_SYMLINK_NOFOLLOW) < 0;
 	int fd = openat(at.dfd, at.name, oflags, stage_mode(mode, false));
 	if (fd < 0) {
 		rc = -errno;
@@ -462,6 +459,8 @@ static int open_in_tree(struct vfh *fh, struct vd_view *v, const struct vref *r,
 		close(fd);
 		goto out;
 	}
+	if (is_new)
+		stage_own_fd(v, fd);
 	fh->kind = FH_TREEFILE;
 	fh->fd = fd;
 	fh->st = s;
@@ -472,6 +471,8 @@ static int open_in_tree(struct vfh *fh, struct vd_view *v, const struct vref *r,
 	s->open_files++;
 	if (wr && (flags & O_TRUNC))
 		bad_drop_locked(s, r->path);
+	if (is_new)
+		s->nfiles++;
 	pthread_mutex_unlock(&v->slock);
 out:
 	free(tpath);
@@ -520,6 +521,8 @@ int data_mkdir(struct vd_view *v, const struct vref *c, mode_t mode)
 			rc = -errno;
 		if (rc == 0 && fchmodat(at.dfd, at.name, stage_mode(mode, true), 0) < 0)
 			rc = -errno;
+		if (rc == 0)
+			stage_own_at(v, at.dfd, at.name);
 		tree_at_close(&at);
 		tree_leave(v, s, true);
 		return rc;
@@ -539,6 +542,7 @@ int data_mkdir(struct vd_view *v, const struct vref *c, mode_t mode)
 		stage_destroy(s);
 		return rc;
 	}
+	stage_own_fd(v, s->dfd);
 	pthread_mutex_lock(&v->slock);
 	if (stage_find_locked(v, c->task, c->dname)) {
 		rc = -EEXIST;
@@ -565,8 +569,13 @@ int data_unlink(struct vd_view *v, const struct vref *c)
 		rc = tree_at_open(&at, s, c->path);
 		if (rc == 0 && unlinkat(at.dfd, at.name, 0) < 0)
 			rc = -errno;
-		if (rc == 0)
+		if (rc == 0) {
 			tree_bad_drop(v, s, c->path);
+			pthread_mutex_lock(&v->slock);
+			if (s->nfiles)
+				s->nfiles--;
+			pthread_mutex_unlock(&v->slock);
+		}
 		tree_at_close(&at);
 		tree_leave(v, s, true);
 		return rc;
@@ -618,6 +627,7 @@ int data_rmdir(struct vd_view *v, const struct vref *c)
 		pthread_mutex_lock(&v->slock);
 		stage_remove_locked(v, s);
 		pthread_mutex_unlock(&v->slock);
+		vd_engine_settling_clear(v->e, c->task, c->dname);
 		int urc = vd_engine_data_unlink(v->e, c->task, c->dname);
 		if (urc < 0 && urc != -ENOENT)
 			rc = urc;
@@ -762,6 +772,7 @@ static int rename_top(struct vd_view *v, const struct vref *from, const struct v
 		pthread_mutex_lock(&s->seal_lock);
 	pthread_mutex_lock(&v->slock);
 	rc = stage_rename_locked(s, to->dname);
+	s->told_change = 0;   /* a tree is told again, under its new name */
 	bool unsealed = s->dirty || s->held;
 	if (!temp_to)
 		s->held = false;
@@ -771,6 +782,7 @@ static int rename_top(struct vd_view *v, const struct vref *from, const struct v
 	if (rc < 0)
 		goto out;
 	if (s->is_tree) {
+		vd_engine_settling_clear(v->e, from->task, from->dname);
 		/* Sealed under its new name once it settles. */
 		rc = f.sealed ? vd_engine_data_unlink(v->e, from->task, from->dname) : 0;
 	} else if (!unsealed) {
@@ -826,9 +838,23 @@ static void set_times(struct timespec ts[2], const struct stat *attr, int to_set
 							    : attr->st_mtim;
 }
 
+/* The owner part of a setattr: -1 leaves one unchanged. */
+static uid_t set_uid(const struct stat *attr, int to_set)
+{
+	return (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+}
+
+static gid_t set_gid(const struct stat *attr, int to_set)
+{
+	return (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+}
+
 static int apply_attrs_fd(int fd, const struct stat *attr, int to_set)
 {
 	if ((to_set & FUSE_SET_ATTR_SIZE) && ftruncate(fd, attr->st_size) < 0)
+		return -errno;
+	if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	    fchown(fd, set_uid(attr, to_set), set_gid(attr, to_set)) < 0)
 		return -errno;
 	if ((to_set & FUSE_SET_ATTR_MODE) && fchmod(fd, stage_mode(attr->st_mode, false)) < 0)
 		return -errno;
@@ -855,6 +881,10 @@ static int apply_attrs_at(const struct tree_at *at, const struct stat *attr, int
 		if (r < 0)
 			return -err;
 	}
+	if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	    fchownat(at->dfd, at->name, set_uid(attr, to_set), set_gid(attr, to_set),
+		     AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
 	if (to_set & FUSE_SET_ATTR_MODE) {
 		struct stat st;
 		if (fstatat(at->dfd, at->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -875,7 +905,10 @@ static int apply_attrs_at(const struct tree_at *at, const struct stat *attr, int
 }
 
 #define SET_CONTENT FUSE_SET_ATTR_SIZE
-#define SET_META (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)
+/* Owners come only with --allow-other (view.c's do_setattr drops them
+ * otherwise). */
+#define SET_META (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | \
+		  FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)
 
 /* setattr on a staging file, whose content is in its fd. */
 static int stage_apply_attrs(struct stage *s, const struct stat *attr, int to_set)
@@ -989,6 +1022,8 @@ int data_symlink(struct vd_view *v, const struct vref *c, const char *target)
 	rc = tree_at_open(&at, s, c->path);
 	if (rc == 0 && symlinkat(target, at.dfd, at.name) < 0)
 		rc = -errno;
+	if (rc == 0)
+		stage_own_at(v, at.dfd, at.name);
 	tree_at_close(&at);
 	tree_leave(v, s, true);
 	return rc;
@@ -1004,8 +1039,14 @@ int data_readlink(struct vd_buf *out, struct vd_view *v, const struct vref *r)
 		return -EINVAL;
 	if ((rc = tree_enter(&s, v, r->task, r->dname, false)) < 0)
 		return rc;
-	if (!s)
-		return -EINVAL;   /* what is only sealed: view_tree.c reads the manifest */
+	if (!s) {
+		/* Only sealed: the manifest has the target. */
+		struct vd_version_info vi;
+		rc = sealed_get(&vi, v, r->task, r->dname);
+		if (rc == 0)
+			rc = version_readlink(out, v, vi.data_id, r->path);
+		return rc;
+	}
 	rc = tree_at_open(&at, s, r->path);
 	ssize_t n = rc == 0 ? readlinkat(at.dfd, at.name, target, sizeof(target) - 1) : -1;
 	if (rc == 0 && n < 0)
@@ -1104,6 +1145,8 @@ int data_mknod(struct vd_view *v, const struct vref *c, mode_t mode, dev_t rdev)
 		if (rc == 0 && mknodat(at.dfd, at.name, (mode & S_IFMT) | stage_mode(mode, false),
 				       0) < 0)
 			rc = -errno;
+		if (rc == 0)
+			stage_own_at(v, at.dfd, at.name);
 	} else {
 		(void)rdev;
 		vd_warn("task %s: data/%s/%s: a device node cannot be part of a version; "
@@ -1156,10 +1199,12 @@ int data_write(struct vd_view *v, struct vfh *fh, const char *p, size_t n, off_t
 		}
 	}
 	pthread_mutex_lock(&v->slock);
-	if (fh->kind == FH_STAGE)
+	if (fh->kind == FH_STAGE) {
 		fh->st->dirty = fh->st->written = true;
-	else
+	} else {
 		fh->st->last_change = vd_mono_ms();
+		fh->st->nbytes += (uint64_t)w;
+	}
 	pthread_mutex_unlock(&v->slock);
 	return (int)w;
 }

@@ -214,6 +214,11 @@ struct stage {
 	 * vd_mono_ms (0: only after a change), so a tree copied while the
 	 * state disk was full seals once space is back. */
 	int64_t retry_ms;            /* slock */
+	/* What `vdfs status` says of a tree waiting to settle: files and
+	 * bytes in it (counted as they come; a tree copied out of a sealed
+	 * one starts with its counts), and the last_change it was told. */
+	uint64_t nfiles, nbytes;     /* slock */
+	int64_t told_change;         /* slock */
 	/* Files inside the tree whose last write failed (the same rule as
 	 * write_err above, per path): the tree is not sealed while any is
 	 * listed. Truncating such a file to zero, unlinking it or renaming
@@ -276,6 +281,7 @@ struct vd_view {
 	bool mounted;
 	uid_t uid;
 	gid_t gid;
+	bool allow_other;            /* immutable: --allow-other (owners are real) */
 	int64_t start_ms;
 
 	pthread_mutex_t nlock;
@@ -467,6 +473,17 @@ int tree_opendir(const struct stage *s, const char *path);
  * at least u+rw (u+rwx for directories), since it must read what it seals
  * (docs/mount.md). */
 mode_t stage_mode(mode_t asked, bool dir);
+/* Who asked for the operation this thread serves (view.c's req_view). */
+struct view_caller {
+	uid_t uid;
+	gid_t gid;
+};
+extern _Thread_local struct view_caller view_caller;
+/* With --allow-other, give what was just made (at dfd/name, or fd) to the
+ * caller; otherwise nothing. A failure is logged, not returned: the entry
+ * exists, and is the daemon's. */
+void stage_own_at(const struct vd_view *v, int dfd, const char *name);
+void stage_own_fd(const struct vd_view *v, int fd);
 /* The staging tree's directory holds nothing at all. */
 bool stage_tree_empty(const struct stage *s);
 /* Move a staging file's content into its fd (io_lock held). */

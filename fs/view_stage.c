@@ -445,6 +445,8 @@ static int tree_from_sealed(struct stage **out, struct vd_view *v, const char *t
 	} else {
 		s->busy++;
 		s->last_change = vd_mono_ms();
+		s->nfiles = vi.nfiles;
+		s->nbytes = vi.size;
 		*out = s;
 	}
 	pthread_cond_broadcast(&v->scond);
@@ -593,6 +595,23 @@ bool stage_tree_empty(const struct stage *s)
 	if (d)
 		closedir(d);
 	return empty;
+}
+
+void stage_own_at(const struct vd_view *v, int dfd, const char *name)
+{
+	if (v->allow_other &&
+	    fchownat(dfd, name, view_caller.uid, view_caller.gid, AT_SYMLINK_NOFOLLOW) < 0)
+		vd_warn("cannot give %s to uid %ld: %s", name, (long)view_caller.uid,
+			strerror(errno));
+}
+
+void stage_own_fd(const struct vd_view *v, int fd)
+{
+	/* AT_EMPTY_PATH: fd may be an O_PATH one (a staging tree's). */
+	if (v->allow_other &&
+	    fchownat(fd, "", view_caller.uid, view_caller.gid, AT_EMPTY_PATH) < 0)
+		vd_warn("cannot give a staging file to uid %ld: %s", (long)view_caller.uid,
+			strerror(errno));
 }
 
 mode_t stage_mode(mode_t asked, bool dir)
@@ -811,7 +830,9 @@ static int nftw_has_file(const char *path, const struct stat *st, int flag, stru
 {
 	(void)path;
 	(void)ftw;
-	return flag == FTW_F && S_ISREG(st->st_mode) ? 1 : 0;
+	/* A file or a symlink (FIFOs and the like count too: the seal then
+	 * says what it does with them). */
+	return flag == FTW_SL || (flag == FTW_F && !S_ISDIR(st->st_mode)) ? 1 : 0;
 }
 
 /* Seal a quiet staging tree; s is pinned and exclusive. */
@@ -836,8 +857,9 @@ static void tree_seal(struct vd_view *v, struct stage *s)
 	}
 	rc = nftw(s->dir, nftw_has_file, 16, FTW_PHYS);
 	if (rc == 0) {
-		/* Only directories: there is nothing a version could hold
-		 * (empty directories are not kept). Wait for files. */
+		/* Only directories: a version of nothing but empty ones
+		 * would most likely be the start of a copy (cp -r makes the
+		 * directories first). Wait for a file or a symlink. */
 		empty = true;
 		goto done;
 	}
@@ -853,6 +875,7 @@ static void tree_seal(struct vd_view *v, struct stage *s)
 		if (rc == -ENOSPC || rc == -EDQUOT)
 			retry_ms = vd_mono_ms() + SEAL_RETRY_MS;
 	} else {
+		vd_engine_settling_clear(v->e, s->task, s->name);
 		vd_debug("task %s: data/%s sealed as %s (%s, %llu files, %llu bytes)", s->task,
 			s->name, vi.data_id, rc == 1 ? "new version" : "known content",
 			(unsigned long long)vi.nfiles, (unsigned long long)vi.size);
@@ -881,11 +904,48 @@ static bool tree_quiet_locked(const struct stage *s, int64_t now, int64_t settle
 	       s->busy == 0 && s->open_files == 0 && now - s->last_change >= settle_ms;
 }
 
+/* Tell the engine what each tree waiting to settle holds and when it will
+ * seal, for `vdfs status`; only trees that changed since they were last
+ * told (the settle time is a catalog read). */
+static void settle_tell(struct vd_view *v)
+{
+	struct {
+		char task[256], name[256];
+		uint64_t files, bytes;
+		int64_t change;
+		bool open;
+	} told[SETTLE_BATCH];
+	size_t n = 0;
+	pthread_mutex_lock(&v->slock);
+	for (struct stage *s = v->stages; s && n < SETTLE_BATCH; s = s->next) {
+		if (!s->is_tree || s->dead || s->excl || s->told_change == s->last_change)
+			continue;
+		s->told_change = s->last_change;
+		snprintf(told[n].task, sizeof told[n].task, "%s", s->task);
+		snprintf(told[n].name, sizeof told[n].name, "%s", s->name);
+		told[n].files = s->nfiles;
+		told[n].bytes = s->nbytes;
+		told[n].change = s->last_change;
+		told[n].open = s->open_files > 0;
+		n++;
+	}
+	pthread_mutex_unlock(&v->slock);
+	for (size_t i = 0; i < n; i++) {
+		int settle = vd_engine_settle_ms(v->e, told[i].task);
+		if (settle < 0)
+			settle = 2000;
+		vd_engine_settling_set(v->e, told[i].task, told[i].name, told[i].files,
+				       told[i].bytes, told[i].open ? 0 : told[i].change + settle);
+	}
+}
+
 static void settle_tick(struct vd_view *v)
 {
 	struct stage *cand[SETTLE_BATCH];
 	size_t n = 0;
 	int64_t now = vd_mono_ms();
+
+	settle_tell(v);
 
 	pthread_mutex_lock(&v->slock);
 	for (struct stage *s = v->stages; s && n < SETTLE_BATCH; s = s->next) {

@@ -390,7 +390,11 @@ int vref_stat(struct stat *st, struct vd_view *v, struct vref *r)
 			rc = -ENOENT;
 			break;
 		}
-		view_stat_base(st, v, S_IFDIR | 0755, 0, v->start_ms);
+		/* With --allow-other anyone may submit into data/, and, as in
+		 * /tmp, remove only what is theirs (the sticky bit). */
+		view_stat_base(st, v, S_IFDIR | (r->kind == NK_DATA && v->allow_other ? 01777
+										 : 0755),
+			       0, v->start_ms);
 		break;
 	case NK_VERSIONS:
 		view_stat_base(st, v, S_IFDIR | 0555, 0, v->start_ms);

@@ -4,8 +4,53 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+
+#define BAR_WIDTH 20
+
+/* Under the tasks table: each run under way, with a bar on a terminal, and
+ * each tree in data/ waiting to settle. */
+static void print_active(const json_t *tasks)
+{
+	bool tty = isatty(STDOUT_FILENO);
+	size_t i, j;
+	const json_t *o, *r;
+	json_array_foreach(tasks, i, o) {
+		json_array_foreach(json_object_get(o, "active"), j, r) {
+			long long units = vd_cli_jint(r, "units"), done = vd_cli_jint(r, "done");
+			printf("  %s/%.12s code %.8s: ", vd_cli_jstr(o, "name"), vd_cli_jstr(r, "data_id"),
+			       vd_cli_jstr(r, "code_id"));
+			if (tty && units > 0) {
+				long long fill = done * BAR_WIDTH / units;
+				putchar('[');
+				for (long long k = 0; k < BAR_WIDTH; k++)
+					putchar(k < fill ? '#' : '.');
+				printf("] ");
+			}
+			printf("%lld/%lld units done, %lld running, %lld queued", done, units,
+			       vd_cli_jint(r, "running"), vd_cli_jint(r, "queued"));
+			const json_t *eta = json_object_get(r, "eta_s");
+			if (json_is_true(json_object_get(r, "combining")))
+				printf(", combining results");
+			else if (json_is_number(eta))
+				printf(", about %.0f s left", json_number_value(eta));
+			printf("\n");
+		}
+		json_array_foreach(json_object_get(o, "settling"), j, r) {
+			char size[32];
+			long long in = vd_cli_jint(r, "seals_in_ms");
+			vd_cli_human_bytes(size, (unsigned long long)vd_cli_jint(r, "bytes"));
+			printf("  %s/data/%s: settling: %lld files, %s, ", vd_cli_jstr(o, "name"),
+			       vd_cli_jstr(r, "name"), vd_cli_jint(r, "files"), size);
+			if (in < 0)
+				printf("seals once no file in it is open and it is quiet\n");
+			else
+				printf("seals in %.1f s unless it changes\n", (double)in / 1000.0);
+		}
+	}
+}
 
 static void print_status(const json_t *st)
 {
@@ -41,6 +86,7 @@ static void print_status(const json_t *st)
 			vd_cli_table_addf(&t, "%lld", vd_cli_jint(runs, "failed"));
 		}
 		vd_cli_table_print(&t);
+		print_active(tasks);
 	}
 	printf("\n");
 	if (!json_array_size(execs)) {
@@ -89,7 +135,11 @@ const struct vd_cli_cmd vd_cli_cmd_status = {
 		"executors.\n\n"
 		"Tasks: VERSIONS is how many dataset versions the task holds; QUEUED, "
 		"RUNNING, DONE and FAILED count its runs (one run is one version under one "
-		"code version and config) in each state.\n\n"
+		"code version and config) in each state. Under the table, one line per "
+		"run under way: its units done, running (leased to an executor) and "
+		"queued, with a bar on a terminal and, once units are done, about how "
+		"long it has left; and one line per tree in data/ waiting to settle: its "
+		"files and bytes so far and when it will be sealed.\n\n"
 		"Executors: LEVEL is the highest function level it serves, SLOTS how many "
 		"units it runs at once, STATE what the daemon last heard of it, LAST SEEN "
 		"how long ago that was, DONE and FAILED the units it finished and failed.\n\n"

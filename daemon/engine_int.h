@@ -271,12 +271,22 @@ int vd_engine_list_suffix(struct vd_strv *out, vd_engine *e, const char *prefix)
 int vd_engine_manifest_parse(struct vd_manifest **out, const char *json, size_t n);
 int vd_engine_version_json(json_t **out, vd_engine *e, const char *task,
 			   const char *data_id);
+
+/* ---- engine_manifest.c ---- */
 /* Append a chunk to f's extents (cap: how many ext has room for). */
 int vd_engine_file_push(struct vd_file *f, size_t *cap, const char *id, uint64_t len,
 			uint64_t lines);
 /* A file's extents as [[id, len], ...] and back. */
 json_t *vd_engine_file_json(const struct vd_file *f);
 int vd_engine_extents_parse(struct vd_file *f, const json_t *a);
+/* Free what f owns (not f). */
+void vd_engine_file_release(struct vd_file *f);
+/* m as the JSON of its m/<data-id> record. NULL: no memory. */
+json_t *vd_engine_manifest_json(const struct vd_manifest *m);
+/* qsort order of files: by path. */
+int vd_engine_file_path_cmp(const void *a, const void *b);
+/* The entry whose path is path in files sorted by path; SIZE_MAX if none. */
+size_t vd_engine_entry_index(const struct vd_file *files, size_t n, const char *path);
 
 /* ---- engine_render.c ---- */
 /* The code whose run version record v shows (docs/engine.md): the task's

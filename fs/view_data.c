@@ -580,19 +580,23 @@ int data_unlink(struct vd_view *v, const struct vref *c)
 		tree_leave(v, s, true);
 		return rc;
 	}
-	bool staged = false;
+	bool staged = false, destroy = false;
 	pthread_mutex_lock(&v->slock);
 	s = stage_find_locked(v, c->task, c->dname);
 	if (s && s->is_tree) {
 		rc = -EISDIR;
 	} else if (s) {
 		/* Open handles keep the staging file; it is no longer this
-		 * name's and is never sealed. */
+		 * name's and is never sealed. A held temporary has none:
+		 * nothing else will free it. */
 		s->unlinked = true;
 		stage_remove_locked(v, s);
 		staged = true;
+		destroy = s->pins == 0;
 	}
 	pthread_mutex_unlock(&v->slock);
+	if (destroy)
+		stage_destroy(s);
 	if (rc < 0)
 		return rc;
 	rc = vd_engine_data_unlink(v->e, c->task, c->dname);

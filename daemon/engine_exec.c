@@ -359,30 +359,28 @@ static int drop_leases_of(vd_catalog_batch *b, vd_engine *e, const char *name,
 			  const char *what, bool lost, const json_t *keep, int *kept)
 {
 	int n = 0;
-	for (struct vd_lease *l = e->leases; keep && l; l = l->next)
-		if (!strcmp(l->executor, name) && listed(keep, l->id)) {
+	/* Dropping a lease frees it and nothing else (as expire_leases
+	 * relies on too), so the walk goes on from the one after it. */
+	for (struct vd_lease *l = e->leases, *next; l; l = next) {
+		next = l->next;
+		if (strcmp(l->executor, name))
+			continue;
+		if (keep && listed(keep, l->id)) {
 			l->expires_ms = vd_mono_ms() + e->lease_ms;
 			(*kept)++;
+			continue;
 		}
-	for (bool again = true; again;) {
-		again = false;
-		for (struct vd_lease *l = e->leases; l; l = l->next) {
-			if (strcmp(l->executor, name) || (keep && listed(keep, l->id)))
-				continue;
-			if (lost) {
-				vd_engine_lease_lost(b, e, l, what);
-			} else {
-				if (l->run)
-					vd_engine_log_add(b, e, l->run->task, l->run->data,
-							  l->run->code, "unit %zu/%zu executor=%s "
-							  "%s, back in the queue", l->unit,
-							  l->run->nunits, name, what);
-				vd_engine_lease_drop(e, l);
-			}
-			n++;
-			again = true;
-			break;
+		if (lost) {
+			vd_engine_lease_lost(b, e, l, what);
+		} else {
+			if (l->run)
+				vd_engine_log_add(b, e, l->run->task, l->run->data,
+						  l->run->code, "unit %zu/%zu executor=%s "
+						  "%s, back in the queue", l->unit,
+						  l->run->nunits, name, what);
+			vd_engine_lease_drop(e, l);
 		}
+		n++;
 	}
 	return n;
 }

@@ -42,125 +42,9 @@
  * process group, with rlimits and a memory cap (runner.c), optionally
  * inside bubblewrap (--sandbox bwrap: no network, a read-only system).
  */
-#include <dirent.h>
-#include <errno.h>
-#include <getopt.h>
-#include <limits.h>
-#include <malloc.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <sys/utsname.h>
-#include <time.h>
-#include <unistd.h>
+#include "exec_int.h"
 
-#include <curl/curl.h>
-#include <jansson.h>
-
-#include "buf.h"
-#include "cache.h"
-#include "doc.h"
-#include "client.h"
-#include "id.h"
-#include "exutil.h"
-#include "runner.h"
-#include "spool.h"
-#include "util.h"
-
-#define EX_LEASE_WAIT_MS 20000
-/* The long-poll may be held wait_ms by the server; allow for transfer. */
-#define EX_LEASE_TIMEOUT_MS (EX_LEASE_WAIT_MS + 15000)
-#define EX_REQ_TIMEOUT_MS 30000
-#define EX_BACKOFF_MIN_MS 500
-#define EX_BACKOFF_MAX_MS 5000
-#define EX_FETCH_TRIES 4
-/* Tries at a result that could be neither sent nor spooled (the disk
- * failed too), once the executor is stopping; before that it tries on. */
-#define EX_RESULT_TRIES 5
-/* The spool's default cap (--spool-size). */
-#define EX_SPOOL_CAP (2ull << 30)
-/* Spooled results are retried at most a heartbeat apart (within these
- * bounds), so that a restarted daemon gets them before the leases it
- * restored run out; a Retry-After is honoured up to the longer bound. */
-#define EX_SPOOL_RETRY_MIN_MS 1000
-#define EX_SPOOL_RETRY_MAX_MS 10000
-#define EX_RETRY_AFTER_MAX_MS 60000
-/* While the daemon cannot take results, say so at most this often. */
-#define EX_SPOOL_SAY_MS 30000
-/* Lease IDs listed as spooled at registration (the daemon takes 4096). */
-#define EX_SPOOLED_MAX 4096
-/* Saying that we leave is worth a moment, not a hang at exit. */
-#define EX_LEAVE_TIMEOUT_MS 5000
-#define EX_OUT_CAP ((size_t)1 << 30)
-/* Code is capped at 64 MiB by the daemon, chunks far lower; this only
- * bounds what a misbehaving server can make us hold. */
-#define EX_BLOB_MAX ((size_t)256 << 20)
-#define EX_DEFAULT_TIMEOUT_S 300
-
-/* A unit held by this executor, from the lease reply to the result. */
-struct lease {
-	struct lease *next_queued;   /* exec.lock */
-	struct lease *next_active;   /* exec.lock */
-	json_t *j;                   /* the lease object from the server */
-	char id[VD_ID_SIZE];
-	/* Set by the heartbeat thread when the server says the lease is no
-	 * longer ours, or on a fatal error: the runner kills the function and
-	 * the unit is dropped without a result. */
-	atomic_bool cancel;
-};
-
-struct exec {
-	/* Configuration: set before any thread starts, read-only after. */
-	const char *server;
-	char *token;          /* the enrollment token, for registering */
-	char *own_token;      /* ours, from registration */
-	const char *cacert;   /* --cacert */
-	const char *pin;      /* --pin */
-	int idle_exit_s;      /* --idle-exit; 0 = never */
-	const char *bwrap;    /* --sandbox bwrap: the bwrap program, else NULL */
-	uint64_t max_memory;  /* --max-memory: cap on what a unit may ask for */
-	uint64_t as_limit;    /* --max-address-space: RLIMIT_AS per process */
-	uint64_t fsize_limit; /* --max-file-size */
-	uint64_t nofile_limit;/* --max-open-files */
-	size_t out_cap;       /* --stdout-cap */
-	uint64_t cache_cap;   /* --cache-size */
-	struct vd_cache *store; /* the cache of code and chunks */
-	int cores;
-	int level;
-	int slots;
-	char name[VD_ID_SIZE * 2];
-	char *cache;          /* cache root; code/ and chunks/ below it */
-	char *selfdir;        /* directory of this binary, first on PATH */
-	bool once;
-	struct vd_key key;    /* from registration: verifies downloads */
-	int lease_ms;
-	int heartbeat_ms;
-
-	pthread_mutex_t lock;
-	/* Signalled when a unit is queued, a slot is freed, or on stop. */
-	pthread_cond_t cond;
-	struct lease *queue_head;    /* lock: leased, not started; FIFO */
-	struct lease *queue_tail;    /* lock */
-	struct lease *active;        /* lock: every lease held (for heartbeats) */
-	int held;                    /* lock: leases held = slots in use */
-	bool workers_stop;           /* lock: workers leave once the queue is empty */
-	atomic_bool heartbeat_stop;  /* the heartbeat thread leaves */
-	/* The spool of results the daemon did not take yet (its own lock),
-	 * under cache/spool/<name>; spool_cap is --spool-size. */
-	struct vd_spool *spool;
-	uint64_t spool_cap;
-	/* The workers are done: the sender tries each spooled result once
-	 * more and leaves. */
-	atomic_bool spool_final;
-	int fatal;                   /* lock: exit code of a fatal error, else 0 */
-};
-
-/* Set from the signal handler (and on fatal errors): take no more leases.
- * Lock-free atomic, so safe to store from a handler. */
-static atomic_bool g_stop;
+atomic_bool g_stop;
 
 static void on_signal(int sig)
 {
@@ -169,7 +53,7 @@ static void on_signal(int sig)
 }
 
 /* Sleep ms in short steps, returning early once stop is set. */
-static void nap(int ms, const atomic_bool *stop)
+void nap(int ms, const atomic_bool *stop)
 {
 	while (ms > 0 && !(stop && atomic_load(stop))) {
 		int step = ms < 100 ? ms : 100;
@@ -180,14 +64,14 @@ static void nap(int ms, const atomic_bool *stop)
 	}
 }
 
-static int backoff_next(int ms)
+int backoff_next(int ms)
 {
 	return ms * 2 > EX_BACKOFF_MAX_MS ? EX_BACKOFF_MAX_MS : ms * 2;
 }
 
 /* A 401 means our token is not (or no longer) accepted: nothing we send
  * will be taken. Say so once, cancel everything and make main exit 1. */
-static void set_fatal(struct exec *x, const char *what)
+void set_fatal(struct exec *x, const char *what)
 {
 	struct lease *l;
 
@@ -215,7 +99,7 @@ static void set_fatal(struct exec *x, const char *what)
  * c->err for a transport failure (vd_client_do), else the daemon's answer
  * (status, and its error text in why, which may be NULL). Written to buf.
  */
-static const char *fail_text(char *buf, size_t n, int e, long status,
+const char *fail_text(char *buf, size_t n, int e, long status,
 			     const struct vd_client *c, const struct vd_buf *why)
 {
 	const char *text = why && why->len ? vd_buf_cstr(why) : "";
@@ -233,7 +117,7 @@ static const char *fail_text(char *buf, size_t n, int e, long status,
 }
 
 /* A client for this executor: its server, token and TLS settings. */
-static int client_open(struct vd_client *c, const struct exec *x, const char *token,
+int client_open(struct vd_client *c, const struct exec *x, const char *token,
 		       const atomic_bool *abort)
 {
 	int rc = vd_client_init(c, x->server, token, abort);
@@ -326,270 +210,20 @@ out:
 
 /* ---- one unit ----------------------------------------------------------- */
 
-static const char *jstr(const json_t *o, const char *k)
+const char *jstr(const json_t *o, const char *k)
 {
 	const char *s = json_string_value(json_object_get(o, k));
 
 	return s ? s : "";
 }
 
-static json_int_t jint(const json_t *o, const char *k, json_int_t dflt)
+json_int_t jint(const json_t *o, const char *k, json_int_t dflt)
 {
 	const json_t *v = json_object_get(o, k);
 
 	return json_is_integer(v) ? json_integer_value(v) : dflt;
 }
 
-/* ---- results and the spool ------------------------------------------- */
-
-/* What became of one try at sending a result. */
-enum sent {
-	SENT_TAKEN,   /* the daemon answered for good: nothing more to do */
-	SENT_AGAIN,   /* it could not take it now: try again later */
-	SENT_FATAL,   /* our token is refused (401): we are leaving */
-};
-
-/*
- * One PUT /v1/results/<lease> of body (the metadata line and the output).
- * Taken: the daemon accepted it (200), does not need it (409: the unit has
- * a result, or its run ended), does not know the lease (404), or refused
- * it as malformed (another 4xx, which no retry mends); each is logged with
- * `what`. Again: no answer, or one that says "later" (5xx, among them 507
- * for a full state disk and 503; 408, 429), with why in fail and, when
- * the daemon said when (Retry-After), that in *retry_ms.
- */
-static enum sent put_result(struct exec *x, struct vd_client *c, const char *lease,
-			    const char *what, const struct vd_client_piece *body,
-			    size_t n, char *fail, size_t failn, int *retry_ms)
-{
-	struct vd_buf path = VD_BUF_INIT(256), why = VD_BUF_INIT(1024);
-	struct vd_buf resp = VD_BUF_INIT(1 << 16);
-	enum sent out = SENT_AGAIN;
-	long status = 0;
-	int rc;
-
-	*retry_ms = 0;
-	fail[0] = '\0';
-	rc = vd_buf_addf(&path, "/v1/results/%s", lease);
-	if (!rc)
-		rc = vd_client_do(&status, &resp, c, "PUT", path.data,
-				  "application/vnd.vdfs.result", body, n, 0);
-	if (rc) {
-		fail_text(fail, failn, rc, status, c, NULL);
-		goto out;
-	}
-	if (status != 200) {
-		json_t *j = json_loadb(resp.data ? resp.data : "", resp.len, 0, NULL);
-		const char *e = json_string_value(json_object_get(j, "error"));
-
-		vd_buf_addf(&why, "%s", e ? e : vd_buf_cstr(&resp));
-		json_decref(j);
-	}
-	if (c->retry_after_s > 0)
-		*retry_ms = c->retry_after_s * 1000L > EX_RETRY_AFTER_MAX_MS
-			    ? EX_RETRY_AFTER_MAX_MS : (int)(c->retry_after_s * 1000L);
-	if (status == 200) {
-		vd_info("lease %s: result accepted (%s)", lease, what);
-		out = SENT_TAKEN;
-	} else if (status == 409) {
-		vd_info("lease %s: result not needed any more: %s", lease, vd_buf_cstr(&why));
-		out = SENT_TAKEN;
-	} else if (status == 404) {
-		vd_warn("lease %s: the daemon does not know this lease (%s); the result "
-			"(%s) is dropped", lease, vd_buf_cstr(&why), what);
-		out = SENT_TAKEN;
-	} else if (status == 401) {
-		set_fatal(x, "PUT result");
-		out = SENT_FATAL;
-	} else if (status >= 500 || status == 408 || status == 429) {
-		fail_text(fail, failn, 0, status, c, &why);
-	} else {
-		vd_warn("lease %s: result refused (HTTP %ld): %s", lease, status,
-			vd_buf_cstr(&why));
-		out = SENT_TAKEN;
-	}
-out:
-	vd_buf_release(&resp);
-	vd_buf_release(&why);
-	vd_buf_release(&path);
-	return out;
-}
-
-/*
- * Send a finished unit's result. The first try goes from memory; if the
- * daemon cannot take it now, the result is spooled to disk for the sender
- * thread and the worker goes on. Spooling it only then, not always, keeps
- * an fsync off every unit's path: what the spool saves is the wait for a
- * daemon that is away, and a result is in flight only for its upload. If
- * the spool cannot be written either (its disk is full), the worker keeps
- * the result and tries again itself, until the daemon takes it or, once
- * the executor is stopping, EX_RESULT_TRIES more times.
- */
-static void send_result(struct exec *x, struct vd_client *c, struct lease *l,
-			const struct vd_run_result *r)
-{
-	struct vd_client_piece pieces[2];
-	json_t *meta;
-	char *line = NULL, fail[512], what[160];
-	int tries, rc, retry_ms = 0, wait = EX_BACKOFF_MIN_MS;
-	enum sent sent;
-
-	meta = json_pack("{s:i, s:i, s:s, s:I, s:o, s:I}", "exit", r->exit,
-			 "signal", r->signal, "reason", r->reason,
-			 "ms", (json_int_t)r->ms,
-			 "stderr", vd_ex_json_text(r->err, r->errlen),
-			 "out_bytes", (json_int_t)r->out.len);
-	line = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
-	if (!line) {
-		vd_err("lease %s: cannot build the result", l->id);
-		goto out;
-	}
-	/* The line ends with the newline that separates it from the output. */
-	{
-		size_t n = strlen(line);
-		char *t = realloc(line, n + 2);
-
-		if (!t) {
-			vd_err("lease %s: out of memory", l->id);
-			goto out;
-		}
-		line = t;
-		line[n] = '\n';
-		line[n + 1] = '\0';
-	}
-	snprintf(what, sizeof(what), "%.60s unit %lld/%lld: exit %d, %zu bytes, %lld ms",
-		 jstr(l->j, "task"), (long long)jint(l->j, "unit", 0),
-		 (long long)jint(l->j, "units", 0), r->exit, r->out.len, (long long)r->ms);
-	pieces[0] = (struct vd_client_piece){ line, strlen(line) };
-	pieces[1] = (struct vd_client_piece){ r->out.data ? r->out.data : "",
-					      r->out.len };
-	sent = put_result(x, c, l->id, what, pieces, 2, fail, sizeof(fail), &retry_ms);
-	if (sent != SENT_AGAIN)
-		goto out;
-	rc = vd_spool_put(x->spool, l->id, what, pieces, 2);
-	if (rc == 0) {
-		size_t n;
-		uint64_t bytes;
-
-		vd_spool_usage(x->spool, &n, &bytes);
-		vd_warn("lease %s: sending the result: %s; spooled it to %s (%zu waiting, "
-			"%llu bytes) to send when the daemon takes it", l->id, fail,
-			vd_spool_dir(x->spool), n, (unsigned long long)bytes);
-		goto out;
-	}
-	vd_warn("lease %s: sending the result: %s; it cannot be spooled either (%s): "
-		"kept in memory, trying again", l->id, fail, strerror(-rc));
-	for (tries = 1; sent == SENT_AGAIN; tries++) {
-		if (atomic_load(&g_stop) && tries > EX_RESULT_TRIES) {
-			vd_err("lease %s: result lost after %d tries: %s", l->id, tries - 1,
-			       fail);
-			break;
-		}
-		nap(retry_ms > wait ? retry_ms : wait, NULL);
-		wait = backoff_next(wait);
-		sent = put_result(x, c, l->id, what, pieces, 2, fail, sizeof(fail),
-				  &retry_ms);
-		if (sent == SENT_AGAIN)
-			vd_warn("lease %s: sending the result: %s; retrying in %.1f s",
-				l->id, fail, (retry_ms > wait ? retry_ms : wait) / 1000.0);
-	}
-out:
-	free(line);
-	json_decref(meta);
-}
-
-/*
- * The sender: the spooled results, oldest first, each until the daemon
- * takes it or says it never will (put_result). While the daemon cannot
- * take them it waits, doubling from EX_BACKOFF_MIN_MS up to a heartbeat
- * period (EX_SPOOL_RETRY_MIN_MS..MAX_MS), or as long as a Retry-After
- * said, then tries the next one. Once spool_final is set (the workers are
- * done) it tries each one once more, at once, and leaves; a 401 ends it
- * too. What is left stays on disk for the next start.
- */
-static void *sender_main(void *arg)
-{
-	struct exec *x = arg;
-	struct vd_client c;
-	int wait = EX_BACKOFF_MIN_MS, cap = x->heartbeat_ms;
-	int64_t next = 0, said = 0;
-	size_t final_fails = 0;
-	bool failing = false, was_final = false;
-
-	if (cap < EX_SPOOL_RETRY_MIN_MS)
-		cap = EX_SPOOL_RETRY_MIN_MS;
-	if (cap > EX_SPOOL_RETRY_MAX_MS)
-		cap = EX_SPOOL_RETRY_MAX_MS;
-	if (client_open(&c, x, x->own_token, NULL)) {
-		vd_err("spool: cannot set up HTTP; spooled results wait for the next start");
-		return NULL;
-	}
-	for (;;) {
-		char lease[VD_ID_SIZE], what[160], fail[512];
-		struct vd_client_piece piece;
-		struct vd_spool_body b;
-		bool final = atomic_load(&x->spool_final);
-		int retry_ms, delay, rc;
-		uint64_t bytes;
-		enum sent sent;
-		size_t n;
-
-		if (final && !was_final) {
-			was_final = true;
-			final_fails = 0;
-		}
-		vd_spool_usage(x->spool, &n, &bytes);
-		if (final && (n == 0 || final_fails >= n))
-			break;
-		if (!final && (n == 0 || vd_mono_ms() < next)) {
-			nap(100, NULL);
-			continue;
-		}
-		if (vd_spool_first(x->spool, lease, what, sizeof(what)))
-			continue;
-		rc = vd_spool_map(&b, x->spool, lease);
-		if (rc) {
-			/* Gone or unreadable: nothing we could ever send. */
-			vd_err("spool: cannot read the result of lease %s (%s): %s; "
-			       "dropped", lease, what, strerror(-rc));
-			vd_spool_done(x->spool, lease);
-			continue;
-		}
-		piece = (struct vd_client_piece){ b.p, b.n };
-		sent = put_result(x, &c, lease, what, &piece, 1, fail, sizeof(fail),
-				  &retry_ms);
-		vd_spool_unmap(&b);
-		if (sent == SENT_FATAL)
-			break;
-		if (sent == SENT_TAKEN) {
-			vd_spool_done(x->spool, lease);
-			if (failing)
-				vd_info("spool: the daemon takes results again (%zu more to "
-					"send)", n - 1);
-			failing = false;
-			wait = EX_BACKOFF_MIN_MS;
-			final_fails = 0;
-			continue;
-		}
-		vd_spool_rotate(x->spool, lease);
-		final_fails++;
-		delay = retry_ms > wait ? retry_ms : wait;
-		if (!failing || vd_mono_ms() - said >= EX_SPOOL_SAY_MS) {
-			vd_warn("spool: sending the result of lease %s: %s; %zu results "
-				"waiting (%llu bytes), trying again in %.1f s", lease, fail,
-				n, (unsigned long long)bytes, delay / 1000.0);
-			said = vd_mono_ms();
-		} else {
-			vd_debug("spool: lease %s: %s; trying again in %.1f s", lease, fail,
-				 delay / 1000.0);
-		}
-		failing = true;
-		next = vd_mono_ms() + delay;
-		wait = wait * 2 > cap ? cap : wait * 2;
-	}
-	vd_client_release(&c);
-	return NULL;
-}
 /* A unit whose inputs cannot be had is reported as a failed attempt (so
  * that the server's retry count sees it) unless the trouble looks
  * transient, in which case the lease is left to expire. */
@@ -960,6 +594,10 @@ static void *heartbeat_main(void *arg)
 			json_decref(empty);
 			vd_buf_release(&path);
 			vd_buf_release(&why);
+			/* No daemon to talk to: the other spooled leases can wait
+			 * for the next round (the spool may hold thousands). */
+			if (spooled && rc)
+				break;
 		}
 		vd_strv_release(&ids);
 	}
@@ -1077,9 +715,11 @@ static int do_register(struct exec *x, struct vd_client *c)
 		x->heartbeat_ms = (int)jint(reply, "heartbeat_ms", x->lease_ms / 3);
 		if (x->heartbeat_ms < 100)
 			x->heartbeat_ms = 100;
+		size_t nsp = json_array_size(json_object_get(req, "spooled"));
+
 		vd_info("registered as %s at %s (level %d, %d slots, heartbeat %d ms, "
-			"%zu results spooled)", x->name, x->server, x->level, x->slots,
-			x->heartbeat_ms, json_array_size(json_object_get(req, "spooled")));
+			"%zu result%s spooled)", x->name, x->server, x->level, x->slots,
+			x->heartbeat_ms, nsp, EX_S(nsp));
 		rc = 0;
 		break;
 	}
@@ -1151,10 +791,10 @@ static int dispatch(struct exec *x, struct vd_client *c)
 			busy_ms = vd_mono_ms();
 		if (vd_spool_over(x->spool)) {
 			if (!spool_full)
-				vd_warn("spool %s holds %zu results, %llu bytes, over its cap "
+				vd_warn("spool %s holds %zu result%s, %llu bytes, over its cap "
 					"of %llu (--spool-size): taking no new work until the "
 					"daemon takes them", vd_spool_dir(x->spool), nspooled,
-					(unsigned long long)spooled_bytes,
+					EX_S(nspooled), (unsigned long long)spooled_bytes,
 					(unsigned long long)x->spool_cap);
 			spool_full = true;
 			vd_buf_release(&why);
@@ -1162,8 +802,8 @@ static int dispatch(struct exec *x, struct vd_client *c)
 			continue;
 		}
 		if (spool_full)
-			vd_info("spool %s is under its cap again (%zu results); taking work "
-				"again", vd_spool_dir(x->spool), nspooled);
+			vd_info("spool %s is under its cap again (%zu result%s); taking "
+				"work again", vd_spool_dir(x->spool), nspooled, EX_S(nspooled));
 		spool_full = false;
 
 		pthread_mutex_lock(&x->lock);
@@ -1275,8 +915,8 @@ static void spool_report(struct exec *x)
 
 	vd_spool_usage(x->spool, &n, &bytes);
 	if (n)
-		vd_info("spool %s: %zu results (%llu bytes) from an earlier run, to send",
-			vd_spool_dir(x->spool), n, (unsigned long long)bytes);
+		vd_info("spool %s: %zu result%s (%llu bytes) from an earlier run, to send",
+			vd_spool_dir(x->spool), n, EX_S(n), (unsigned long long)bytes);
 	if (vd_buf_addf(&root, "%s/spool", x->cache) || !(d = opendir(root.data))) {
 		vd_buf_release(&root);
 		return;
@@ -1299,9 +939,10 @@ static void spool_report(struct exec *x)
 			closedir(sd);
 		}
 		if (results)
-			vd_info("spool %s holds %zu results of the executor named %s: "
+			vd_info("spool %s holds %zu result%s of the executor named %s: "
 				"started with --name %s and this --cache, it sends them",
-				vd_buf_cstr(&sub), results, de->d_name, de->d_name);
+				vd_buf_cstr(&sub), results, EX_S(results), de->d_name,
+				de->d_name);
 		vd_buf_release(&sub);
 	}
 	closedir(d);
@@ -1326,9 +967,10 @@ static void say_leaving(struct exec *x)
 
 	vd_spool_usage(x->spool, &n, &bytes);
 	if (n) {
-		vd_warn("%zu results (%llu bytes) stay in the spool %s: vdfs-executor "
-			"--cache %s --name %s sends them when started again", n,
-			(unsigned long long)bytes, vd_spool_dir(x->spool), x->cache, x->name);
+		vd_warn("%zu result%s (%llu bytes) stay%s in the spool %s: vdfs-executor "
+			"--cache %s --name %s sends %s when started again", n, EX_S(n),
+			(unsigned long long)bytes, n == 1 ? "s" : "", vd_spool_dir(x->spool),
+			x->cache, x->name, n == 1 ? "it" : "them");
 		return;
 	}
 	pthread_mutex_lock(&x->lock);
@@ -1403,7 +1045,14 @@ static const struct vd_doc_opt opt_doc[] = {
 static const struct vd_doc_sect doc_sections[] = {
 	{ "SIGNALS",
 	  "SIGTERM or SIGINT: take no more work, finish the units held and send their "
-	  "results, then exit 0." },
+	  "results (those the daemon cannot take stay in the spool), tell the daemon "
+	  "that this executor leaves, then exit 0." },
+	{ "FILES",
+	  "CACHE/code and CACHE/chunks: the cache. CACHE/spool/NAME: results the "
+	  "daemon could not take yet (it was down, restarting, or its disk full), one "
+	  "file each, sent again until it takes them; an executor started again with "
+	  "the same --cache and --name sends what an earlier one left there. CACHE is "
+	  "--cache." },
 	{ "EXIT STATUS",
 	  "0 after SIGTERM, --once or --idle-exit; 1 when the daemon refused this "
 	  "executor (its token revoked, or another process registered under its name) "

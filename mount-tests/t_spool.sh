@@ -50,6 +50,11 @@ echo "\$VDFS_UNIT" >>"$RUNS"
 cat out.csv
 EOF
 chmod +x "$IN/fn.sh"
+# The same, with each row 20 times: even the smallest unit's result (one
+# chunk, 1 KiB or more) is then larger than the smallest spool cap, 4 KiB.
+sed 's/print length/for (k = 0; k < 20; k++) print length/' "$IN/fn.sh" >"$IN/fn20.sh"
+chmod +x "$IN/fn20.sh"
+grep -q 'k < 20' "$IN/fn20.sh" || vd_fail "cannot make fn20.sh"
 
 # wait_for WHAT COMMAND...: poll COMMAND until it succeeds.
 wait_for() {
@@ -153,10 +158,10 @@ rm -f "$MARKS"/started.*
 touch "$HOLD"
 T1="$VD_MNT/tasks/capped"
 mkdir "$T1"
-cp "$IN/fn.sh" "$T1/function"
+cp "$IN/fn20.sh" "$T1/function"
 printf 'reduce = concat\nunit_size = 16K\n' >"$T1/config"
 head -c 60000 "$IN/lines.txt" >"$IN/some.txt"
-awk '{ print length($0) "," $0 }' "$IN/some.txt" >"$IN/some.csv"
+awk '{ for (k = 0; k < 20; k++) print length($0) "," $0 }' "$IN/some.txt" >"$IN/some.csv"
 cp "$IN/some.txt" "$T1/data/some.txt"
 id1="$(vd_new_version "$T1" "")"
 vd_start_executor D --spool-size 4K

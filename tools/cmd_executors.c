@@ -87,7 +87,7 @@ const struct vd_cli_cmd vd_cli_cmd_executors = {
 	.summary = "the executors' state; revoke cuts one off",
 	.description =
 		"One row per registered executor: the highest function LEVEL it serves, "
-		"its SLOTS (units at once), its STATE (idle, busy, gone, revoked, quarantined), the "
+		"its SLOTS (units at once), its STATE (idle, busy, gone, revoked), the "
 		"units it is RUNNING, has DONE and FAILED (the function's failures), INFRA "
 		"(leases it lost, inputs it could not fetch), FLAGGED (replicated results "
 		"it disagreed on) and whether it is QUARANTINED (given no work for a while "

@@ -29,10 +29,12 @@ mkdir "$T/data/tr"
 exec 7>"$T/data/tr/open.txt"
 cp -r "$VD_WORK/tree/." "$T/data/tr/"
 : >"$VD_WORK/tree/open.txt"
+# What status says follows the tree within the settle thread's tick; the
+# copy is done, so wait for all five files to be counted.
 line=""
-for ((i = 0; i < 50; i++)); do
+for ((i = 0; i < 100; i++)); do
 	line="$("$VDFS" status --state "$VD_STATE" | grep 'st/data/tr: settling' || true)"
-	[ -n "$line" ] && break
+	case "$line" in *"settling: 5 files, "*) break ;; esac
 	sleep 0.2
 done
 vd_note "$line"
@@ -44,7 +46,7 @@ exec 7>&-
 line=""
 for ((i = 0; i < 50; i++)); do
 	line="$("$VDFS" status --state "$VD_STATE" | grep 'st/data/tr: settling' || true)"
-	case "$line" in *"seals in "*) break ;; esac
+	case "$line" in *"settling: 5 files, "*"seals in "*) break ;; esac
 	sleep 0.2
 done
 vd_note "$line"

@@ -73,6 +73,11 @@ const struct vd_config_key vd_config_keys[] = {
 	  "seal fails, the daemon's log names the file, and the tree stays staged "
 	  "until it changes. skip: it is left out of the version, with a line in "
 	  "the log naming it." },
+	{ "keep", "all | N | AGE (N at least 1; AGE like 12h, 30d, 8w)", "all", "3",
+	  "Retention, applied by vdfs gc: keep the newest N versions, or the "
+	  "versions sealed less than AGE ago (units s, m, h, d, w); gc deletes the "
+	  "others. latest, pinned versions (vdfs pin) and versions a run is "
+	  "reading are never deleted by it. Changing it re-runs nothing." },
 	{ "env.", "TEXT (no control characters)", "", "10",
 	  "env.NAME = value sets NAME=value in the function's environment: a "
 	  "parameter, such as a word to count or a time limit. NAME is a portable "
@@ -83,7 +88,6 @@ const struct vd_config_key vd_config_keys[] = {
 };
 
 const struct vd_config_planned vd_config_planned[] = {
-	{ "keep", "retention of old versions (all, N or an age like 30d), applied by vdfs gc" },
 	{ "mode", "exec (one process per unit) or persistent (one per slot, fed framed units)" },
 	{ "input", "other tasks' results as this task's data (tasks/A[,tasks/B]): a pipeline" },
 	{ NULL, NULL },

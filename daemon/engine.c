@@ -123,6 +123,20 @@ void vd_config_default(struct vd_config *c)
 	c->env[0] = '\0';
 	c->symlinks = VD_SYMLINKS_KEEP;
 	c->special = VD_SPECIAL_REFUSE;
+	c->keep_n = 0;
+	c->keep_ms = 0;
+}
+
+bool vd_config_runs_equal(const struct vd_config *a, const struct vd_config *b)
+{
+	/* Every field but retention, which only gc reads. */
+	return a->level == b->level && a->reduce == b->reduce && a->format == b->format &&
+	       a->timeout_s == b->timeout_s && a->memory == b->memory &&
+	       a->retries == b->retries && a->replicas == b->replicas &&
+	       a->settle_ms == b->settle_ms && a->rerun == b->rerun &&
+	       a->allow_empty == b->allow_empty && a->unit_size == b->unit_size &&
+	       !strcmp(a->encoding, b->encoding) && !strcmp(a->env, b->env) &&
+	       a->symlinks == b->symlinks && a->special == b->special;
 }
 
 /* `env.NAME = value`: NAME a portable environment name, not VDFS_* (those
@@ -207,6 +221,36 @@ static char *trim(char *s)
 }
 
 /* One `key = value` line into c. -EINVAL with the reason in why. */
+/* `keep = all | N | AGE`: retention (engine_delete.c). AGE is a number
+ * with a unit, s m h d or w (30d); N a count of newest versions, 1 or more
+ * (latest is always kept, so 0 would mean nothing different). */
+static int config_keep(struct vd_config *c, const char *val)
+{
+	static const struct { char unit; int64_t ms; } units[] = {
+		{ 's', 1000 }, { 'm', 60000 }, { 'h', 3600000 }, { 'd', 86400000 },
+		{ 'w', 7 * 86400000LL },
+	};
+	c->keep_n = 0;
+	c->keep_ms = 0;
+	if (!strcmp(val, "all"))
+		return 0;
+	char *end;
+	errno = 0;
+	long long n = strtoll(val, &end, 10);
+	if (errno || end == val || n < 1 || n > 1000000000LL || val[0] == '+')
+		return -EINVAL;
+	if (!*end) {
+		c->keep_n = n;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+		if (end[0] == units[i].unit && !end[1] && n <= INT64_MAX / units[i].ms) {
+			c->keep_ms = n * units[i].ms;
+			return 0;
+		}
+	return -EINVAL;
+}
+
 static int config_line(struct vd_config *c, struct vd_buf *why, char *key,
 		       char *val)
 {
@@ -264,6 +308,9 @@ static int config_line(struct vd_config *c, struct vd_buf *why, char *key,
 		if (errno || end == val || *end || !(s >= 0 && s <= 3600))
 			goto bad_range;
 		c->settle_ms = (int)(s * 1000.0 + 0.5);
+	} else if (!strcmp(key, "keep")) {
+		if (config_keep(c, val))
+			goto bad_range;
 	} else if (!strcmp(key, "rerun")) {
 		if (!strcmp(val, "latest"))
 			c->rerun = VD_RERUN_LATEST;
@@ -883,6 +930,7 @@ int vd_engine_open(vd_engine **out, const struct vd_engine_opts *o)
 	if (!e)
 		return -ENOMEM;
 	pthread_mutex_init(&e->lock, NULL);
+	pthread_mutex_init(&e->gc_lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -946,6 +994,7 @@ void vd_engine_close(vd_engine *e)
 	pthread_cond_destroy(&e->work);
 	pthread_cond_destroy(&e->tick);
 	pthread_mutex_destroy(&e->lock);
+	pthread_mutex_destroy(&e->gc_lock);
 	free(e->state);
 	free(e);
 }

@@ -222,11 +222,14 @@ int vd_engine_data_rename(vd_engine *e, const char *task, const char *from,
  * under to. -ENOENT. */
 int vd_engine_data_link(vd_engine *e, const char *task, const char *from, const char *to);
 
-/* A number that grows by one whenever a new version of any task is
- * committed (never reset while the engine is open; versions are never
- * removed). While it stays the same, every versions/ listing does too: the
+/* A number that grows whenever a version of any task is committed or
+ * deleted, or a task deleted (never reset while the engine is open). While it stays the same, every versions/ listing does too: the
  * view lets the kernel keep its cached listings of versions/ until then. */
 uint64_t vd_engine_versions_seq(vd_engine *e);
+/* A number that grows whenever a version or a task is deleted (through the
+ * mount, vdfs rm or retention): the view then drops what the kernel still
+ * caches of them. */
+uint64_t vd_engine_deletes_seq(vd_engine *e);
 /* Data IDs of the task's versions, sorted. */
 int vd_engine_version_list(struct vd_strv *out, vd_engine *e, const char *task);
 int vd_engine_version_get(struct vd_version_info *out, vd_engine *e,
@@ -404,5 +407,46 @@ int vd_engine_api_du(json_t **reply, vd_engine *e);
 /* GET /v1/diff/<a>/<b>: chunks, bytes and units shared, added, removed. */
 int vd_engine_api_diff(json_t **reply, struct vd_buf *why, vd_engine *e,
 		       const char *a, const char *b);
+
+/* ---- lifecycle: delete, pin, retention, gc, fsck (docs/lifecycle.md) -- */
+
+/*
+ * Delete one version of task with its runs, run logs and the data names
+ * that point to it, in one catalog batch. A tombstone stays (vt/), so that
+ * lineage shows "deleted <time>" where the version was. latest moves to the
+ * newest remaining version. The bytes stay until vd_engine_gc. -ENOENT no
+ * such version; -EBUSY a run of it is queued or running (cancel it first);
+ * -EPERM it is pinned (unpin it first). The reason is in why.
+ */
+int vd_engine_version_delete(struct vd_buf *why, vd_engine *e, const char *task,
+			     const char *data_id);
+/* Delete a task: every version as above, its data names, code and config,
+ * in one batch; nothing at all when one of its versions is busy or
+ * pinned. -ENOENT, -EBUSY, -EPERM. */
+int vd_engine_task_delete(struct vd_buf *why, vd_engine *e, const char *task);
+/* Pin (pin true) or unpin a version: retention never deletes a pinned
+ * version and rm refuses it. Idempotent. -ENOENT. */
+int vd_engine_version_pin(vd_engine *e, const char *task, const char *data_id, bool pin);
+/* 1 pinned, 0 not, -errno. */
+int vd_engine_version_pinned(vd_engine *e, const char *task, const char *data_id);
+/* Tasks that have a version with this ID, sorted (vdfs rm ID). */
+int vd_engine_version_tasks(struct vd_strv *out, vd_engine *e, const char *data_id);
+
+/* DELETE /v1/tasks/<task>[/versions/<id>] (data_id NULL: the task). Reply
+ * {"deleted":[{"task","data_id"}...]}. */
+int vd_engine_api_delete(json_t **reply, struct vd_buf *why, vd_engine *e,
+			 const char *task, const char *data_id);
+/* POST (pin) / DELETE (unpin) /v1/tasks/<task>/versions/<id>/pin. Reply
+ * {"task","data_id","pinned"}. */
+int vd_engine_api_pin(json_t **reply, struct vd_buf *why, vd_engine *e, const char *task,
+		      const char *data_id, bool pin);
+/* POST /v1/gc {"dry_run"?}: apply retention, mark, sweep, compact
+ * (docs/lifecycle.md). One at a time: -EBUSY while another runs. The reply
+ * is the report (docs/protocol.md). */
+int vd_engine_api_gc(json_t **reply, struct vd_buf *why, vd_engine *e, const json_t *body);
+/* POST /v1/fsck {"full"?, "repair"?}: check every reference (and with
+ * full every chunk's bytes). The reply lists the problems found, each
+ * with the versions it affects, and what repair did. */
+int vd_engine_api_fsck(json_t **reply, struct vd_buf *why, vd_engine *e, const json_t *body);
 
 #endif

@@ -213,10 +213,18 @@ int vd_engine_version_list(struct vd_strv *out, vd_engine *e, const char *task)
 	return rc;
 }
 
+uint64_t vd_engine_deletes_seq(vd_engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	uint64_t n = e->m_deleted;
+	pthread_mutex_unlock(&e->lock);
+	return n;
+}
+
 uint64_t vd_engine_versions_seq(vd_engine *e)
 {
 	pthread_mutex_lock(&e->lock);
-	uint64_t n = e->m_versions;
+	uint64_t n = e->m_versions + e->m_deleted;
 	pthread_mutex_unlock(&e->lock);
 	return n;
 }

@@ -76,12 +76,19 @@ struct vd_config {
 	char env[2048];
 	enum vd_symlinks symlinks;
 	enum vd_special special;
+	/* Retention (`keep`), applied by gc: keep the newest keep_n versions,
+	 * or those younger than keep_ms; both 0 = keep all. */
+	long long keep_n;
+	int64_t keep_ms;
 };
 
 void vd_config_default(struct vd_config *c);
 /* Parse config text; -EINVAL with "line N: reason" appended to why. */
 int vd_config_parse(struct vd_config *out, struct vd_buf *why, const char *text,
 		    size_t n);
+/* Would a run made under a be made the same under b? (Every key but
+ * keep; a config rewritten with other comments or spacing is the same.) */
+bool vd_config_runs_equal(const struct vd_config *a, const struct vd_config *b);
 /* The config that a unit's output depends on, as canonical text: results
  * are memoized per (code, this, unit). */
 void vd_config_output_key(struct vd_buf *out, const struct vd_config *c);
@@ -230,6 +237,10 @@ struct vd_engine {
 	uint64_t log_seq;          /* lock */
 	pthread_t reaper;
 	bool reaper_started;
+	/* Held by a gc that changes the store and by fsck --repair, which
+	 * must not run together (engine_gc.c); taken with trylock, never
+	 * while holding lock. */
+	pthread_mutex_t gc_lock;
 
 	/* The state disk ran out of space: set by a store or catalog write
 	 * that failed with ENOSPC or EDQUOT, cleared by the next such write
@@ -245,6 +256,7 @@ struct vd_engine {
 	uint64_t m_leased, m_accepted, m_failed, m_expired, m_late;
 	uint64_t m_copies, m_mismatches, m_quarantines;
 	uint64_t m_versions, m_bytes_in, m_bytes_stored;
+	uint64_t m_deleted;        /* versions and tasks deleted (versions_seq) */
 };
 
 /* ---- engine.c ---- */
@@ -362,10 +374,24 @@ void vd_engine_exec_counts_put(vd_catalog_batch *b, const struct vd_executor *x)
 bool vd_idset_has(const struct vd_idset *s, const char *id);
 void vd_idset_add(struct vd_idset *s, const char *id);
 
+/* A run from its record rj (r/<task>/<data>/<code>), not yet planned:
+ * names, config (text, parsed, output key), creation time. Free with
+ * vd_engine_run_discard. */
+int vd_engine_run_new(struct vd_run **out, vd_engine *e, const char *task, const char *data,
+		      const char *code, const json_t *rj);
 /* Plan the units of r (r->man and r->cfg set) as a run would; for queries
  * that compare versions. Free r with vd_engine_run_discard (r->man too). */
 int vd_engine_run_plan(struct vd_run *r, vd_engine *e);
 void vd_engine_run_discard(struct vd_run *r);
+
+/* ---- engine_delete.c ---- */
+/* Delete (unless dry_run) the versions that their task's `keep` rule lets
+ * go, appending {"task","data_id"} for each to expired. */
+int vd_engine_retention_apply(json_t *expired, vd_engine *e, bool dry_run);
+
+/* ---- engine_gc.c ---- */
+/* gc (dry_run: only say what it would do); the reply is its report. */
+int vd_engine_gc(json_t **reply, struct vd_buf *why, vd_engine *e, bool dry_run);
 
 /* ---- engine_render.c ---- */
 int vd_engine_version_status(struct vd_buf *out, vd_engine *e, const char *task,

@@ -438,6 +438,31 @@ static void add_edge(struct walk *w, const char *from, const char *to, const cha
 		json_array_append_new(w->queue, json_string(to));
 }
 
+/* A deleted version (vt/<id>/<task>, engine_delete.c) as a lineage node:
+ * kind "deleted", its task, name and when it was deleted. */
+static int tombstone_node(json_t *node, vd_engine *e, const char *id)
+{
+	struct vd_strv t = { 0 };
+	json_t *tomb = NULL;
+	int rc = suffixes(&t, e, "vt", id);
+	if (rc || !t.n)
+		goto out;
+	struct vd_buf k = VD_BUF_INIT(1024);
+	vd_buf_addf(&k, "vt/%s/%s", id, t.v[0]);
+	rc = vd_catalog_get_json(&tomb, e->cat, vd_buf_cstr(&k));
+	vd_buf_release(&k);
+	if (rc)
+		goto out;
+	json_object_set_new(node, "kind", json_string("deleted"));
+	json_object_set_new(node, "task", json_string(t.v[0]));
+	json_object_set(node, "name", json_object_get(tomb, "name"));
+	json_object_set(node, "deleted", json_object_get(tomb, "deleted"));
+out:
+	json_decref(tomb);
+	vd_strv_release(&t);
+	return rc;
+}
+
 /* Describe node id and queue its neighbours. */
 static int expand(struct walk *w, const char *id)
 {
@@ -453,6 +478,9 @@ static int expand(struct walk *w, const char *id)
 		goto out;
 	}
 	json_object_set_new(w->nodes, id, node);
+	/* Neither a version nor a result: a deleted version's tombstone. */
+	if (!tasks.n && !res.n && (rc = tombstone_node(node, w->e, id)))
+		goto out;
 	for (size_t i = 0; i < tasks.n; i++) {
 		json_t *v = NULL, *c, *p;
 		size_t j;
@@ -518,6 +546,10 @@ int vd_engine_api_lineage(json_t **reply, struct vd_buf *why, vd_engine *e,
 	if (!rc)
 		rc = suffixes(&r, e, "ri", id);
 	bool known = t.n || r.n;
+	if (!rc && !known) {
+		rc = suffixes(&t, e, "vt", id);
+		known = t.n;
+	}
 	vd_strv_release(&t);
 	vd_strv_release(&r);
 	if (rc)
@@ -595,8 +627,10 @@ int vd_engine_api_du(json_t **reply, vd_engine *e)
 		if (n < 6 || strcmp(de->d_name + n - 5, ".pack") || !strncmp(de->d_name, "tmp-", 4))
 			continue;
 		if (fstatat(dirfd(d), de->d_name, &st, 0) == 0) {
+			/* What it takes on disk: gc punches dead ranges out of
+			 * mostly live packs (engine_gc.c). */
 			packs++;
-			pack_bytes += st.st_size;
+			pack_bytes += (json_int_t)st.st_blocks * 512;
 		}
 	}
 	if (d)
@@ -607,6 +641,14 @@ int vd_engine_api_du(json_t **reply, vd_engine *e)
 				   "pack_bytes", pack_bytes);
 		rc = *reply ? 0 : -ENOMEM;
 	}
+	/* What gc would free now: its dry run, retention included. */
+	json_t *g = NULL;
+	struct vd_buf why = VD_BUF_INIT(1024);
+	if (!rc && vd_engine_gc(&g, &why, e, true) == 0)
+		json_object_set(json_object_get(*reply, "store"), "reclaimable",
+				json_object_get(g, "bytes_reclaimed"));
+	json_decref(g);
+	vd_buf_release(&why);
 	json_decref(arr);
 	vd_strv_release(&tasks);
 	return rc;

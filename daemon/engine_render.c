@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config_keys.h"
 #include "engine_int.h"
 
 /*
@@ -128,9 +129,22 @@ static int render_status(struct vd_buf *out, vd_engine *e, const char *task,
 {
 	char cbuf[VD_ID_SIZE];
 	const char *code = vd_engine_version_code(cbuf, e, task, v);
+	int rc;
 	if (!code)
-		return vd_buf_adds(out, "queued: waiting for a function\n");
-	return run_status(out, e, task, data, code);
+		rc = vd_buf_adds(out, "queued: waiting for a function\n");
+	else
+		rc = run_status(out, e, task, data, code);
+	/* vdfs fsck --repair found chunks of it missing or corrupt: reading
+	 * those ranges fails with EIO, and status says so on the same line,
+	 * so that what parses its first word still can. */
+	json_t *dmg = json_object_get(v, "damaged");
+	if (!rc && dmg) {
+		if (out->len && out->data[out->len - 1] == '\n')
+			out->data[--out->len] = '\0';
+		rc = vd_buf_addf(out, "; DAMAGED: %lld chunk(s) missing or corrupt (vdfs fsck)\n",
+				 (long long)json_integer_value(json_object_get(dmg, "chunks")));
+	}
+	return rc;
 }
 
 int vd_engine_version_status(struct vd_buf *out, vd_engine *e, const char *task,
@@ -477,15 +491,33 @@ int vd_engine_code_read(struct vd_buf *out, vd_engine *e, const char *task,
 int vd_engine_render_readme(struct vd_buf *out, vd_engine *e)
 {
 	(void)e;
-	return vd_buf_adds(out,
+	int rc = vd_buf_adds(out,
 		"vdfs - a versioned data factory\n"
 		"\n"
 		"  mkdir tasks/NAME                 make a function (a task)\n"
 		"  cp script tasks/NAME/function    its code; each new content is a code version\n"
-		"  cp settings tasks/NAME/config    optional: key = value lines\n"
-		"                                   (level, reduce, format, timeout, retries,\n"
-		"                                    replicas, settle, rerun, unit_size,\n"
-		"                                    allow_empty, encoding, env.NAME)\n"
+		"  cp settings tasks/NAME/config    optional: key = value lines\n");
+	/* The keys from the table the parser accepts (config_keys.c), so that
+	 * this list never misses one; wrapped like the lines around it. */
+	struct vd_buf line = VD_BUF_INIT(256);
+	const char *indent = "                                   ";
+	for (const struct vd_config_key *k = vd_config_keys; !rc && k->name; k++) {
+		size_t n = strlen(k->name);
+		bool prefix = n && k->name[n - 1] == '.';
+		bool last = !k[1].name;
+		if (line.len + n + 6 > 50) {
+			rc = vd_buf_addf(out, "%s%s\n", indent, vd_buf_cstr(&line));
+			vd_buf_reset(&line);
+		}
+		vd_buf_addf(&line, "%s%s%s%s", line.len ? " " : "(", k->name,
+			    prefix ? "NAME" : "", last ? ")" : ",");
+	}
+	if (!rc && line.len)
+		rc = vd_buf_addf(out, "%s%s\n", indent, vd_buf_cstr(&line));
+	vd_buf_release(&line);
+	if (rc)
+		return rc;
+	return vd_buf_adds(out,
 		"  ls tasks/NAME/code/              every code version, by code ID\n"
 		"  cp data tasks/NAME/data/         submit a file; cp -r submits a tree\n"
 		"  ls tasks/NAME/versions/          every submitted content, by data ID\n"
@@ -494,11 +526,14 @@ int vd_engine_render_readme(struct vd_buf *out, vd_engine *e)
 		"  cat tasks/NAME/latest/meta.json  what produced it: code ID, sizes, times\n"
 		"  cat tasks/NAME/latest/log        one line per unit: executor, exit, time\n"
 		"  ls tasks/NAME/latest/runs/       one result per code version that ran on it\n"
+		"  rm -r tasks/NAME/versions/ID     delete a version (EBUSY while a run reads it)\n"
+		"  rm -r tasks/NAME                 delete a task; space returns at vdfs gc\n"
 		"  ls executors/                    the machines lending their cores\n"
 		"\n"
 		"Executors: vdfs-executor --server URL --token-file STATE/token\n"
 		"History, lineage, diffs, usage: vdfs log | lineage | diff | du --state STATE\n"
-		"Everything under versions/ is immutable.\n");
+		"Lifecycle: vdfs rm | pin | unpin | gc | fsck --state STATE\n"
+		"A version's files never change; they go with the version.\n");
 }
 
 int vd_engine_executor_list(struct vd_strv *out, vd_engine *e)

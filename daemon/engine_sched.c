@@ -388,6 +388,16 @@ int vd_engine_rerun_for_config(vd_engine *e, const char *task)
 	const char *was = json_string_value(json_object_get(rj, "config"));
 	if (!strcmp(now ? now : "", was ? was : ""))
 		goto out;
+	/* A change that runs do not see (retention, a comment) re-runs
+	 * nothing. A config that no longer parses was refused when written. */
+	struct vd_config cn, cw;
+	struct vd_buf ignore = VD_BUF_INIT(1024);
+	bool same = !vd_config_parse(&cn, &ignore, now ? now : "", now ? strlen(now) : 0) &&
+		    !vd_config_parse(&cw, &ignore, was ? was : "", was ? strlen(was) : 0) &&
+		    vd_config_runs_equal(&cn, &cw);
+	vd_buf_release(&ignore);
+	if (same)
+		goto out;
 	rc = rerun_locked(&why, e, task, data, code, false, "the config changed");
 out:
 	pthread_mutex_unlock(&e->lock);
@@ -667,10 +677,40 @@ void vd_engine_run_discard(struct vd_run *r)
 	run_free(r);
 }
 
+int vd_engine_run_new(struct vd_run **out, vd_engine *e, const char *task, const char *data,
+		      const char *code, const json_t *rj)
+{
+	struct vd_buf why = VD_BUF_INIT(1024), ok = VD_BUF_INIT(256);
+	struct vd_run *r = calloc(1, sizeof *r);
+	int rc = 0;
+	const char *cfg = json_string_value(json_object_get(rj, "config"));
+	if (!r || !(r->cfg_text = strdup(cfg ? cfg : ""))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	snprintf(r->task, sizeof r->task, "%s", task);
+	memcpy(r->data, data, VD_ID_SIZE);
+	memcpy(r->code, code, VD_ID_SIZE);
+	/* A config that no longer parses was accepted under an older daemon:
+	 * the run is what the defaults make of it. */
+	if (vd_config_parse(&r->cfg, &why, r->cfg_text, strlen(r->cfg_text)))
+		vd_config_default(&r->cfg);
+	vd_config_output_key(&ok, &r->cfg);
+	vd_id_of(r->out_key, &e->key, ok.data ? ok.data : "", ok.len);
+	r->created_ms = json_integer_value(json_object_get(rj, "created"));
+	*out = r;
+	r = NULL;
+out:
+	run_free(r);
+	vd_buf_release(&why);
+	vd_buf_release(&ok);
+	return rc;
+}
+
 int vd_engine_run_activate(vd_engine *e, const char *task, const char *data,
 			   const char *code)
 {
-	struct vd_buf k = VD_BUF_INIT(1024), why = VD_BUF_INIT(1024), ok = VD_BUF_INIT(256);
+	struct vd_buf k = VD_BUF_INIT(1024);
 	struct vd_run *r = NULL;
 	json_t *rj = NULL;
 	int rc;
@@ -679,24 +719,8 @@ int vd_engine_run_activate(vd_engine *e, const char *task, const char *data,
 	run_key(&k, task, data, code);
 	if ((rc = vd_catalog_get_json(&rj, e->cat, vd_buf_cstr(&k))))
 		goto out;
-	if (!(r = calloc(1, sizeof *r))) {
-		rc = -ENOMEM;
+	if ((rc = vd_engine_run_new(&r, e, task, data, code, rj)))
 		goto out;
-	}
-	snprintf(r->task, sizeof r->task, "%s", task);
-	memcpy(r->data, data, VD_ID_SIZE);
-	memcpy(r->code, code, VD_ID_SIZE);
-	const char *cfg = json_string_value(json_object_get(rj, "config"));
-	r->cfg_text = strdup(cfg ? cfg : "");
-	if (!r->cfg_text) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	if (vd_config_parse(&r->cfg, &why, r->cfg_text, strlen(r->cfg_text)))
-		vd_config_default(&r->cfg);
-	vd_config_output_key(&ok, &r->cfg);
-	vd_id_of(r->out_key, &e->key, ok.data ? ok.data : "", ok.len);
-	r->created_ms = json_integer_value(json_object_get(rj, "created"));
 	r->planned_ms = vd_now_ms();
 	if ((rc = vd_engine_manifest_get(&r->man, e, data)))
 		goto out;
@@ -742,8 +766,6 @@ out:
 	run_free(r);
 	json_decref(rj);
 	vd_buf_release(&k);
-	vd_buf_release(&why);
-	vd_buf_release(&ok);
 	return rc;
 }
 
@@ -858,6 +880,9 @@ static void run_finish(vd_engine *e, struct vd_run *r)
 			goto fail;
 		}
 		memcpy(outs[u].id, blob, VD_ID_SIZE);
+		/* The result will reference it without a writer seeing it:
+		 * tell a gc that is on (engine_gc.c). */
+		vd_store_gc_keep(e->store, blob);
 		outs[u].len = (uint64_t)json_integer_value(json_object_get(mj, "len"));
 		if (!r->units[u].executor[0]) {
 			const char *who = json_string_value(json_object_get(mj, "executor"));

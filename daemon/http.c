@@ -10,10 +10,11 @@
  * engine and queues the answer.
  *
  * Who may do what: the enrollment token (STATE/token) is the operator's
- * and a new executor's: register, status, metrics, revoke, and reading
- * code and chunks. An executor's own token (from registration) leases,
- * heartbeats and posts results, only for its own leases (403 otherwise),
- * and reads code and chunks. A missing or unknown token is 401.
+ * and a new executor's: register, status, metrics, revoke, the operator
+ * routes (runs, deletes, pins, gc, fsck), and reading code and chunks. An
+ * executor's own token (from registration) leases, heartbeats and posts
+ * results, only for its own leases (403 otherwise), and reads code and
+ * chunks. A missing or unknown token is 401.
  *
  * Connections, admission and the front door that answers malformed
  * requests in JSON are in http_door.c.
@@ -42,6 +43,12 @@ enum route {
 	ROUTE_RERUN,
 	ROUTE_CANCEL,
 	ROUTE_RESOLVE,
+	/* The lifecycle (docs/protocol.md, "Lifecycle"). */
+	ROUTE_DELETE_TASK,
+	ROUTE_DELETE_VERSION,
+	ROUTE_PIN,
+	ROUTE_GC,
+	ROUTE_FSCK,
 };
 
 /* Per-request state, owned by MHD's connection-class pointer and freed in
@@ -51,7 +58,7 @@ struct req {
 	char id[VD_ID_SIZE];
 	char name[VD_EXECUTOR_NAME_SIZE];  /* ROUTE_REVOKE: the executor */
 	char id2[VD_ID_SIZE];              /* ROUTE_DIFF: the second ID */
-	char task[256];                    /* ROUTE_TASK_LOG: the task */
+	char task[256];                    /* ROUTE_TASK_LOG and the lifecycle: the task */
 	enum vd_role role;                 /* who the token says is asking */
 	char who[VD_EXECUTOR_NAME_SIZE];   /* VD_ROLE_EXECUTOR: its name */
 	struct vd_buf body;
@@ -270,9 +277,74 @@ static bool role_may(enum vd_role role, enum route r)
 	}
 }
 
+/*
+ * The lifecycle routes under /v1/tasks/<task>: the task itself (DELETE),
+ * one of its versions (DELETE) and that version's pin (POST pins, DELETE
+ * unpins), the paths that take more than one method or end in an ID.
+ * True when url is one of them, with *rc 0 or -EINVAL (a bad ID).
+ */
+static bool lifecycle_route(struct req *q, const char **allowed, int *rc, const char *url)
+{
+	static const char prefix[] = "/v1/tasks/", versions[] = "/versions/";
+	const char *rest, *slash, *id;
+	size_t tlen, idlen;
+
+	if (strncmp(url, prefix, sizeof(prefix) - 1) != 0)
+		return false;
+	rest = url + sizeof(prefix) - 1;
+	slash = strchr(rest, '/');
+	tlen = slash ? (size_t)(slash - rest) : strlen(rest);
+	if (tlen == 0 || tlen >= sizeof(q->task))
+		return false;
+	if (!slash) {
+		q->route = ROUTE_DELETE_TASK;
+		*allowed = MHD_HTTP_METHOD_DELETE;
+	} else if (!strncmp(slash, versions, sizeof(versions) - 1)) {
+		id = slash + sizeof(versions) - 1;
+		idlen = strcspn(id, "/");
+		if (!strcmp(id + idlen, "/pin")) {
+			q->route = ROUTE_PIN;
+			*allowed = MHD_HTTP_METHOD_POST ", " MHD_HTTP_METHOD_DELETE;
+		} else if (id[idlen] == '\0') {
+			q->route = ROUTE_DELETE_VERSION;
+			*allowed = MHD_HTTP_METHOD_DELETE;
+		} else {
+			return false;
+		}
+		*rc = idlen == VD_ID_LEN ? 0 : -EINVAL;
+		if (*rc == 0) {
+			memcpy(q->id, id, VD_ID_LEN);
+			q->id[VD_ID_LEN] = '\0';
+			*rc = vd_id_valid(q->id) ? 0 : -EINVAL;
+		}
+	} else {
+		return false;
+	}
+	memcpy(q->task, rest, tlen);
+	q->task[tlen] = '\0';
+	if (q->route == ROUTE_DELETE_TASK)
+		*rc = 0;
+	return true;
+}
+
+/* Is method one of allowed's ("POST" or "POST, DELETE")? */
+static bool method_allowed(const char *method, const char *allowed)
+{
+	size_t n = strlen(method);
+	for (const char *p = allowed; *p;) {
+		size_t len = strcspn(p, ",");
+		if (len == n && !strncmp(p, method, n))
+			return true;
+		p += len;
+		while (*p == ',' || *p == ' ')
+			p++;
+	}
+	return false;
+}
+
 /* Split url into a route and its ID. Returns 0, -ENOENT for an unknown path,
- * -EINVAL for a known path with a malformed ID. *allowed is the one method
- * the route takes. */
+ * -EINVAL for a known path with a malformed ID. *allowed is the method the
+ * route takes ("POST, DELETE" for one that takes two), as Allow says it. */
 static int route_of(struct req *q, const char **allowed, const char *url)
 {
 	static const struct {
@@ -297,8 +369,14 @@ static int route_of(struct req *q, const char **allowed, const char *url)
 		{ "/v1/tasks/", "/rerun", ROUTE_RERUN, MHD_HTTP_METHOD_POST },
 		{ "/v1/tasks/", "/cancel", ROUTE_CANCEL, MHD_HTTP_METHOD_POST },
 		{ "/v1/resolve/", "", ROUTE_RESOLVE, MHD_HTTP_METHOD_GET },
+		{ "/v1/gc", NULL, ROUTE_GC, MHD_HTTP_METHOD_POST },
+		{ "/v1/fsck", NULL, ROUTE_FSCK, MHD_HTTP_METHOD_POST },
 	};
 	size_t i;
+	int rc = 0;
+
+	if (lifecycle_route(q, allowed, &rc, url))
+		return rc;
 
 	/* /v1/diff/<a>/<b>: the one route with two IDs. */
 	if (!strncmp(url, "/v1/diff/", 9)) {
@@ -566,6 +644,30 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 	case ROUTE_RESOLVE:
 		rc = vd_engine_api_resolve(&reply, &why, h->e, q->id);
 		break;
+	case ROUTE_DELETE_TASK:
+	case ROUTE_DELETE_VERSION:
+		rc = vd_engine_api_delete(&reply, &why, h->e, q->task,
+					  q->route == ROUTE_DELETE_VERSION ? q->id : NULL);
+		break;
+	case ROUTE_PIN:
+		rc = vd_engine_api_pin(&reply, &why, h->e, q->task, q->id,
+				       !strcmp(method, MHD_HTTP_METHOD_POST));
+		break;
+	case ROUTE_GC:
+	case ROUTE_FSCK:
+		/* {"dry_run"} or {"full", "repair"}; an empty body is {}. */
+		body = q->body.len ? parse_object(&why, q->body.data, q->body.len) : json_object();
+		if (!body) {
+			rc = -EINVAL;
+			break;
+		}
+		/* Minutes on a big store, with nothing sent meanwhile: the
+		 * connection must not time out under it. */
+		http_door_patient(c, true);
+		rc = q->route == ROUTE_GC ? vd_engine_api_gc(&reply, &why, h->e, body)
+					  : vd_engine_api_fsck(&reply, &why, h->e, body);
+		http_door_patient(c, false);
+		break;
 	case ROUTE_METRICS:
 		rc = vd_engine_api_metrics(&out, h->e);
 		ctype = "text/plain; version=0.0.4; charset=utf-8";
@@ -631,7 +733,7 @@ static bool first_call(vd_http *h, struct MHD_Connection *c, struct req *q,
 		*ret = reply_error(c, MHD_HTTP_NOT_FOUND, method, url, "no such path", NULL);
 		return true;
 	}
-	if (strcmp(method, allowed) != 0) {
+	if (!method_allowed(method, allowed)) {
 		*ret = reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, method, url,
 				   "method not allowed here", allowed);
 		return true;

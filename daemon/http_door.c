@@ -453,6 +453,19 @@ void http_door_authed(vd_http *h, struct MHD_Connection *c)
 	pthread_mutex_unlock(&h->lock);
 }
 
+/* libmicrohttpd 0.9.75 does not count the time a handler runs as idle (a
+ * handler of 4 s under a 2 s timeout still gets its answer out, checked
+ * with a small server of these flags), but nothing in its documentation
+ * promises that. Switching the timeout off around a call that may run
+ * for minutes, and on again after (set from 0, the timer starts anew, as
+ * microhttpd.h says), keeps the connection for the answer whatever a later
+ * version does. */
+void http_door_patient(struct MHD_Connection *c, bool on)
+{
+	MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
+				  on ? 0u : (unsigned)HTTP_AUTH_TIMEOUT_S);
+}
+
 /* MHD started a connection the door handed over (it becomes the socket
  * context), or closed one (it stops being counted). */
 void http_door_notify(void *cls, struct MHD_Connection *c, void **socket_context,

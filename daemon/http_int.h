@@ -155,6 +155,10 @@ bool http_log_allowed(vd_http *h);
 /* A request on c presented a valid token: its address is known, and c
  * may idle for HTTP_AUTH_TIMEOUT_S. */
 void http_door_authed(vd_http *h, struct MHD_Connection *c);
+/* Around a request that may run for minutes without a byte on the wire
+ * (gc, fsck): on, the connection has no inactivity timeout; off, it has
+ * HTTP_AUTH_TIMEOUT_S again, counted from then. */
+void http_door_patient(struct MHD_Connection *c, bool on);
 /* MHD_OPTION_NOTIFY_CONNECTION: counts a connection MHD starts or closes. */
 void http_door_notify(void *cls, struct MHD_Connection *c, void **socket_context,
 		      enum MHD_ConnectionNotificationCode toe);

@@ -22,6 +22,7 @@
 #ifndef VD_STORE_H
 #define VD_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -73,5 +74,88 @@ uint64_t vd_store_writer_new_bytes(const vd_store_writer *w);
 int vd_store_writer_commit(vd_store_writer *w, vd_catalog_batch *b);
 /* Frees the writer; an uncommitted pack file is deleted. */
 void vd_store_writer_free(vd_store_writer *w);
+
+/* ---- garbage collection and checking (docs/lifecycle.md) ------------
+ *
+ * The engine decides what is garbage (it knows what references chunks);
+ * the store makes that decision safe against writers running meanwhile:
+ *
+ *   vd_store_gc_begin      from here on, every chunk a writer finds already
+ *                          stored (and every chunk named to gc_keep) is
+ *                          kept, and so is every chunk found by writers
+ *                          still open now, however long ago they found it
+ *   ... the engine lists the committed chunks (vd_store_chunks), then
+ *       marks what the catalog references ...
+ *   vd_store_gc_freeze     writers' lookups wait from here
+ *   vd_store_gc_kept       the sweep spares a chunk that is kept
+ *   vd_store_gc_drop       and deletes the others' index entries, in one
+ *                          batch the engine commits
+ *   vd_store_gc_end        writers go on; a chunk they look up now is
+ *                          either still indexed or written anew
+ *
+ * A chunk committed after the listing is not in it, so it is never swept.
+ * Then packs: one with no indexed chunk left is deleted, one mostly dead
+ * compacted (its live chunks moved to a new pack). Both are crash-safe in
+ * the order of their steps; see the functions.
+ */
+
+/* Start gc's tracking of reused chunks. -EBUSY when it is on already (one
+ * gc or repair at a time), -ENOMEM. */
+int vd_store_gc_begin(vd_store *s);
+/* The chunk is about to be referenced by something other than a writer's
+ * commit (a memoized unit output put into a result): keep it. A no-op
+ * when no gc is on. */
+void vd_store_gc_keep(vd_store *s, const char *id);
+/* Make writers' lookups wait until vd_store_gc_end(s, true). */
+void vd_store_gc_freeze(vd_store *s);
+/* Is the chunk kept? -ENOMEM when a keep could not be recorded (gc must
+ * then sweep nothing). Between begin and end. */
+int vd_store_gc_kept(bool *kept, vd_store *s, const char *id);
+/* Delete the chunk's index entry in b. */
+void vd_store_gc_drop(vd_catalog_batch *b, const char *id);
+/* Stop tracking; frozen: gc_freeze was called and is released. */
+void vd_store_gc_end(vd_store *s, bool frozen);
+
+/* Each chunk in the index, in ID order: id, pack, offset and length; a
+ * record that cannot be a chunk's comes with id and pack NULL. A
+ * non-zero return stops the walk and is returned. */
+typedef int (*vd_store_chunk_fn)(void *ctx, const char *id, const char *pack,
+				 uint64_t off, uint64_t len);
+int vd_store_chunks(vd_store *s, vd_store_chunk_fn fn, void *ctx);
+/* Each committed pack (p/ entry), its file's size (-1 when the file is
+ * missing) and the bytes the file takes on disk (less than its size once
+ * holes are punched in it); a bad entry comes with pack NULL. */
+typedef int (*vd_store_pack_fn)(void *ctx, const char *pack, int64_t size, int64_t alloc);
+int vd_store_packs(vd_store *s, vd_store_pack_fn fn, void *ctx);
+/* Read the chunk at (pack, off, len) into scratch (emptied first) and
+ * verify it against id: 0, or -EIO (unreadable, missing or corrupt;
+ * logged). For fsck --full, which reads packs in order. */
+int vd_store_check(vd_store *s, struct vd_buf *scratch, const char *id,
+		   const char *pack, uint64_t off, uint64_t len);
+/* A chunk's place in a pack. */
+struct vd_store_extent {
+	uint64_t off, len;
+};
+/* Give the disk blocks of pack that lie outside the live extents back to
+ * the file system (fallocate, FALLOC_FL_PUNCH_HOLE): the dead chunks of a
+ * pack that is still mostly live, without moving the live ones. live is
+ * sorted by offset. *freed: bytes of disk that were (dry_run: would be)
+ * freed, counted from what is allocated now (SEEK_DATA), so that a range
+ * punched before counts nothing. Crash-safe as it is: only bytes no index
+ * entry points to are touched, and a punch lost in a crash is done again
+ * by the next gc. A file system that cannot punch holes frees nothing
+ * (logged once). */
+int vd_store_pack_punch(uint64_t *freed, vd_store *s, const char *pack,
+			const struct vd_store_extent *live, size_t n, bool dry_run);
+/* Delete a pack whose chunks are no longer indexed: the catalog forgets
+ * it (committed, sync), then the file is unlinked. */
+int vd_store_pack_delete(vd_store *s, const char *pack);
+/* Move the chunks ids[0..n) that still lie in pack (others are skipped)
+ * to a new pack: written and made durable, then one batch points their
+ * index entries at it and forgets the old pack, then the old file is
+ * unlinked. *moved: bytes moved. -EIO if one of them is unreadable or
+ * corrupt (nothing is changed then). */
+int vd_store_pack_compact(uint64_t *moved, vd_store *s, const char *pack,
+			  char (*ids)[VD_ID_SIZE], size_t n);
 
 #endif

@@ -690,8 +690,8 @@ static void op_unlink_common(fuse_req_t req, fuse_ino_t parent, const char *name
 		goto out;
 	if (in_data(&ch->pr) && ch->c.kind == NK_DATAENT)
 		rc = dir ? data_rmdir(v, &ch->c) : data_unlink(v, &ch->c);
-	else if (ch->pr.kind == NK_TASKS)
-		rc = -EPERM;   /* removing a task is not supported (docs/mount.md) */
+	else if (view_remove_here(&ch->pr))
+		rc = view_remove(v, &ch->pr, name, dir);   /* rm -r: view_delete.c */
 	else
 		rc = namespace_err(&ch->pr);
 	if (rc == 0)
@@ -1346,6 +1346,8 @@ int vd_view_new(vd_view **out, vd_engine *e, const char *mountpoint,
 	pthread_mutex_init(&v->slock, NULL);
 	pthread_mutex_init(&v->mlock, NULL);
 	pthread_mutex_init(&v->looplock, NULL);
+	pthread_mutex_init(&v->wlock, NULL);
+	pthread_cond_init(&v->wcond, NULL);
 	pthread_cond_init(&v->scond, NULL);
 	pthread_cond_init(&v->stop_cond, NULL);
 	v->mountpoint = realpath(mountpoint, NULL);
@@ -1382,6 +1384,9 @@ int vd_view_new(vd_view **out, vd_engine *e, const char *mountpoint,
 		goto out;
 	}
 	v->mounted = true;
+	rc = view_watch_start(v);
+	if (rc < 0)
+		goto out;
 	vd_info("mounted on %s (staging in %s)", v->mountpoint, v->staging);
 	*out = v;
 out:
@@ -1448,12 +1453,16 @@ void vd_view_free(vd_view *v)
 	if (!v)
 		return;
 	/* Unmount first: it also ends any request the settle thread may have
-	 * sent to a loop that has already stopped (see view_kick_loop). */
+	 * sent to a loop that has already stopped (see view_kick_loop). The
+	 * deletion watcher must be done with the device before it is closed
+	 * (view_delete.c, view_watch_stop). */
+	view_watch_stop(v);
 	if (v->se && v->mounted) {
 		fuse_session_unmount(v->se);
 		v->mounted = false;
 		vd_info("unmounted %s", v->mountpoint);
 	}
+	view_watch_join(v);
 	/* Handles the kernel never released (an aborted connection). */
 	while (v->fhs)
 		fh_free(v, v->fhs);
@@ -1468,6 +1477,8 @@ void vd_view_free(vd_view *v)
 	pthread_mutex_destroy(&v->slock);
 	pthread_mutex_destroy(&v->mlock);
 	pthread_mutex_destroy(&v->looplock);
+	pthread_mutex_destroy(&v->wlock);
+	pthread_cond_destroy(&v->wcond);
 	free(v->mountpoint);
 	free(v->staging);
 	free(v);

@@ -15,6 +15,8 @@
  *                settle thread
  *   view_runs.c  tasks/NAME/code/ (every code version) and
  *                versions/ID/runs/ (every code's run on a version)
+ *   view_delete.c rm -r of versions and tasks, and telling the kernel
+ *                about deletions made elsewhere (vdfs rm, retention)
  *
  * Locks (never held while calling the engine's slow functions, and never
  * two at once except where noted):
@@ -22,6 +24,7 @@
  *   v->slock  the list of stages and every field of struct stage marked so;
  *             v->scond is signalled when a stage leaves its exclusive state
  *   v->mlock  the manifest cache
+ *   v->wlock  the deletion watcher's stop flag (view_delete.c)
  *   fh->lock  one file handle's buffer or chunk cache
  */
 #ifndef VD_VIEW_INT_H
@@ -32,6 +35,7 @@
 #include <fuse_lowlevel.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -307,6 +311,15 @@ struct vd_view {
 	struct mc_ent *mc[MC_SLOTS]; /* mlock */
 	uint64_t mc_tick;            /* mlock */
 
+	/* The deletion watcher (view_delete.c). */
+	pthread_mutex_t wlock;
+	pthread_cond_t wcond;
+	/* Set once, before anything waits for the watcher; read under wlock
+	 * before each notification (view_watch_stop). */
+	atomic_bool wstop;
+	pthread_t watcher;
+	bool watcher_started;
+
 	pthread_mutex_t looplock;
 	bool looping;                /* looplock: vd_view_loop is in the loop */
 	pthread_t loop_thread;       /* looplock */
@@ -336,6 +349,12 @@ void node_unhash_child(struct vd_view *v, struct vnode *parent, const char *name
 /* After a rename: move the node and unhash what it replaced. */
 int node_move(struct vd_view *v, struct vnode *parent, const char *name,
 	      struct vnode *newparent, const char *newname);
+/* Call fn for every node reachable by name, with nlock held: fn only
+ * copies what it needs and calls nothing of the view. */
+void node_walk(struct vd_view *v, void (*fn)(void *ctx, const struct vnode *n), void *ctx);
+/* node_unhash_child by the parent's inode number, for callers that hold no
+ * reference to the parent (it may be gone: false). */
+bool node_unhash_at(struct vd_view *v, fuse_ino_t parent, const char *name);
 /* ".." of a directory node. */
 fuse_ino_t node_parent_ino(struct vd_view *v, struct vnode *n);
 /* A node's path below its tree top (NK_DATAENT, NK_INPUT); "" for the top. */
@@ -535,5 +554,21 @@ int runs_list(struct dlist *out, struct vd_view *v, const struct vref *r);
  * for a write, -ESTALE when r's result is no longer the one shown. */
 int runs_open(struct vfh *fh, struct fuse_file_info *fi, struct vd_view *v,
 	      const struct vref *r, bool wr);
+
+/* ---- view_delete.c: removing versions and tasks ------------------------ */
+/* True for the parents whose unlink and rmdir view_remove answers: tasks/,
+ * a task, versions/, a version and everything inside it, code/. */
+bool view_remove_here(const struct vref *parent);
+/* unlink (dir false) or rmdir (dir true) of name in parent pr
+ * (docs/lifecycle.md, "From the mount"). */
+int view_remove(struct vd_view *v, const struct vref *pr, const char *name, bool dir);
+/* The thread that tells the kernel to drop its cached entries of versions
+ * and tasks deleted other than through the mount. Started once mounted;
+ * stop is safe without a start. */
+int view_watch_start(struct vd_view *v);
+/* Before unmounting: stop, or (it is blocked in the kernel) make sure it
+ * sends nothing more; view_watch_join after unmounting. */
+void view_watch_stop(struct vd_view *v);
+void view_watch_join(struct vd_view *v);
 
 #endif

@@ -453,3 +453,27 @@ out:
 		out[0] = '\0';
 	return rc;
 }
+
+void node_walk(struct vd_view *v, void (*fn)(void *ctx, const struct vnode *n), void *ctx)
+{
+	pthread_mutex_lock(&v->nlock);
+	for (size_t i = 0; i < v->nbuckets; i++)
+		for (struct vnode *n = v->by_ino[i]; n; n = n->next_ino)
+			if (n->hashed)
+				fn(ctx, n);
+	pthread_mutex_unlock(&v->nlock);
+}
+
+bool node_unhash_at(struct vd_view *v, fuse_ino_t parent, const char *name)
+{
+	bool found = false;
+	pthread_mutex_lock(&v->nlock);
+	struct vnode *p = ino_find_locked(v, parent);
+	struct vnode *n = p ? name_find_locked(v, p, name) : NULL;
+	if (n) {
+		name_remove_locked(v, n);
+		found = true;
+	}
+	pthread_mutex_unlock(&v->nlock);
+	return found;
+}

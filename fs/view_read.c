@@ -281,7 +281,10 @@ static int ext_load(struct vd_buf *out, struct vd_view *v, const struct vd_exten
 			out->len, (unsigned long long)x->len);
 		rc = -EIO;
 	}
-	if (rc == -EFBIG)
+	/* A chunk the manifest names that the store lacks (or that is too
+	 * big to be one of ours) is damage, not a missing file: EIO, as for
+	 * bytes that fail their check (vdfs fsck says which versions). */
+	if (rc == -EFBIG || rc == -ENOENT)
 		rc = -EIO;
 	if (rc < 0)
 		vd_buf_release(out);

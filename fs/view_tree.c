@@ -541,9 +541,14 @@ int vref_list(struct dlist *out, struct vd_view *v, const struct vref *r)
 			rc = -ENOENT;
 			break;
 		}
-		rc = list_fixed(out, names, types, 5);
-		if (rc >= 0 && vd_engine_version_latest(id, v->e, r->task) >= 0)
+		/* latest first: rm -r and find -delete remove in this order,
+		 * and latest vanishes with the last version, so listed after
+		 * versions/ it would be ENOENT by the time they reach it
+		 * (docs/lifecycle.md). */
+		if (vd_engine_version_latest(id, v->e, r->task) >= 0)
 			rc = dlist_add(out, "latest", strlen("latest"), S_IFLNK);
+		if (rc >= 0)
+			rc = list_fixed(out, names, types, 5);
 		break;
 	}
 	case NK_VERSIONS:

@@ -81,7 +81,7 @@ vd_expect_errno "a name with a control character" "Invalid argument" \
 vd_expect_errno "a 300-byte name" "File name too long" touch "$D/$(printf 'x%.0s' $(seq 300))"
 vd_expect_errno "ln -s in data/" "Operation not permitted" ln -s f.txt "$D/link"
 vd_expect_errno "mkfifo in data/" "Operation not permitted" mkfifo "$D/fifo"
-vd_expect_errno "rmdir of a task" "Operation not permitted" rmdir "$T"
+vd_expect_errno "rmdir of tasks/" "Operation not permitted" rmdir "$VD_MNT/tasks"
 vd_expect_errno "mkdir over a data name" "File exists" mkdir "$D/f.txt"
 
 mv "$D/f.txt" "$D/g.txt"

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <wchar.h>
 
@@ -290,8 +291,16 @@ int vd_cli_request(struct vd_buf *out, long *status, const struct vd_cli_conn *c
 	}
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-	curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 120L);
+	if (c->patient) {
+		/* gc and fsck send nothing until they are done: keepalives
+		 * find a dead daemon's host instead of a low-speed limit. */
+		curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+		curl_easy_setopt(curl, CURLOPT_TCP_KEEPIDLE, 60L);
+		curl_easy_setopt(curl, CURLOPT_TCP_KEEPINTVL, 30L);
+	} else {
+		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 120L);
+	}
 	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, err);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_write);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, out);
@@ -417,6 +426,45 @@ int vd_cli_send_json(json_t **out, const struct vd_cli_conn *c, const char *cmd,
 	}
 	free(text);
 	vd_buf_release(&body);
+	return rc;
+}
+
+int vd_cli_version_task(struct vd_buf *task, const struct vd_cli_conn *c, const char *cmd,
+			const char *id, const char *want)
+{
+	struct vd_buf path = VD_BUF_INIT(128), names = VD_BUF_INIT(1 << 16);
+	json_t *ver = NULL, *v;
+	const char *only = NULL;
+	size_t i, n = 0;
+	int rc;
+
+	vd_buf_addf(&path, "/v1/versions/%s", id);
+	if ((rc = vd_cli_get_json(&ver, c, cmd, vd_buf_cstr(&path))))
+		goto out;
+	json_array_foreach(json_object_get(ver, "versions"), i, v) {
+		const char *t = vd_cli_jstr(v, "task");
+		if (want && strcmp(t, want))
+			continue;
+		vd_buf_addf(&names, "%s%s", n ? ", " : "", t);
+		only = t;
+		n++;
+	}
+	rc = 2;
+	if (n == 0 && want)
+		fprintf(stderr, "vdfs %s: task %s has no version %s\n", cmd, want, id);
+	else if (n == 0)
+		fprintf(stderr, "vdfs %s: %s is no dataset version of any task\n", cmd, id);
+	else if (n > 1)
+		fprintf(stderr, "vdfs %s: version %s is in %zu tasks: %s; say which with "
+			"--task\n", cmd, id, n, vd_buf_cstr(&names));
+	else {
+		vd_buf_reset(task);
+		rc = vd_buf_adds(task, only) ? 1 : 0;
+	}
+out:
+	json_decref(ver);
+	vd_buf_release(&path);
+	vd_buf_release(&names);
 	return rc;
 }
 
@@ -558,4 +606,27 @@ void vd_cli_human_bytes(char out[32], unsigned long long n)
 		snprintf(out, 32, "%llu B", n);
 	else
 		snprintf(out, 32, "%.1f %s", x, units[u]);
+}
+
+void vd_cli_time(char out[32], long long ms)
+{
+	struct tm tm;
+	time_t sec = (time_t)(ms / 1000);
+	if (ms <= 0 || !localtime_r(&sec, &tm) || !strftime(out, 32, "%Y-%m-%d %H:%M:%S", &tm))
+		snprintf(out, 32, "-");
+}
+
+void vd_cli_duration(char out[32], long long ms)
+{
+	/* One word each, so that scripts can split on blanks. */
+	if (ms < 0)
+		snprintf(out, 32, "-");
+	else if (ms < 1000)
+		snprintf(out, 32, "%lldms", ms);
+	else if (ms < 60000)
+		snprintf(out, 32, "%.1fs", (double)ms / 1000.0);
+	else if (ms < 3600000)
+		snprintf(out, 32, "%lldm%02llds", ms / 60000, ms / 1000 % 60);
+	else
+		snprintf(out, 32, "%lldh%02lldm", ms / 3600000, ms / 60000 % 60);
 }

@@ -57,6 +57,10 @@ struct vd_cli_conn {
 	char *url;                 /* resolved base URL, malloc'd */
 	char *token;               /* resolved token, malloc'd */
 	char *pin;                 /* https: DIR/tls-pin (vdfsd writes it), malloc'd */
+	/* A request that may run for many minutes without a byte coming
+	 * back (gc, fsck): no low-speed limit, TCP keepalives instead, so
+	 * that only a dead peer ends it. Set before the request. */
+	bool patient;
 };
 
 /* The connection options' rows, and --help's (every subcommand has it). */
@@ -121,6 +125,12 @@ int vd_cli_resolve_id(char out[VD_ID_SIZE], const struct vd_cli_conn *c, const c
 /* The same with a JSON body (POST/PUT). */
 int vd_cli_send_json(json_t **out, const struct vd_cli_conn *c, const char *cmd,
 		     const char *method, const char *path, const json_t *body);
+/* The task that holds dataset version id, into task (GET /v1/versions/ID):
+ * `want` when given and it does hold it, else the only one. Exit code: 0;
+ * 2 when no task holds it (or not `want`), or several do and want is NULL
+ * (they are named on stderr, with --task to pick one); 1 otherwise. */
+int vd_cli_version_task(struct vd_buf *task, const struct vd_cli_conn *c, const char *cmd,
+			const char *id, const char *want);
 
 /*
  * Text on a terminal. vd_cli_locale() is called once by main(): the user's
@@ -162,5 +172,10 @@ long long vd_cli_jint(const json_t *o, const char *k);
 const char *vd_cli_jstr(const json_t *o, const char *k);   /* "" when absent */
 /* 1536 → "1.5 KiB" */
 void vd_cli_human_bytes(char out[32], unsigned long long n);
+/* A time in ms since the epoch as local "2026-01-31 12:00:00", or "-" for
+ * none (0 or less). */
+void vd_cli_time(char out[32], long long ms);
+/* 1234 ms → "1.2s", as vdfs log prints durations; "-" when negative. */
+void vd_cli_duration(char out[32], long long ms);
 
 #endif

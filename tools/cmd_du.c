@@ -81,6 +81,16 @@ static int print_du(const json_t *du, const char *only, bool raw)
 			vd_cli_human_bytes(s, (unsigned long long)(pb < 0 ? 0 : pb));
 		printf("\nstore: %lld pack files, %s on disk (results included)\n",
 		       vd_cli_jint(store, "packs"), s);
+		/* A daemon from before gc does not say; then neither do we. */
+		const json_t *rec = json_object_get(store, "reclaimable");
+		if (json_is_integer(rec)) {
+			long long rb = (long long)json_integer_value(rec);
+			if (raw)
+				snprintf(s, sizeof s, "%lld", rb);
+			else
+				vd_cli_human_bytes(s, (unsigned long long)(rb < 0 ? 0 : rb));
+			printf("reclaimable: %s (what vdfs gc would free now)\n", s);
+		}
 	}
 	return 0;
 }
@@ -103,8 +113,10 @@ const struct vd_cli_cmd vd_cli_cmd_du = {
 		"added to the store (STORED: a chunk already stored is counted once, by "
 		"the first version that brought it) and DEDUP, LOGICAL / STORED. Without "
 		"TASK a last row (all) covers the whole store, and a line gives the pack "
-		"files and their size on disk, results included. \"all shared\" means "
-		"every byte was stored before.",
+		"files and their size on disk, results included, and the bytes vdfs gc "
+		"would free now (reclaimable: chunks of deleted versions and results, "
+		"and the dead parts of packs). \"all shared\" means every byte was "
+		"stored before.",
 	.opts = opts,
 	.conn = true,
 	.run = run,

@@ -59,6 +59,11 @@ static void describe(const struct graph *g, const char *id)
 			printf("  (= a result of task %s)", rt);
 	} else if (!strcmp(kind, "result")) {
 		printf("result %s  of task %s", s, vd_cli_jstr(n, "task"));
+	} else if (!strcmp(kind, "deleted")) {
+		char when[32];
+		vd_cli_time(when, vd_cli_jint(n, "deleted"));
+		printf("version %s  %s/%s  deleted %s", s, vd_cli_jstr(n, "task"),
+		       vd_cli_jstr(n, "name"), when);
 	} else {
 		printf("%s %s", *kind ? kind : "node", s);
 	}
@@ -186,7 +191,7 @@ static void dot_str(const char *s)
 	}
 }
 
-static void print_dot(const struct graph *g, const char *root, const json_t *lin)
+static void print_dot(const struct graph *g, const char *root_id, const json_t *lin)
 {
 	const char *id;
 	const json_t *n, *e;
@@ -198,9 +203,11 @@ static void print_dot(const struct graph *g, const char *root, const json_t *lin
 	       "  node [fontname=\"monospace\", fontsize=10];\n"
 	       "  edge [fontname=\"monospace\", fontsize=9];\n");
 	json_object_foreach((json_t *)g->nodes, id, n) {
-		bool version = !strcmp(vd_cli_jstr(n, "kind"), "version");
+		bool deleted = !strcmp(vd_cli_jstr(n, "kind"), "deleted");
+		bool version = deleted || !strcmp(vd_cli_jstr(n, "kind"), "version");
+		bool root = !strcmp(id, root_id);
 		printf("  \"%s\" [shape=%s, label=\"", id, version ? "box" : "ellipse");
-		dot_str(version ? "version" : "result");
+		dot_str(deleted ? "deleted version" : version ? "version" : "result");
 		printf("\\n");
 		dot_str(vd_cli_jstr(n, "task"));
 		if (version) {
@@ -212,8 +219,18 @@ static void print_dot(const struct graph *g, const char *root, const json_t *lin
 				dot_str(rt);
 			}
 		}
-		printf("\\n%s\"%s];\n", shorten(s, id, g->full),
-		       !strcmp(id, root) ? ", style=bold, penwidth=2" : "");
+		printf("\\n%s", shorten(s, id, g->full));
+		if (deleted) {
+			/* A tombstone: the version is gone, its place in the
+			 * graph stays, drawn dashed and grey. */
+			char when[32];
+			vd_cli_time(when, vd_cli_jint(n, "deleted"));
+			printf("\\ndeleted %s\", style=\"dashed%s\", color=grey50, "
+			       "fontcolor=grey50%s];\n", when, root ? ",bold" : "",
+			       root ? ", penwidth=2" : "");
+		} else {
+			printf("\"%s];\n", root ? ", style=bold, penwidth=2" : "");
+		}
 	}
 	json_array_foreach(json_object_get(lin, "edges"), i, e) {
 		const char *path = vd_cli_jstr(e, "path");
@@ -251,8 +268,11 @@ const struct vd_cli_cmd vd_cli_cmd_lineage = {
 		"first, one edge a line: its kind (run: a run of a version made this "
 		"result; same: this content was already known as that result or version), "
 		"the code ID that made it and, inside a tree, the file's path. A node "
-		"reached twice is expanded once and marked (shown above). The daemon walks "
-		"at most 10,000 nodes and says when the graph was truncated.",
+		"reached twice is expanded once and marked (shown above). A version that "
+		"was deleted (vdfs rm, rm -r in the mount, retention) keeps its place as "
+		"a tombstone, shown as deleted and the time it went (in --dot, a dashed "
+		"grey box). The daemon walks at most 10,000 nodes and says when the graph "
+		"was truncated.",
 	.opts = opts,
 	.conn = true,
 	.run = run,

@@ -5,7 +5,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 
@@ -13,28 +12,16 @@
 
 static void add_time(struct vd_cli_table *t, long long ms)
 {
-	char s[64];
-	struct tm tm;
-	time_t sec = (time_t)(ms / 1000);
-	if (ms <= 0 || !localtime_r(&sec, &tm) || !strftime(s, sizeof s, "%Y-%m-%d %H:%M:%S", &tm))
-		vd_cli_table_add(t, "-");
-	else
-		vd_cli_table_add(t, s);
+	char s[32];
+	vd_cli_time(s, ms);
+	vd_cli_table_add(t, s);
 }
 
 static void add_duration(struct vd_cli_table *t, const json_t *d)
 {
-	long long ms = (long long)json_integer_value(d);
-	if (!json_is_integer(d) || ms < 0)
-		vd_cli_table_add(t, "-");
-	else if (ms < 1000)   /* one word each, so that scripts can split on blanks */
-		vd_cli_table_addf(t, "%lldms", ms);
-	else if (ms < 60000)
-		vd_cli_table_addf(t, "%.1fs", (double)ms / 1000.0);
-	else if (ms < 3600000)
-		vd_cli_table_addf(t, "%lldm%02llds", ms / 60000, ms / 1000 % 60);
-	else
-		vd_cli_table_addf(t, "%lldh%02lldm", ms / 3600000, ms / 60000 % 60);
+	char s[32];
+	vd_cli_duration(s, json_is_integer(d) ? (long long)json_integer_value(d) : -1);
+	vd_cli_table_add(t, s);
 }
 
 static void add_bytes(struct vd_cli_table *t, const json_t *v, bool raw)

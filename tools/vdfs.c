@@ -29,6 +29,11 @@
 	X(wait)            \
 	X(rerun)           \
 	X(cancel)          \
+	X(rm)              \
+	X(pin)             \
+	X(unpin)           \
+	X(gc)              \
+	X(fsck)            \
 	X(du)              \
 	X(diff)            \
 	X(lineage)         \

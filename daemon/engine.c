@@ -486,6 +486,11 @@ int vd_engine_task_config(struct vd_config *out, char **text, vd_engine *e,
 
 int vd_engine_task_create(vd_engine *e, const char *task)
 {
+	return vd_engine_task_create_owned(e, task, NULL);
+}
+
+int vd_engine_task_create_owned(vd_engine *e, const char *task, const char *owner)
+{
 	struct vd_buf k = VD_BUF_INIT(1024);
 	vd_catalog_batch *b = NULL;
 	json_t *t = NULL;
@@ -508,11 +513,14 @@ int vd_engine_task_create(vd_engine *e, const char *task)
 		rc = -ENOMEM;
 		goto out;
 	}
+	if (owner && *owner)
+		json_object_set_new(t, "owner", json_string(owner));
 	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), t)))
 		goto out;
 	rc = vd_catalog_commit(e->cat, b, true);
 	if (!rc)
-		vd_info("task %s created", task);
+		vd_info("task %s created%s%s", task, owner && *owner ? " by " : "",
+			owner && *owner ? owner : "");
 out:
 	pthread_mutex_unlock(&e->lock);
 	json_decref(t);

@@ -52,14 +52,26 @@ void vd_engine_close(vd_engine *e);
  * metrics and revocation. */
 const char *vd_engine_token(const vd_engine *e);
 
-/* Who holds a bearer token. */
-enum vd_role { VD_ROLE_NONE, VD_ROLE_ADMIN, VD_ROLE_EXECUTOR };
+/* Who holds a bearer token (engine_users.c says what each may do). */
+enum vd_role {
+	VD_ROLE_NONE,
+	VD_ROLE_ADMIN,       /* STATE/token: the owner, an operator */
+	VD_ROLE_EXECUTOR,    /* a registered executor's own token */
+	VD_ROLE_READER,      /* users (vdfs user add NAME --role ...) */
+	VD_ROLE_SUBMITTER,
+	VD_ROLE_OPERATOR,
+	VD_ROLE_ENROLL,      /* vdfs token executor: may register executors */
+};
 #define VD_EXECUTOR_NAME_SIZE 65
-/* ADMIN for the enrollment token; EXECUTOR (name filled) for a registered,
- * unrevoked executor's own token; NONE otherwise. Compares in constant time
- * per candidate. */
+/* ADMIN for STATE/token; EXECUTOR (name filled) for a registered,
+ * unrevoked executor's own token; a user's role (name: the user) for a
+ * user's token; ENROLL for an executor enrollment token; NONE otherwise.
+ * Compares in constant time per candidate, or looks up by hash. */
 enum vd_role vd_engine_auth(char name[VD_EXECUTOR_NAME_SIZE], vd_engine *e,
 			    const char *token);
+/* "reader", "submitter", "operator" (also for ADMIN), "executor",
+ * "executor enrollment", "none". */
+const char *vd_role_name(enum vd_role r);
 /* Makes every long-poll return at once; used at shutdown before
  * the HTTP server is stopped. */
 void vd_engine_wake_all(vd_engine *e);
@@ -74,6 +86,11 @@ bool vd_engine_name_valid(const char *name);
 /* ---- tasks, code and config ------------------------------------------ */
 
 int vd_engine_task_create(vd_engine *e, const char *task);   /* -EEXIST, -EINVAL */
+/* The same, owned by user owner (NULL or "": no owner, as a task made
+ * through the mount): a submitter may change only the tasks it owns. */
+int vd_engine_task_create_owned(vd_engine *e, const char *task, const char *owner);
+/* The task's owner, "" when it has none. -ENOENT. */
+int vd_engine_task_owner(char owner[VD_EXECUTOR_NAME_SIZE], vd_engine *e, const char *task);
 bool vd_engine_task_exists(vd_engine *e, const char *task);
 int vd_engine_task_list(struct vd_strv *out, vd_engine *e);  /* sorted */
 
@@ -164,10 +181,13 @@ struct vd_version_info {
  * of task under data name `name`. Returns 1 when a new version was made, 0
  * when the content was known already (no new version, no new work; the name
  * now points to it), -E2BIG for a record over the hard cap (offset in why),
- * -ENOENT for an unknown task. Durable on return.
+ * -ENOENT for an unknown task. Durable on return. by (NULL: nobody named)
+ * is who submitted it: a new version's meta.json says so (submitted_by).
  */
+#define VD_BY_SIZE 256
 int vd_engine_submit_file(struct vd_version_info *out, struct vd_buf *why,
-			  vd_engine *e, const char *task, const char *name, int fd);
+			  vd_engine *e, const char *task, const char *name, const char *by,
+			  int fd);
 /* The same for a real directory tree, recursively (paths joined with '/'),
  * keeping what `cp -a` copies: regular files with their modes, directories
  * (an empty one, or one whose mode is not 0755, as an entry of its own),
@@ -177,7 +197,7 @@ int vd_engine_submit_file(struct vd_version_info *out, struct vd_buf *why,
  * unless config says `special = skip` (then each is left out, logged).
  * docs/versioning.md, "Trees". */
 int vd_engine_submit_tree(struct vd_version_info *out, struct vd_buf *why,
-			  vd_engine *e, const char *task, const char *name,
+			  vd_engine *e, const char *task, const char *name, const char *by,
 			  const char *dir);
 
 /*
@@ -189,6 +209,8 @@ int vd_engine_submit_tree(struct vd_version_info *out, struct vd_buf *why,
  */
 typedef struct vd_ingest vd_ingest;
 int vd_engine_ingest_begin(vd_ingest **out, vd_engine *e, const char *task);
+/* Who submits what the stream carries (see vd_engine_submit_file). */
+void vd_engine_ingest_by(vd_ingest *in, const char *by);
 /* Append p[0..n) (copied). Blocks while too much is queued. An error of
  * the worker is returned by the next call and stays. */
 int vd_engine_ingest_write(vd_ingest *in, const void *p, size_t n);
@@ -448,5 +470,24 @@ int vd_engine_api_gc(json_t **reply, struct vd_buf *why, vd_engine *e, const jso
  * full every chunk's bytes). The reply lists the problems found, each
  * with the versions it affects, and what repair did. */
 int vd_engine_api_fsck(json_t **reply, struct vd_buf *why, vd_engine *e, const json_t *body);
+
+/* ---- users and tokens (engine_users.c) -------------------------------- */
+/* POST /v1/users {"name","role"}: a user and its token, shown this once:
+ * {"name","role","token"}. -EEXIST for a name in use (a revoked one may be
+ * given again), -EINVAL. */
+int vd_engine_api_user_add(json_t **reply, struct vd_buf *why, vd_engine *e,
+			   const json_t *body);
+/* GET /v1/users: {"users":[{"name","role","created","revoked"?}]}. */
+int vd_engine_api_user_list(json_t **reply, vd_engine *e);
+/* DELETE /v1/users/<name>: its token is refused from now on. -ENOENT. */
+int vd_engine_api_user_revoke(json_t **reply, struct vd_buf *why, vd_engine *e,
+			      const char *name);
+/* POST /v1/tokens/executor: a new executor enrollment token,
+ * {"kind":"executor","token"}; by: who asked (for the log). */
+int vd_engine_api_enroll_token(json_t **reply, struct vd_buf *why, vd_engine *e,
+			       const char *by);
+/* POST /v1/tasks {"name"}: create a task owned by owner. */
+int vd_engine_api_task_create(json_t **reply, struct vd_buf *why, vd_engine *e,
+			      const char *owner, const json_t *body);
 
 #endif

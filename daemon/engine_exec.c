@@ -54,10 +54,11 @@
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static int token_hash(unsigned char out[32], const char *token)
+int vd_engine_token_sha256(unsigned char out[32], const char *token)
 {
 	return gnutls_hash_fast(GNUTLS_DIG_SHA256, token, strlen(token), out) ? -EIO : 0;
 }
+
 
 /* Equal in time independent of where they differ. */
 static bool same_bytes(const unsigned char *a, const unsigned char *b, size_t n)
@@ -68,11 +69,12 @@ static bool same_bytes(const unsigned char *a, const unsigned char *b, size_t n)
 	return diff == 0;
 }
 
-static void hex_of(char *out, const unsigned char *p, size_t n)
+void vd_engine_hex(char *out, const unsigned char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		snprintf(out + 2 * i, 3, "%02x", p[i]);
 }
+
 
 static int hex_to(unsigned char *out, size_t n, const char *hex)
 {
@@ -201,7 +203,7 @@ enum vd_role vd_engine_auth(char name[VD_EXECUTOR_NAME_SIZE], vd_engine *e,
 		diff |= (unsigned char)e->token[i] ^ (unsigned char)(i < glen ? token[i] : 0);
 	if (!diff)
 		return VD_ROLE_ADMIN;
-	if (token_hash(h, token))
+	if (vd_engine_token_sha256(h, token))
 		return VD_ROLE_NONE;
 	pthread_mutex_lock(&e->lock);
 	for (struct vd_executor *x = e->execs; x; x = x->next) {
@@ -212,7 +214,7 @@ enum vd_role vd_engine_auth(char name[VD_EXECUTOR_NAME_SIZE], vd_engine *e,
 		}
 	}
 	pthread_mutex_unlock(&e->lock);
-	return role;
+	return role != VD_ROLE_NONE ? role : vd_engine_user_auth(name, e, token);
 }
 
 /* ---- quarantine -------------------------------------------------------- */
@@ -433,10 +435,10 @@ int vd_engine_api_register(json_t **reply, struct vd_buf *why, vd_engine *e,
 		}
 	if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
 		return -EIO;
-	hex_of(token, raw, sizeof raw);
-	if ((rc = token_hash(hash, token)))
+	vd_engine_hex(token, raw, sizeof raw);
+	if ((rc = vd_engine_token_sha256(hash, token)))
 		return rc;
-	hex_of(hash_hex, hash, sizeof hash);
+	vd_engine_hex(hash_hex, hash, sizeof hash);
 	if ((rc = vd_catalog_batch_new(&b)))
 		return rc;
 	/* "o" steals the reference: a new one for the caller's host. */

@@ -515,8 +515,8 @@ out:
  * The writer's pack index entries go into the same batch.
  */
 static int seal(struct vd_version_info *out, vd_engine *e, const char *task,
-		const char *name, const struct vd_manifest *m, const char *data_id,
-		vd_store_writer *w)
+		const char *name, const char *by, const struct vd_manifest *m,
+		const char *data_id, vd_store_writer *w)
 {
 	struct vd_buf k = VD_BUF_INIT(1024);
 	vd_catalog_batch *b = NULL;
@@ -569,6 +569,10 @@ static int seal(struct vd_version_info *out, vd_engine *e, const char *task,
 		rc = -ENOMEM;
 		goto unlock;
 	}
+	/* Who submitted it, for meta.json: a user of the HTTP API, or the
+	 * owner of the file in the mount. */
+	if (by && *by)
+		json_object_set_new(v, "submitted_by", json_string(by));
 	if ((rc = record_lineage(b, v, e, task, data_id, m)))
 		goto unlock;
 	vd_engine_key(&k, "v", task, data_id, NULL);
@@ -613,7 +617,8 @@ out:
 }
 
 int vd_engine_submit_file(struct vd_version_info *out, struct vd_buf *why,
-			  vd_engine *e, const char *task, const char *name, int fd)
+			  vd_engine *e, const char *task, const char *name, const char *by,
+			  int fd)
 {
 	struct vd_manifest m = { .kind = VD_KIND_FILE, .nfiles = 1 };
 	struct vd_file f = { 0 };
@@ -640,7 +645,7 @@ int vd_engine_submit_file(struct vd_version_info *out, struct vd_buf *why,
 	vd_hasher_digest(h, data_id);
 	memcpy(f.id, data_id, VD_ID_SIZE);
 	m.files = &f;
-	rc = seal(out, e, task, name, &m, data_id, w);
+	rc = seal(out, e, task, name, by, &m, data_id, w);
 out:
 	vd_engine_disk_note(e, rc < 0 ? rc : 0);
 	if (rc < 0)
@@ -667,6 +672,7 @@ struct qbuf {
 struct vd_ingest {
 	vd_engine *e;
 	char task[256];
+	char by[VD_BY_SIZE];       /* who submits it (vd_engine_ingest_by) */
 	struct vd_file f;
 	vd_store_writer *w;
 	vd_hasher *h;
@@ -755,6 +761,11 @@ int vd_engine_ingest_begin(vd_ingest **out, vd_engine *e, const char *task)
 fail:
 	vd_engine_ingest_abort(in);
 	return rc;
+}
+
+void vd_engine_ingest_by(vd_ingest *in, const char *by)
+{
+	snprintf(in->by, sizeof in->by, "%s", by ? by : "");
 }
 
 int vd_engine_ingest_write(vd_ingest *in, const void *p, size_t n)
@@ -871,7 +882,7 @@ int vd_engine_ingest_seal(struct vd_version_info *out, struct vd_buf *why,
 	vd_hasher_digest(in->h, data_id);
 	memcpy(in->f.id, data_id, VD_ID_SIZE);
 	m.files = &in->f;
-	rc = seal(out, in->e, in->task, name, &m, data_id, in->w);
+	rc = seal(out, in->e, in->task, name, in->by, &m, data_id, in->w);
 out:
 	vd_engine_disk_note(in->e, rc < 0 ? rc : 0);
 	if (rc < 0)
@@ -1275,7 +1286,7 @@ static void tree_id(char data_id[VD_ID_SIZE], vd_hasher *h, const struct vd_mani
 }
 
 int vd_engine_submit_tree(struct vd_version_info *out, struct vd_buf *why,
-			  vd_engine *e, const char *task, const char *name,
+			  vd_engine *e, const char *task, const char *name, const char *by,
 			  const char *dir)
 {
 	struct tree_walk tw = { .e = e, .why = why, .task = task, .name = name };
@@ -1314,7 +1325,7 @@ int vd_engine_submit_tree(struct vd_version_info *out, struct vd_buf *why,
 	m.files = tw.files;
 	m.nfiles = tw.n;
 	tree_id(data_id, treeh, &m);
-	rc = seal(out, e, task, name, &m, data_id, tw.w);
+	rc = seal(out, e, task, name, by, &m, data_id, tw.w);
 out:
 	vd_engine_disk_note(e, rc < 0 ? rc : 0);
 	if (rc < 0)

@@ -354,6 +354,14 @@ int vd_engine_int_field(long long *out, struct vd_buf *why, const json_t *req,
 			const char *name, long long lo, long long hi, long long def);
 
 /* ---- engine_exec.c ---- */
+/* A user's or an enrollment token's role (engine_users.c); NONE when it
+ * is neither. */
+enum vd_role vd_engine_user_auth(char name[VD_EXECUTOR_NAME_SIZE], vd_engine *e,
+				 const char *token);
+/* SHA-256 of a bearer token (what the catalog keeps instead of it). */
+int vd_engine_token_sha256(unsigned char out[32], const char *token);
+/* n bytes as 2n lowercase hex digits and a NUL. */
+void vd_engine_hex(char *out, const unsigned char *p, size_t n);
 struct vd_executor *vd_engine_find_exec(vd_engine *e, const char *name);
 bool vd_engine_exec_name_valid(const char *s);
 /* Load registered executors from the catalog (at start, lock held). */

@@ -49,6 +49,11 @@ enum route {
 	ROUTE_PIN,
 	ROUTE_GC,
 	ROUTE_FSCK,
+	/* Users and tokens (docs/users.md). */
+	ROUTE_TASKS,           /* GET lists, POST creates (owned by the caller) */
+	ROUTE_USERS,           /* GET lists, POST adds */
+	ROUTE_USER_REVOKE,
+	ROUTE_ENROLL_TOKEN,
 };
 
 /* Per-request state, owned by MHD's connection-class pointer and freed in
@@ -258,23 +263,102 @@ static const char *bearer(struct MHD_Connection *c)
 }
 
 /* May this role use this route? Code and chunks are for both. */
-static bool role_may(enum vd_role role, enum route r)
+/*
+ * Who may do what (docs/users.md): NULL when role may take route with
+ * method, else why not, for the 403. Submitters pass here for the routes
+ * on one task; that the task is theirs is checked next (owner_refusal).
+ */
+static const char *role_refusal(enum vd_role role, enum route r, const char *method)
 {
+	bool op = role == VD_ROLE_ADMIN || role == VD_ROLE_OPERATOR;
+	bool user = op || role == VD_ROLE_SUBMITTER || role == VD_ROLE_READER;
+	bool ok;
+
 	switch (r) {
 	case ROUTE_LEASE:
 	case ROUTE_HEARTBEAT:
 	case ROUTE_RESULT:
-		return role == VD_ROLE_EXECUTOR;
+		if (role == VD_ROLE_EXECUTOR)
+			return NULL;
+		return op ? "this needs an executor's own token (register first)"
+			  : "only an executor may do this";
 	case ROUTE_CODE:
 	case ROUTE_CHUNK:
-		return role == VD_ROLE_EXECUTOR || role == VD_ROLE_ADMIN;
+		ok = role == VD_ROLE_EXECUTOR || op;
+		break;
+	case ROUTE_REGISTER:
+		ok = op || role == VD_ROLE_ENROLL;
+		break;
 	case ROUTE_REVOKE:
 		/* The operator revokes; an executor may only say it leaves,
 		 * and only for itself (checked in handle). */
-		return role == VD_ROLE_EXECUTOR || role == VD_ROLE_ADMIN;
+		ok = role == VD_ROLE_EXECUTOR || op;
+		break;
+	case ROUTE_VERSION:
+	case ROUTE_LINEAGE:
+	case ROUTE_TASK_LOG:
+	case ROUTE_DU:
+	case ROUTE_DIFF:
+	case ROUTE_RESOLVE:
+		ok = user;
+		break;
+	case ROUTE_TASKS:
+		ok = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ? user
+							      : op || role == VD_ROLE_SUBMITTER;
+		break;
+	case ROUTE_RERUN:
+	case ROUTE_CANCEL:
+	case ROUTE_DELETE_TASK:
+	case ROUTE_DELETE_VERSION:
+	case ROUTE_PIN:
+		ok = op || role == VD_ROLE_SUBMITTER;
+		break;
 	default:
-		return role == VD_ROLE_ADMIN;
+		/* status, metrics, gc, fsck, users, enrollment tokens */
+		ok = op;
+		break;
 	}
+	if (ok)
+		return NULL;
+	switch (role) {
+	case VD_ROLE_EXECUTOR:
+		return "an executor's token may not do this; use an operator's token";
+	case VD_ROLE_ENROLL:
+		return "an executor enrollment token may only register executors";
+	case VD_ROLE_READER:
+		return "role reader may not do this (it may browse and download)";
+	case VD_ROLE_SUBMITTER:
+		return "role submitter may not do this (only an operator may)";
+	default:
+		return "this token may not do this";
+	}
+}
+
+/* A submitter changes only the tasks it owns. NULL when q may go on, else
+ * the reason (in buf) for the 403. */
+static const char *owner_refusal(char *buf, size_t size, vd_http *h, const struct req *q)
+{
+	char owner[VD_EXECUTOR_NAME_SIZE];
+
+	if (q->role != VD_ROLE_SUBMITTER)
+		return NULL;
+	switch (q->route) {
+	case ROUTE_RERUN:
+	case ROUTE_CANCEL:
+	case ROUTE_DELETE_TASK:
+	case ROUTE_DELETE_VERSION:
+	case ROUTE_PIN:
+		break;
+	default:
+		return NULL;
+	}
+	/* An unknown task is the handler's 404, as for anyone. */
+	if (vd_engine_task_owner(owner, h->e, q->task) || !strcmp(owner, q->who))
+		return NULL;
+	snprintf(buf, size, "role submitter may change only its own tasks; task %s is %s%s",
+		 q->task, owner[0] ? "owned by " : "not owned by a user (an operator's)",
+		 owner);
+	return buf;
 }
 
 /*
@@ -371,6 +455,10 @@ static int route_of(struct req *q, const char **allowed, const char *url)
 		{ "/v1/resolve/", "", ROUTE_RESOLVE, MHD_HTTP_METHOD_GET },
 		{ "/v1/gc", NULL, ROUTE_GC, MHD_HTTP_METHOD_POST },
 		{ "/v1/fsck", NULL, ROUTE_FSCK, MHD_HTTP_METHOD_POST },
+		{ "/v1/tasks", NULL, ROUTE_TASKS, MHD_HTTP_METHOD_GET ", " MHD_HTTP_METHOD_POST },
+		{ "/v1/users", NULL, ROUTE_USERS, MHD_HTTP_METHOD_GET ", " MHD_HTTP_METHOD_POST },
+		{ "/v1/users/", "", ROUTE_USER_REVOKE, MHD_HTTP_METHOD_DELETE },
+		{ "/v1/tokens/executor", NULL, ROUTE_ENROLL_TOKEN, MHD_HTTP_METHOD_POST },
 	};
 	size_t i;
 	int rc = 0;
@@ -422,7 +510,7 @@ static int route_of(struct req *q, const char **allowed, const char *url)
 			q->task[idlen] = '\0';
 			return 0;
 		}
-		if (q->route == ROUTE_REVOKE) {
+		if (q->route == ROUTE_REVOKE || q->route == ROUTE_USER_REVOKE) {
 			/* A name, checked by the engine. */
 			if (idlen == 0 || idlen >= sizeof(q->name))
 				return -EINVAL;
@@ -450,6 +538,32 @@ static int route_of(struct req *q, const char **allowed, const char *url)
 static size_t body_cap(enum route r)
 {
 	return r == ROUTE_RESULT ? HTTP_RESULT_MAX : HTTP_JSON_MAX;
+}
+
+/* GET /v1/tasks: every task with its owner and latest version. */
+static int tasks_list(json_t **reply, vd_engine *e)
+{
+	struct vd_strv tasks = { 0 };
+	json_t *arr = json_array();
+	int rc = arr ? vd_engine_task_list(&tasks, e) : -ENOMEM;
+
+	for (size_t i = 0; !rc && i < tasks.n; i++) {
+		char owner[VD_EXECUTOR_NAME_SIZE], latest[VD_ID_SIZE];
+		json_t *t;
+
+		if (vd_engine_task_owner(owner, e, tasks.v[i]))
+			continue;   /* deleted meanwhile */
+		t = json_pack("{s:s, s:s}", "name", tasks.v[i], "owner", owner);
+		if (t && vd_engine_version_latest(latest, e, tasks.v[i]) == 0)
+			json_object_set_new(t, "latest", json_string(latest));
+		if (!t || json_array_append_new(arr, t))
+			rc = -ENOMEM;
+	}
+	if (!rc && !(*reply = json_pack("{s:O}", "tasks", arr)))
+		rc = -ENOMEM;
+	json_decref(arr);
+	vd_strv_release(&tasks);
+	return rc;
 }
 
 /* Parse a JSON object; on failure fill why with jansson's reason. */
@@ -614,6 +728,34 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 	case ROUTE_STATUS:
 		rc = vd_engine_api_status(&reply, h->e);
 		break;
+	case ROUTE_TASKS:
+	case ROUTE_USERS:
+	case ROUTE_ENROLL_TOKEN:
+		if (q->route == ROUTE_TASKS && !strcmp(method, MHD_HTTP_METHOD_GET)) {
+			rc = tasks_list(&reply, h->e);
+			break;
+		}
+		if (q->route == ROUTE_USERS && !strcmp(method, MHD_HTTP_METHOD_GET)) {
+			rc = vd_engine_api_user_list(&reply, h->e);
+			break;
+		}
+		body = q->body.len ? parse_object(&why, q->body.data, q->body.len) : json_object();
+		if (!body) {
+			rc = -EINVAL;
+			break;
+		}
+		if (q->route == ROUTE_TASKS)
+			rc = vd_engine_api_task_create(&reply, &why, h->e,
+						       q->role == VD_ROLE_ADMIN ? "" : q->who, body);
+		else if (q->route == ROUTE_USERS)
+			rc = vd_engine_api_user_add(&reply, &why, h->e, body);
+		else
+			rc = vd_engine_api_enroll_token(&reply, &why, h->e,
+							q->role == VD_ROLE_ADMIN ? "" : q->who);
+		break;
+	case ROUTE_USER_REVOKE:
+		rc = vd_engine_api_user_revoke(&reply, &why, h->e, q->name);
+		break;
 	case ROUTE_VERSION:
 		rc = vd_engine_api_version(&reply, &why, h->e, q->id);
 		break;
@@ -744,12 +886,12 @@ static bool first_call(vd_http *h, struct MHD_Connection *c, struct req *q,
 				   : "bad ID: want 32 lowercase hex digits", NULL);
 		return true;
 	}
-	if (!role_may(q->role, q->route)) {
-		*ret = reply_error(c, MHD_HTTP_FORBIDDEN, method, url,
-				   q->role == VD_ROLE_ADMIN
-				   ? "this needs an executor's own token (register first)"
-				   : "an executor's token may not do this; use the "
-				     "enrollment token", NULL);
+	const char *no = role_refusal(q->role, q->route, method);
+	char nobuf[512];
+	if (!no)
+		no = owner_refusal(nobuf, sizeof(nobuf), h, q);
+	if (no) {
+		*ret = reply_error(c, MHD_HTTP_FORBIDDEN, method, url, no, NULL);
 		return true;
 	}
 	/* A declared length over the cap is refused before a byte is read. */

@@ -401,6 +401,13 @@ static int open_top_file(struct vfh *fh, struct vd_view *v, const struct vref *r
 		if ((!exists || trunc || vi.size == 0) &&
 		    vd_engine_ingest_begin(&s->stream, v->e, r->task) < 0)
 			s->stream = NULL;
+		if (s->stream) {
+			/* The file's writer is who submits it (the staging
+			 * file's owner, for the other paths: view_stage.c). */
+			char by[VD_BY_SIZE];
+			view_uid_name(by, sizeof(by), view_caller.uid);
+			vd_engine_ingest_by(s->stream, by);
+		}
 		pthread_mutex_lock(&v->slock);
 		if (stage_find_locked(v, r->task, r->dname)) {
 			/* Another open made one meanwhile: join that. */

@@ -498,6 +498,9 @@ struct view_caller {
 	gid_t gid;
 };
 extern _Thread_local struct view_caller view_caller;
+/* The login name of uid (for a version's submitted_by), "uid N" when it
+ * has none. */
+void view_uid_name(char *out, size_t size, uid_t uid);
 /* With --allow-other, give what was just made (at dfd/name, or fd) to the
  * caller; otherwise nothing. A failure is logged, not returned: the entry
  * exists, and is the daemon's. */

@@ -27,6 +27,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -624,11 +625,37 @@ mode_t stage_mode(mode_t asked, bool dir)
 
 /* ---- sealing ------------------------------------------------------------ */
 
+void view_uid_name(char *out, size_t size, uid_t uid)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res && res->pw_name)
+		snprintf(out, size, "%s", res->pw_name);
+	else
+		snprintf(out, size, "uid %ld", (long)uid);
+}
+
+/* Who submits what sits at fd (a staging file, or a staging tree's
+ * directory): its owner, who is the user that wrote it under
+ * --allow-other and the mounting user otherwise. */
+static void owner_of(char *out, size_t size, int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0)
+		view_uid_name(out, size, st.st_uid);
+	else
+		out[0] = '\0';
+}
+
 static int seal_fd(struct vd_view *v, const char *task, const char *name, int fd)
 {
 	struct vd_buf why = VD_BUF_INIT(4096);
 	struct vd_version_info vi;
-	int rc = vd_engine_submit_file(&vi, &why, v->e, task, name, fd);
+	char by[VD_BY_SIZE];
+	owner_of(by, sizeof(by), fd);
+	int rc = vd_engine_submit_file(&vi, &why, v->e, task, name, by, fd);
 	/* The engine logs the reason of a refusal it explains in why. */
 	if (rc < 0) {
 		if (why.len == 0)
@@ -866,7 +893,11 @@ static void tree_seal(struct vd_view *v, struct stage *s)
 	if (rc < 0)
 		vd_warn("task %s: data/%s: walking %s: %s", s->task, s->name, s->dir,
 			strerror(errno));
-	rc = vd_engine_submit_tree(&vi, &why, v->e, s->task, s->name, s->dir);
+	char by[VD_BY_SIZE] = "";
+	struct stat dst;
+	if (stat(s->dir, &dst) == 0)
+		view_uid_name(by, sizeof(by), dst.st_uid);
+	rc = vd_engine_submit_tree(&vi, &why, v->e, s->task, s->name, by, s->dir);
 	if (rc < 0) {
 		if (why.len == 0)
 			vd_warn("task %s: data/%s not sealed: %s", s->task, s->name, strerror(-rc));

@@ -79,3 +79,14 @@ if as 65533 sh -c "rm -rf '$T/data/ntree'" 2>/dev/null; then
 	vd_fail "user 65533 removed user 65534's tree"
 fi
 vd_ok "any user submits into data/ (1777); what they make is theirs; others cannot remove it"
+
+# Who submitted a version is in its meta.json: the file's writer.
+nid=""
+for d in "$T"/versions/*/; do
+	grep -q '"name": *"nobody.txt"' "$d/meta.json" && nid="$d"
+done
+[ -n "$nid" ] || vd_fail "no version of nobody.txt"
+who65534="$(getent passwd 65534 | cut -d: -f1 || true)"
+grep -q "\"submitted_by\": *\"${who65534:-uid 65534}\"" "$nid/meta.json" ||
+	vd_fail "meta.json of user 65534's file: $(cat "$nid/meta.json")"
+vd_ok "meta.json records who submitted: user 65534 (${who65534:-uid 65534})"

@@ -160,11 +160,11 @@ static void test_submit_run_result(void **state)
 	/* Data before code: queued, waiting for a function. */
 	int fd = temp_fd(text, n);
 	vd_buf_reset(&why);
-	assert_int_equal(vd_engine_submit_file(&vi, &why, e, "up", "t.txt", fd), 1);
+	assert_int_equal(vd_engine_submit_file(&vi, &why, e, "up", "t.txt", NULL, fd), 1);
 	assert_int_equal(vi.size, n);
 	wait_status(e, "up", vi.data_id, "queued: waiting for a function", &st);
 	/* The same content again: no new version. */
-	assert_int_equal(vd_engine_submit_file(&vi2, &why, e, "up", "again.txt", fd), 0);
+	assert_int_equal(vd_engine_submit_file(&vi2, &why, e, "up", "again.txt", NULL, fd), 0);
 	assert_string_equal(vi.data_id, vi2.data_id);
 	close(fd);
 
@@ -231,7 +231,7 @@ static void test_failure_and_expiry(void **state)
 	assert_int_equal(vd_engine_config_write(&why, e, "bad", cfg, strlen(cfg)), 0);
 	assert_int_equal(vd_engine_function_write(code, e, "bad", "x", 1), 1);
 	int fd = temp_fd("a\nb\n", 4);
-	assert_int_equal(vd_engine_submit_file(&vi, &why, e, "bad", "d", fd), 1);
+	assert_int_equal(vd_engine_submit_file(&vi, &why, e, "bad", "d", NULL, fd), 1);
 	close(fd);
 	reg(e, "ex2", 1);
 
@@ -268,7 +268,7 @@ static void test_sum_and_restart(void **state)
 	assert_int_equal(vd_engine_function_write(code, f->e, "sum", "x", 1), 1);
 	const char *rows = "b,1,2\na,5\nb,3,4.5\nx/y,c,7\n";
 	int fd = temp_fd(rows, strlen(rows));
-	assert_int_equal(vd_engine_submit_file(&vi, &why, f->e, "sum", "rows", fd), 1);
+	assert_int_equal(vd_engine_submit_file(&vi, &why, f->e, "sum", "rows", NULL, fd), 1);
 	close(fd);
 	/* Restart with the run queued: it must come back. */
 	vd_engine_close(f->e);
@@ -313,7 +313,7 @@ static void test_config_env(void **state)
 	assert_int_equal(vd_engine_config_write(&why, e, "env", cfg, strlen(cfg)), 0);
 	assert_int_equal(vd_engine_function_write(code, e, "env", "x", 1), 1);
 	int fd = temp_fd("a\n", 2);
-	assert_int_equal(vd_engine_submit_file(&vi, &why, e, "env", "d", fd), 1);
+	assert_int_equal(vd_engine_submit_file(&vi, &why, e, "env", "d", NULL, fd), 1);
 	close(fd);
 	reg(e, "ex4", 1);
 	json_t *l = lease(e, "ex4", 1, 2000);
@@ -355,12 +355,12 @@ static void test_operator_api(void **state)
 	assert_int_equal(vd_engine_function_write(code, e, "a", "up", 2), 1);
 	reg(e, "ex5", 1);
 	int fd = temp_fd(text, n);
-	assert_int_equal(vd_engine_submit_file(&va, &why, e, "a", "t", fd), 1);
+	assert_int_equal(vd_engine_submit_file(&va, &why, e, "a", "t", NULL, fd), 1);
 	close(fd);
 	/* Change one line in the middle. */
 	memcpy(text + n / 2 - (n / 2) % 64, "CHANGED", 7);
 	fd = temp_fd(text, n);
-	assert_int_equal(vd_engine_submit_file(&vb, &why, e, "a", "t", fd), 1);
+	assert_int_equal(vd_engine_submit_file(&vb, &why, e, "a", "t", NULL, fd), 1);
 	close(fd);
 	drain(e, "ex5");
 	wait_status(e, "a", va.data_id, "done", &st);
@@ -383,7 +383,7 @@ static void test_operator_api(void **state)
 	assert_int_equal(vd_engine_result_get(&rf, e, "a", vb.data_id), 0);
 	read_file(&res, e, rf);
 	fd = temp_fd(res.data, res.len);
-	assert_int_equal(vd_engine_submit_file(&vr, &why, e, "b", "r.csv", fd), 1);
+	assert_int_equal(vd_engine_submit_file(&vr, &why, e, "b", "r.csv", NULL, fd), 1);
 	close(fd);
 	assert_string_equal(vr.data_id, rf->id);
 	json_t *lin = NULL;
@@ -438,7 +438,7 @@ static void test_csv_and_empty(void **state)
 	for (int i = 0; i < 30000; i++)
 		vd_buf_addf(&text, "%d,row%d,%d\n", i, i % 91, i * 7);
 	int fd = temp_fd(text.data, text.len);
-	assert_int_equal(vd_engine_submit_file(&vi, &why, e, "csv", "t.csv", fd), 1);
+	assert_int_equal(vd_engine_submit_file(&vi, &why, e, "csv", "t.csv", NULL, fd), 1);
 	close(fd);
 	reg(e, "ex6", 1);
 	/* Every unit's stdin starts with the header; the file's own header
@@ -472,7 +472,7 @@ static void test_csv_and_empty(void **state)
 
 	/* An empty file: a version with no units and an empty result. */
 	fd = temp_fd("", 0);
-	assert_int_equal(vd_engine_submit_file(&ve, &why, e, "csv", "empty", fd), 1);
+	assert_int_equal(vd_engine_submit_file(&ve, &why, e, "csv", "empty", NULL, fd), 1);
 	close(fd);
 	assert_int_equal(ve.size, 0);
 	wait_status(e, "csv", ve.data_id, "done", &st);
@@ -525,7 +525,7 @@ static void test_stream(void **state)
 
 	/* The same content through the fd path: the same version. */
 	int fd = temp_fd(text, n);
-	assert_int_equal(vd_engine_submit_file(&vf, &why, e, "t", "plain", fd), 1);
+	assert_int_equal(vd_engine_submit_file(&vf, &why, e, "t", "plain", NULL, fd), 1);
 	close(fd);
 	assert_string_equal(vs.data_id, vf.data_id);
 	assert_int_equal(vf.stored, 0);   /* every chunk was stored by the stream */

@@ -61,7 +61,7 @@ static void submit(struct vd_version_info *vi, vd_engine *e, const char *task,
 	assert_true(fd >= 0);
 	unlink(path);
 	assert_int_equal(vd_write_all(fd, text, n), 0);
-	assert_true(vd_engine_submit_file(vi, &why, e, task, name, fd) >= 0);
+	assert_true(vd_engine_submit_file(vi, &why, e, task, name, NULL, fd) >= 0);
 	close(fd);
 	vd_buf_release(&why);
 }

@@ -152,7 +152,7 @@ static int submit(struct vd_version_info *vi, struct vd_buf *why, vd_engine *e,
 		  const char *name, const char *dir)
 {
 	vd_buf_reset(why);
-	return vd_engine_submit_tree(vi, why, e, "t", name, dir);
+	return vd_engine_submit_tree(vi, why, e, "t", name, NULL, dir);
 }
 
 /* The manifest as the operator API gives it. */

@@ -153,7 +153,7 @@ static void test_input_shows_tree(void **state)
 	at(q, sizeof q, f->src, "plain/again");
 	assert_int_equal(link(p, q), 0);
 	assert_int_equal(chmod(f->src, 0711), 0);
-	assert_int_equal(vd_engine_submit_tree(&vi, &why, f->e, "t", "tree", f->src), 1);
+	assert_int_equal(vd_engine_submit_tree(&vi, &why, f->e, "t", "tree", NULL, f->src), 1);
 
 	struct stat st = input_stat(f, vi.data_id, "");
 	assert_int_equal(st.st_mode, S_IFDIR | 0711);

@@ -29,10 +29,13 @@ const struct vd_doc_opt vd_cli_conn_doc[] = {
 	  "token from DIR/token and, for https, the key pin from DIR/tls-pin "
 	  "(vdfsd writes all three)", 0 },
 	{ "server", OPT_SERVER, "URL",
-	  "the daemon's address, e.g. http://10.0.0.5:7070 (default "
-	  "http://127.0.0.1:7070); wins over --state", 0 },
+	  "the daemon's address, e.g. http://10.0.0.5:7070; wins over --state. "
+	  "Without either: $VDFS_SERVER, else server = URL in "
+	  "~/.config/vdfs/client.conf, else http://127.0.0.1:7070", 0 },
 	{ "token-file", OPT_TOKEN_FILE, "FILE",
-	  "a file holding the operator token (STATE/token); wins over --state", 0 },
+	  "a file holding a token (STATE/token, or a user's from vdfs user add); wins "
+	  "over --state. Without either: $VDFS_TOKEN_FILE, else token_file = FILE "
+	  "in ~/.config/vdfs/client.conf", 0 },
 	{ NULL, 0, NULL, NULL, 0 },
 };
 
@@ -195,15 +198,97 @@ static char *read_line_file(const char *path)
 	return vd_buf_detach(&b, NULL);
 }
 
+/*
+ * The client's own settings, for a user on another machine who should not
+ * have to type --server and --token-file each time: `key = value` lines
+ * ('#' starts a comment) in $XDG_CONFIG_HOME/vdfs/client.conf, or
+ * ~/.config/vdfs/client.conf; keys server and token_file (a leading ~/ is
+ * the home directory). Sets *server and *token_file (malloc'd) to what it
+ * says; a missing file says nothing. 0, or -1 after a message.
+ */
+static int client_conf(char **server, char **token_file)
+{
+	struct vd_buf path = VD_BUF_INIT(8192), text = VD_BUF_INIT(1 << 20);
+	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+	int rc = 0, lineno = 0;
+
+	if (xdg && *xdg)
+		vd_buf_addf(&path, "%s/vdfs/client.conf", xdg);
+	else if (home && *home)
+		vd_buf_addf(&path, "%s/.config/vdfs/client.conf", home);
+	else
+		goto out;
+	if (vd_read_file(&text, vd_buf_cstr(&path)))
+		goto out;   /* none (or unreadable): nothing set */
+	for (char *line = text.data, *next; line && line < text.data + text.len; line = next) {
+		char *nl = strchr(line, '\n'), *eq, *k, *v, *e;
+		next = nl ? nl + 1 : NULL;
+		if (nl)
+			*nl = '\0';
+		lineno++;
+		if ((e = strchr(line, '#')))
+			*e = '\0';
+		for (k = line; *k == ' ' || *k == '\t'; k++)
+			;
+		if (!*k)
+			continue;
+		if (!(eq = strchr(k, '='))) {
+			fprintf(stderr, "vdfs: %s line %d: expected key = value\n", vd_buf_cstr(&path),
+				lineno);
+			rc = -1;
+			goto out;
+		}
+		for (e = eq; e > k && (e[-1] == ' ' || e[-1] == '\t'); e--)
+			;
+		*e = '\0';
+		for (v = eq + 1; *v == ' ' || *v == '\t'; v++)
+			;
+		for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'); e--)
+			;
+		*e = '\0';
+		char **dst = !strcmp(k, "server") ? server : !strcmp(k, "token_file") ? token_file : NULL;
+		if (!dst) {
+			fprintf(stderr, "vdfs: %s line %d: unknown key '%s' (server, token_file)\n",
+				vd_buf_cstr(&path), lineno, k);
+			rc = -1;
+			goto out;
+		}
+		struct vd_buf val = VD_BUF_INIT(8192);
+		if (!strncmp(v, "~/", 2) && home)
+			vd_buf_addf(&val, "%s/%s", home, v + 2);
+		else
+			vd_buf_adds(&val, v);
+		free(*dst);
+		*dst = vd_buf_detach(&val, NULL);
+	}
+out:
+	vd_buf_release(&path);
+	vd_buf_release(&text);
+	return rc;
+}
+
 int vd_cli_conn_open(struct vd_cli_conn *c, const char *cmd)
 {
 	struct vd_buf path = VD_BUF_INIT(8192);
+	char *conf_server = NULL, *conf_token = NULL;
+	const char *env_server = getenv("VDFS_SERVER"), *env_token = getenv("VDFS_TOKEN_FILE");
 	int rc = 1;
+	/* Flags, then --state, then the environment, then client.conf. */
+	if (!c->state && ((!c->server && !(env_server && *env_server)) ||
+			  (!c->token_file && !(env_token && *env_token))) &&
+	    client_conf(&conf_server, &conf_token)) {
+		rc = 2;
+		goto out;
+	}
 	if (c->server) {
 		c->url = strdup(c->server);
 	} else if (c->state) {
 		vd_buf_addf(&path, "%s/url", c->state);
 		c->url = read_line_file(vd_buf_cstr(&path));
+	} else if (env_server && *env_server) {
+		c->url = strdup(env_server);
+	} else if (conf_server) {
+		c->url = strdup(conf_server);
 	} else {
 		c->url = strdup("http://127.0.0.1:7070");
 	}
@@ -218,8 +303,13 @@ int vd_cli_conn_open(struct vd_cli_conn *c, const char *cmd)
 		vd_buf_reset(&path);
 		vd_buf_addf(&path, "%s/token", c->state);
 		c->token = read_line_file(vd_buf_cstr(&path));
+	} else if (env_token && *env_token) {
+		c->token = read_line_file(env_token);
+	} else if (conf_token) {
+		c->token = read_line_file(conf_token);
 	} else {
-		fprintf(stderr, "vdfs %s: give --state DIR or --token-file FILE\n", cmd);
+		fprintf(stderr, "vdfs %s: give --state DIR or --token-file FILE (or set "
+			"VDFS_TOKEN_FILE, or token_file in ~/.config/vdfs/client.conf)\n", cmd);
 		rc = 2;
 		goto out;
 	}
@@ -239,6 +329,8 @@ int vd_cli_conn_open(struct vd_cli_conn *c, const char *cmd)
 	}
 	rc = 0;
 out:
+	free(conf_server);
+	free(conf_token);
 	vd_buf_release(&path);
 	return rc;
 }

@@ -38,6 +38,8 @@
 	X(diff)            \
 	X(lineage)         \
 	X(executors)       \
+	X(user)            \
+	X(token)           \
 	X(bench)           \
 	X(help)
 

@@ -54,6 +54,7 @@ enum route {
 	ROUTE_USERS,           /* GET lists, POST adds */
 	ROUTE_USER_REVOKE,
 	ROUTE_ENROLL_TOKEN,
+	ROUTE_DOWNLOAD,        /* a version's file (http_download.c) */
 };
 
 /* Per-request state, owned by MHD's connection-class pointer and freed in
@@ -64,6 +65,7 @@ struct req {
 	char name[VD_EXECUTOR_NAME_SIZE];  /* ROUTE_REVOKE: the executor */
 	char id2[VD_ID_SIZE];              /* ROUTE_DIFF: the second ID */
 	char task[256];                    /* ROUTE_TASK_LOG and the lifecycle: the task */
+	char *rest;                        /* ROUTE_DOWNLOAD: what, after the ID (malloc'd) */
 	enum vd_role role;                 /* who the token says is asking */
 	char who[VD_EXECUTOR_NAME_SIZE];   /* VD_ROLE_EXECUTOR: its name */
 	struct vd_buf body;
@@ -295,6 +297,7 @@ static const char *role_refusal(enum vd_role role, enum route r, const char *met
 		ok = role == VD_ROLE_EXECUTOR || op;
 		break;
 	case ROUTE_VERSION:
+	case ROUTE_DOWNLOAD:
 	case ROUTE_LINEAGE:
 	case ROUTE_TASK_LOG:
 	case ROUTE_DU:
@@ -389,6 +392,14 @@ static bool lifecycle_route(struct req *q, const char **allowed, int *rc, const 
 		if (!strcmp(id + idlen, "/pin")) {
 			q->route = ROUTE_PIN;
 			*allowed = MHD_HTTP_METHOD_POST ", " MHD_HTTP_METHOD_DELETE;
+		} else if (id[idlen] == '/' && id[idlen + 1]) {
+			/* .../versions/<id>/result.csv, input[/<path>], meta.json,
+			 * log, status: a download. */
+			q->route = ROUTE_DOWNLOAD;
+			*allowed = MHD_HTTP_METHOD_GET ", " MHD_HTTP_METHOD_HEAD;
+			free(q->rest);
+			if (!(q->rest = strdup(id + idlen + 1)))
+				return false;
 		} else if (id[idlen] == '\0') {
 			q->route = ROUTE_DELETE_VERSION;
 			*allowed = MHD_HTTP_METHOD_DELETE;
@@ -636,6 +647,19 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 	if (atomic_load(&h->stopping)) {
 		ret = reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, method, url,
 				  "the daemon is shutting down", NULL);
+		goto out;
+	}
+	if (q->route == ROUTE_DOWNLOAD) {
+		struct MHD_Response *r = NULL;
+		unsigned status;
+
+		rc = http_download(&r, &status, &why, h->e, c, q->task, q->id, q->rest);
+		if (rc < 0) {
+			ret = reply_engine_error(c, rc, method, url, &why);
+		} else {
+			ret = MHD_queue_response(c, status, r);
+			MHD_destroy_response(r);
+		}
 		goto out;
 	}
 	switch (q->route) {
@@ -969,6 +993,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	if (!q)
 		return;
 	vd_buf_release(&q->body);
+	free(q->rest);
 	free(q);
 	*con_cls = NULL;
 }

@@ -159,6 +159,13 @@ void http_door_authed(vd_http *h, struct MHD_Connection *c);
  * (gc, fsck): on, the connection has no inactivity timeout; off, it has
  * HTTP_AUTH_TIMEOUT_S again, counted from then. */
 void http_door_patient(struct MHD_Connection *c, bool on);
+/* http_download.c: the response to GET (or HEAD) of a version's file,
+ * rest being what follows /v1/tasks/<task>/versions/<id>/ (result.csv,
+ * input[/<path>], meta.json, log, status): *resp ready to queue with
+ * *status (200, 206, 304, 416), or -errno with the reason in why. */
+int http_download(struct MHD_Response **resp, unsigned *status, struct vd_buf *why,
+		  vd_engine *e, struct MHD_Connection *c, const char *task, const char *id,
+		  const char *rest);
 /* MHD_OPTION_NOTIFY_CONNECTION: counts a connection MHD starts or closes. */
 void http_door_notify(void *cls, struct MHD_Connection *c, void **socket_context,
 		      enum MHD_ConnectionNotificationCode toe);

@@ -375,7 +375,11 @@ static int open_top_file(struct vfh *fh, struct vd_view *v, const struct vref *r
 		rc = stage_new(&s, v, r->task, r->dname, false);
 		if (rc < 0)
 			return rc;
-		if (!exists && fchmod(s->fd, stage_mode(mode, false)) < 0) {
+		/* A sealed file shows 0644 (sealed_stat); the copy it is
+		 * written through keeps that, or its mode would change under
+		 * a reader from open to the seal after release (which the
+		 * kernel sends after close(2) has returned). */
+		if (fchmod(s->fd, stage_mode(exists ? 0644 : mode, false)) < 0) {
 			rc = -errno;
 			stage_destroy(s);
 			return rc;

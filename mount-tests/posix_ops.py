@@ -76,6 +76,18 @@ run("open trunc", lambda: creat(p("a"), os.O_WRONLY | os.O_TRUNC), p("a"))
 run("append", lambda: write(p("b"), b"xy\n", os.O_WRONLY | os.O_APPEND), p("b"))
 run("append again", lambda: write(p("b"), b"z\n", os.O_WRONLY | os.O_APPEND), p("b"))
 
+
+def mode_while_open(path):
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, b"w\n")
+        return "mode=%04o" % stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+
+
+run("append, fstat while open", lambda: mode_while_open(p("b")))
+
 # directories
 run("mkdir 0151", lambda: os.mkdir(p("d151"), 0o151), p("d151"))
 run("mkdir 0100", lambda: os.mkdir(p("d100"), 0o100), p("d100"))

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <wchar.h>
@@ -351,6 +352,39 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
 	return vd_buf_add(arg, p, n) == 0 ? n : 0;
 }
 
+/* The options every request of c shares (a new handle; NULL without
+ * memory). */
+static CURL *conn_curl(const struct vd_cli_conn *c, const char *url, struct curl_slist *hdrs,
+		       char err[CURL_ERROR_SIZE])
+{
+	CURL *curl = curl_easy_init();
+	if (!curl)
+		return NULL;
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	if (c->patient) {
+		/* gc and fsck send nothing until they are done: keepalives
+		 * find a dead daemon's host instead of a low-speed limit. */
+		curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+		curl_easy_setopt(curl, CURLOPT_TCP_KEEPIDLE, 60L);
+		curl_easy_setopt(curl, CURLOPT_TCP_KEEPINTVL, 30L);
+	} else {
+		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 120L);
+	}
+	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, err);
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (c->pin) {
+		/* The pin is the trust; libcurl checks it with verification off. */
+		curl_easy_setopt(curl, CURLOPT_PINNEDPUBLICKEY, c->pin);
+		curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	return curl;
+}
+
 int vd_cli_request(struct vd_buf *out, long *status, const struct vd_cli_conn *c,
 		   const char *method, const char *path, const void *body,
 		   size_t blen)
@@ -366,43 +400,20 @@ int vd_cli_request(struct vd_buf *out, long *status, const struct vd_cli_conn *c
 		fprintf(stderr, "vdfs: request too long\n");
 		goto out;
 	}
-	curl = curl_easy_init();
 	hdrs = curl_slist_append(NULL, auth.data);
 	if (hdrs && body)
 		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-	if (!curl || !hdrs) {
+	if (!hdrs || !(curl = conn_curl(c, url.data, hdrs, err))) {
 		fprintf(stderr, "vdfs: cannot set up libcurl\n");
 		goto out;
 	}
-	curl_easy_setopt(curl, CURLOPT_URL, url.data);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
 	if (body) {
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
 	}
-	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-	if (c->patient) {
-		/* gc and fsck send nothing until they are done: keepalives
-		 * find a dead daemon's host instead of a low-speed limit. */
-		curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
-		curl_easy_setopt(curl, CURLOPT_TCP_KEEPIDLE, 60L);
-		curl_easy_setopt(curl, CURLOPT_TCP_KEEPINTVL, 30L);
-	} else {
-		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 120L);
-	}
-	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, err);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_write);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, out);
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	if (c->pin) {
-		/* The pin is the trust; libcurl checks it with verification off. */
-		curl_easy_setopt(curl, CURLOPT_PINNEDPUBLICKEY, c->pin);
-		curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
 	CURLcode cc = curl_easy_perform(curl);
 	if (cc != CURLE_OK) {
 		fprintf(stderr, "vdfs: %s: %s\n", url.data, err[0] ? err : curl_easy_strerror(cc));
@@ -416,6 +427,125 @@ out:
 	curl_slist_free_all(hdrs);
 	vd_buf_release(&url);
 	vd_buf_release(&auth);
+	return rc;
+}
+
+/* A download in progress (vd_cli_download). */
+struct dl {
+	CURL *curl;
+	int fd;
+	bool checked, ok;          /* the status was looked at; 200 or 206 */
+	uint64_t from;
+	struct vd_buf *err;        /* a refusal's body */
+	char *etag;                /* VD_CLI_ETAG_SIZE */
+	int werr;                  /* errno of a failed write */
+};
+
+static size_t dl_write(char *p, size_t size, size_t nmemb, void *arg)
+{
+	struct dl *d = arg;
+	size_t n = size * nmemb;
+	if (!d->checked) {
+		long st = 0;
+		curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &st);
+		d->checked = true;
+		d->ok = st == 200 || st == 206;
+		/* The whole file where a part was asked for: the part held
+		 * is of other content (If-Range did not match). */
+		if (st == 200 && d->from && (ftruncate(d->fd, 0) < 0 || lseek(d->fd, 0, SEEK_SET) < 0)) {
+			d->werr = errno;
+			return 0;
+		}
+	}
+	if (!d->ok)
+		return vd_buf_add(d->err, p, n) == 0 ? n : 0;
+	int rc = vd_write_all(d->fd, p, n);
+	if (rc) {
+		d->werr = -rc;
+		return 0;
+	}
+	return n;
+}
+
+static size_t dl_header(char *p, size_t size, size_t nmemb, void *arg)
+{
+	struct dl *d = arg;
+	size_t n = size * nmemb;
+	if (n > 5 && !strncasecmp(p, "ETag:", 5)) {
+		const char *v = p + 5;
+		size_t len = n - 5;
+		while (len && (*v == ' ' || *v == '\t'))
+			v++, len--;
+		while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
+			len--;
+		snprintf(d->etag, VD_CLI_ETAG_SIZE, "%.*s", (int)len, v);
+	}
+	return n;
+}
+
+int vd_cli_download(long *status, char etag[VD_CLI_ETAG_SIZE], const struct vd_cli_conn *c,
+		    const char *cmd, const char *path, int fd, uint64_t from, const char *if_range)
+{
+	struct vd_buf url = VD_BUF_INIT(16384), auth = VD_BUF_INIT(8192), range = VD_BUF_INIT(256),
+		      ir = VD_BUF_INIT(256), err = VD_BUF_INIT(1 << 20);
+	char cerr[CURL_ERROR_SIZE] = "";
+	struct curl_slist *hdrs = NULL;
+	struct dl d = { .fd = fd, .from = from, .err = &err, .etag = etag };
+	int rc = 1;
+	*status = 0;
+	etag[0] = '\0';
+	if (vd_buf_addf(&url, "%s%s", c->url, path) ||
+	    vd_buf_addf(&auth, "Authorization: Bearer %s", c->token)) {
+		fprintf(stderr, "vdfs %s: request too long\n", cmd);
+		goto out;
+	}
+	hdrs = curl_slist_append(NULL, auth.data);
+	if (hdrs && from) {
+		vd_buf_addf(&range, "Range: bytes=%llu-", (unsigned long long)from);
+		hdrs = curl_slist_append(hdrs, range.data);
+		if (hdrs && if_range && *if_range) {
+			vd_buf_addf(&ir, "If-Range: %s", if_range);
+			hdrs = curl_slist_append(hdrs, ir.data);
+		}
+	}
+	if (!hdrs || !(d.curl = conn_curl(c, url.data, hdrs, cerr))) {
+		fprintf(stderr, "vdfs %s: cannot set up libcurl\n", cmd);
+		goto out;
+	}
+	if (fd < 0)
+		curl_easy_setopt(d.curl, CURLOPT_NOBODY, 1L);   /* HEAD: the ETag only */
+	curl_easy_setopt(d.curl, CURLOPT_WRITEFUNCTION, dl_write);
+	curl_easy_setopt(d.curl, CURLOPT_WRITEDATA, &d);
+	curl_easy_setopt(d.curl, CURLOPT_HEADERFUNCTION, dl_header);
+	curl_easy_setopt(d.curl, CURLOPT_HEADERDATA, &d);
+	CURLcode cc = curl_easy_perform(d.curl);
+	curl_easy_getinfo(d.curl, CURLINFO_RESPONSE_CODE, status);
+	if (d.werr) {
+		fprintf(stderr, "vdfs %s: writing: %s\n", cmd, strerror(d.werr));
+		goto out;
+	}
+	if (cc != CURLE_OK) {
+		fprintf(stderr, "vdfs %s: %s: %s\n", cmd, url.data, cerr[0] ? cerr : curl_easy_strerror(cc));
+		goto out;
+	}
+	if (*status != 200 && *status != 206) {
+		json_t *j = json_loadb(err.data ? err.data : "", err.len, 0, NULL);
+		const char *e = json_string_value(json_object_get(j, "error"));
+		fprintf(stderr, "vdfs %s: %s\n", cmd, e ? e : "the daemon gave no reason");
+		json_decref(j);
+		rc = *status == 404 || *status == 416 ? 2 : 1;
+		goto out;
+	}
+	rc = 0;
+out:
+	if (d.curl)
+		curl_easy_cleanup(d.curl);
+	curl_slist_free_all(hdrs);
+	vd_buf_release(&url);
+	vd_buf_release(&auth);
+	vd_buf_release(&range);
+	vd_buf_release(&ir);
+	vd_buf_release(&err);
 	return rc;
 }
 

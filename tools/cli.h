@@ -16,6 +16,7 @@
 #define VD_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <jansson.h>
 
@@ -167,6 +168,16 @@ void vd_cli_table_addf(struct vd_cli_table *t, const char *fmt, ...)
 /* Prints (to stdout, cutting if it is a terminal) and empties the table. */
 void vd_cli_table_print(struct vd_cli_table *t);
 void vd_cli_table_fprint(FILE *f, struct vd_cli_table *t, bool cut);
+
+/* GET path, the body written to fd (from where it stands). With from > 0,
+ * only bytes from..end are asked for, If-Range: if_range: a 206 appends
+ * them; a 200 (the content changed) truncates fd and writes it all. The
+ * answer's ETag goes to etag ("" when none). fd -1: HEAD, for the ETag
+ * alone. 0, or the exit status after a message on stderr (2 for 404 and
+ * 416, 1 otherwise). */
+#define VD_CLI_ETAG_SIZE 80
+int vd_cli_download(long *status, char etag[VD_CLI_ETAG_SIZE], const struct vd_cli_conn *c,
+		    const char *cmd, const char *path, int fd, uint64_t from, const char *if_range);
 
 long long vd_cli_jint(const json_t *o, const char *k);
 const char *vd_cli_jstr(const json_t *o, const char *k);   /* "" when absent */

@@ -37,6 +37,7 @@
 	X(du)              \
 	X(diff)            \
 	X(lineage)         \
+	X(get)             \
 	X(executors)       \
 	X(user)            \
 	X(token)           \

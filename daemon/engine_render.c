@@ -501,16 +501,21 @@ int vd_engine_render_readme(struct vd_buf *out, vd_engine *e)
 	 * this list never misses one; wrapped like the lines around it. */
 	struct vd_buf line = VD_BUF_INIT(256);
 	const char *indent = "                                   ";
+	bool fresh = true;   /* nothing on this line yet */
 	for (const struct vd_config_key *k = vd_config_keys; !rc && k->name; k++) {
 		size_t n = strlen(k->name);
 		bool prefix = n && k->name[n - 1] == '.';
 		bool last = !k[1].name;
 		if (line.len + n + 6 > 50) {
+			/* Continuation lines line up after the opening "(". */
 			rc = vd_buf_addf(out, "%s%s\n", indent, vd_buf_cstr(&line));
 			vd_buf_reset(&line);
+			vd_buf_adds(&line, " ");
+			fresh = true;
 		}
-		vd_buf_addf(&line, "%s%s%s%s", line.len ? " " : "(", k->name,
-			    prefix ? "NAME" : "", last ? ")" : ",");
+		vd_buf_addf(&line, "%s%s%s%s", k == vd_config_keys ? "(" : fresh ? "" : " ",
+			    k->name, prefix ? "NAME" : "", last ? ")" : ",");
+		fresh = false;
 	}
 	if (!rc && line.len)
 		rc = vd_buf_addf(out, "%s%s\n", indent, vd_buf_cstr(&line));

@@ -95,3 +95,12 @@ printf 'reduce = sum\nenv.WORD = gamma\nrerun = none\n' >"$E/config"
 sleep 3
 [ "$(cat "$E/latest/result.csv")" = "beta,1" ] || vd_fail "rerun = none, yet the config change re-ran latest"
 vd_ok "with rerun = none a config change re-runs nothing"
+
+# The mount's README lists every key the parser takes (it is made from
+# daemon/config_keys.c's table, as vdfs help config is).
+keys="$("$VD_BIN/vdfs" help config | sed -n '/^keys:/,/^example:/p' | awk '/^  [A-Za-z_.]+ = / { print $1 }')"
+[ "$(echo "$keys" | wc -l)" -ge 15 ] || vd_fail "vdfs help config lists too few keys: $keys"
+for key in $keys; do
+	grep -q "[(, ]${key}[,)]" "$VD_MNT/README" || vd_fail "the mount's README does not list config key '$key'"
+done
+vd_ok "the mount's README lists every config key"

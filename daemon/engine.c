@@ -489,7 +489,92 @@ int vd_engine_task_create(vd_engine *e, const char *task)
 	return vd_engine_task_create_owned(e, task, NULL);
 }
 
+/* A local owner to record with a new task, or none (NULL). */
+struct task_uid {
+	uid_t uid;
+	gid_t gid;
+};
+
+static int task_create(vd_engine *e, const char *task, const char *owner,
+		       const struct task_uid *local);
+
 int vd_engine_task_create_owned(vd_engine *e, const char *task, const char *owner)
+{
+	return task_create(e, task, owner, NULL);
+}
+
+int vd_engine_task_create_uid(vd_engine *e, const char *task, uid_t uid, gid_t gid)
+{
+	return task_create(e, task, NULL, &(struct task_uid){ .uid = uid, .gid = gid });
+}
+
+/* A uid or gid as recorded: a JSON integer in [0, 2^32 - 1), since
+ * (uid_t)-1 means "no change" to chown(2) and is no owner. */
+static bool id_of_json(json_int_t *out, const json_t *j)
+{
+	if (!json_is_integer(j))
+		return false;
+	json_int_t x = json_integer_value(j);
+	if (x < 0 || x >= (json_int_t)UINT32_MAX)
+		return false;
+	*out = x;
+	return true;
+}
+
+int vd_engine_task_uid(uid_t *uid, gid_t *gid, vd_engine *e, const char *task)
+{
+	json_t *t = NULL;
+	json_int_t u, g;
+	*uid = getuid();
+	*gid = getgid();
+	int rc = vd_engine_task_json(&t, e, task);
+	if (rc)
+		return rc;
+	/* Both or neither: a record with only one of them is damaged, and
+	 * the daemon's own is the safe reading (only it and root may then
+	 * change the task). */
+	if (id_of_json(&u, json_object_get(t, "uid")) && id_of_json(&g, json_object_get(t, "gid"))) {
+		*uid = (uid_t)u;
+		*gid = (gid_t)g;
+	}
+	json_decref(t);
+	return 0;
+}
+
+int vd_engine_task_set_uid(vd_engine *e, const char *task, uid_t uid, gid_t gid)
+{
+	struct vd_buf k = VD_BUF_INIT(1024);
+	vd_catalog_batch *b = NULL;
+	json_t *t = NULL;
+	int rc;
+	if (uid == (uid_t)-1 || gid == (gid_t)-1)
+		return -EINVAL;
+	if ((rc = vd_catalog_batch_new(&b)))
+		return rc;
+	pthread_mutex_lock(&e->lock);
+	if ((rc = vd_engine_task_json(&t, e, task)))
+		goto out;
+	if (json_object_set_new(t, "uid", json_integer((json_int_t)uid)) ||
+	    json_object_set_new(t, "gid", json_integer((json_int_t)gid))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	vd_engine_key(&k, "t", task, NULL, NULL);
+	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), t)))
+		goto out;
+	rc = vd_catalog_commit(e->cat, b, true);
+	if (!rc)
+		vd_info("task %s: local owner now uid %ld gid %ld", task, (long)uid, (long)gid);
+out:
+	pthread_mutex_unlock(&e->lock);
+	json_decref(t);
+	vd_catalog_batch_free(b);
+	vd_buf_release(&k);
+	return rc;
+}
+
+static int task_create(vd_engine *e, const char *task, const char *owner,
+		       const struct task_uid *local)
 {
 	struct vd_buf k = VD_BUF_INIT(1024);
 	vd_catalog_batch *b = NULL;
@@ -515,10 +600,17 @@ int vd_engine_task_create_owned(vd_engine *e, const char *task, const char *owne
 	}
 	if (owner && *owner)
 		json_object_set_new(t, "owner", json_string(owner));
+	if (local && (json_object_set_new(t, "uid", json_integer((json_int_t)local->uid)) ||
+		      json_object_set_new(t, "gid", json_integer((json_int_t)local->gid)))) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), t)))
 		goto out;
 	rc = vd_catalog_commit(e->cat, b, true);
-	if (!rc)
+	if (!rc && local)
+		vd_info("task %s created by uid %ld", task, (long)local->uid);
+	else if (!rc)
 		vd_info("task %s created%s%s", task, owner && *owner ? " by " : "",
 			owner && *owner ? owner : "");
 out:
@@ -948,6 +1040,7 @@ int vd_engine_open(vd_engine **out, const struct vd_engine_opts *o)
 	e->lease_ms = o->lease_ms > 0 ? o->lease_ms : 30000;
 	e->heartbeat_ms = o->heartbeat_ms > 0 ? o->heartbeat_ms : e->lease_ms / 3;
 	e->quarantine_ms = o->quarantine_ms > 0 ? o->quarantine_ms : 300000;
+	e->upload_keep_ms = o->upload_keep_ms > 0 ? o->upload_keep_ms : (int64_t)86400 * 1000;
 	e->started_mono = vd_mono_ms();
 	if (!(e->state = strdup(o->state_dir))) {
 		rc = -ENOMEM;

@@ -42,6 +42,8 @@ struct vd_engine_opts {
 	int quarantine_ms;       /* how long a failing executor gets no work; 0 = 300000 */
 	size_t chunk_avg;        /* a new store's average chunk size, a power of
 				  * two (0 = 1 MiB); an existing store keeps its own */
+	int64_t upload_keep_ms;  /* how long gc keeps uploaded chunks no version
+				  * uses yet; 0 = a day */
 };
 
 int vd_engine_open(vd_engine **out, const struct vd_engine_opts *o);
@@ -91,6 +93,18 @@ int vd_engine_task_create(vd_engine *e, const char *task);   /* -EEXIST, -EINVAL
 int vd_engine_task_create_owned(vd_engine *e, const char *task, const char *owner);
 /* The task's owner, "" when it has none. -ENOENT. */
 int vd_engine_task_owner(char owner[VD_EXECUTOR_NAME_SIZE], vd_engine *e, const char *task);
+/*
+ * The task's local owner: who a mount with --allow-other shows the task
+ * (its directory, data/, function, config) as owned by, and who alone
+ * (with root) may change it through the mount (docs/remote-access.md).
+ * _create_uid makes a task owned by uid:gid (mkdir through the mount);
+ * a task made otherwise, or recorded before owners were, reads as the
+ * daemon's own uid and gid. _set_uid records a new one (chown by root).
+ * -ENOENT for an unknown task; -EINVAL for (uid_t)-1 or (gid_t)-1.
+ */
+int vd_engine_task_create_uid(vd_engine *e, const char *task, uid_t uid, gid_t gid);
+int vd_engine_task_uid(uid_t *uid, gid_t *gid, vd_engine *e, const char *task);
+int vd_engine_task_set_uid(vd_engine *e, const char *task, uid_t uid, gid_t gid);
 bool vd_engine_task_exists(vd_engine *e, const char *task);
 int vd_engine_task_list(struct vd_strv *out, vd_engine *e);  /* sorted */
 
@@ -489,5 +503,33 @@ int vd_engine_api_enroll_token(json_t **reply, struct vd_buf *why, vd_engine *e,
 /* POST /v1/tasks {"name"}: create a task owned by owner. */
 int vd_engine_api_task_create(json_t **reply, struct vd_buf *why, vd_engine *e,
 			      const char *owner, const json_t *body);
+
+/*
+ * Upload (engine_upload.c; docs/protocol.md, "Upload"). Chunks are named by
+ * fingerprints, the SHA-256 of their bytes in lowercase hex, which clients
+ * compute without the store's key.
+ */
+#define VD_FP_LEN 64
+#define VD_FP_SIZE (VD_FP_LEN + 1)
+bool vd_engine_fp_valid(const char *s);
+/* GET /v1/upload: the chunking parameters and limits a client cuts with. */
+int vd_engine_api_upload_info(json_t **reply, vd_engine *e);
+/* POST /v1/chunks/missing {"fingerprints": [...]}: {"missing": [...]}. */
+int vd_engine_api_chunks_missing(json_t **reply, struct vd_buf *why, vd_engine *e,
+				 const json_t *body);
+/* POST /v1/chunks: frames "<fp> <len>\n<bytes>"; all verified, then all
+ * stored and durable, or nothing (-EINVAL with the frame in why). */
+int vd_engine_api_chunks_put(json_t **reply, struct vd_buf *why, vd_engine *e,
+			     const void *body, size_t len);
+/* POST /v1/tasks/<task>/versions: commit a manifest of fingerprints as a
+ * version submitted by `by`, sealed as the mount seals a cp. -ESTALE (409)
+ * with *reply {"missing": [...]} when chunks are not uploaded. */
+int vd_engine_api_submit(json_t **reply, struct vd_buf *why, vd_engine *e,
+			 const char *task, const char *by, const json_t *body);
+/* PUT /v1/tasks/<task>/function and /config. */
+int vd_engine_api_function_put(json_t **reply, struct vd_buf *why, vd_engine *e,
+			       const char *task, const void *p, size_t n);
+int vd_engine_api_config_put(json_t **reply, struct vd_buf *why, vd_engine *e,
+			     const char *task, const void *p, size_t n);
 
 #endif

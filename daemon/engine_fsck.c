@@ -20,8 +20,9 @@
  *              without the mark). A later full check that finds the version
  *              whole again (its chunks re-stored) clears the mark.
  *   orphans    records that nothing owns (a run log whose version is gone,
- *              an index entry of nothing, a lineage edge to nowhere) and
- *              chunks nothing references. Harmless; repair drops the
+ *              an index entry of nothing, a lineage edge to nowhere, the
+ *              fingerprint of a chunk no longer stored) and chunks nothing
+ *              references (an upload's chunks count as referenced). Harmless; repair drops the
  *              records, gc the chunks.
  *
  * fsck reads the catalog while submissions and runs go on; something
@@ -428,6 +429,18 @@ static bool owned(struct fsck *f, const char *prefix, const char *rest, size_t n
 		json_decref(j);
 		return ok;
 	}
+	if (!strcmp(prefix, "fp/")) {
+		/* An upload's fingerprint: owned while its chunk is stored, and
+		 * then the chunk is an upload's, not an orphan (gc keeps it for
+		 * the keep time, then drops both). */
+		json_t *j = json_loadb(val, vlen, 0, NULL);
+		const char *id = json_string_value(json_object_get(j, "id"));
+		bool ok = id && vd_id_valid(id) && vd_chunkset_has(&f->indexed, id);
+		if (ok && vd_chunkset_add(&f->referenced, id) < 0)
+			ok = true;   /* no memory: it is no orphan for that */
+		json_decref(j);
+		return ok;
+	}
 	if (!strcmp(prefix, "ch/")) {
 		struct vd_buf k = VD_BUF_INIT(1024);
 		bool ok = fields(x, 3, rest, n) == 3 &&
@@ -459,7 +472,7 @@ static int orphan_one(void *ctx, const char *key, size_t klen, const char *val, 
 static int find_orphans(struct fsck *f)
 {
 	static const char *const prefixes[] = { "r/", "lg/", "pin/", "vi/", "dn/", "ri/",
-						 "m/", "l/", "v/", "res/", "ch/" };
+						 "m/", "l/", "v/", "res/", "ch/", "fp/" };
 	int rc = 0;
 	for (size_t i = 0; !rc && i < sizeof prefixes / sizeof *prefixes; i++) {
 		struct orphan_ctx c = { f, prefixes[i] };

@@ -12,10 +12,12 @@
  *     now. Only these chunks may be swept: one committed later is never a
  *     candidate, however unreferenced it looks.
  *  3. Mark: every chunk reachable from the catalog is live: the manifests
- *     of versions (m/), the results of runs (r/ "result"), and the outputs
- *     of the memoized units (res/) that some version's run still plans. A
- *     memo entry of units that no run plans any more is dropped, and its
- *     output with it.
+ *     of versions (m/), the results of runs (r/ "result"), the outputs
+ *     of the memoized units (res/) that some version's run still plans,
+ *     and chunks uploaded less than the keep time ago (fp/, a day by
+ *     default) that an upload may yet commit (engine_upload.c). A memo
+ *     entry of units that no run plans any more is dropped, and its
+ *     output with it; so is the fingerprint of a chunk swept.
  *  4. Sweep, under the engine lock and with writers' lookups frozen (a few
  *     milliseconds): the runs in memory add what they hold (their units'
  *     memo entries, replicated outputs still being voted on), the store
@@ -75,6 +77,12 @@ struct lease_rec {
 	char data[VD_ID_SIZE], code[VD_ID_SIZE];
 };
 
+/* A fingerprint record (fp/): dropped with its chunk. */
+struct fp_rec {
+	char key[4 + VD_FP_LEN + 1];
+	char id[VD_ID_SIZE];
+};
+
 struct pack_info {
 	char pack[17];
 	int64_t size;              /* the file's size */
@@ -99,6 +107,9 @@ struct gc {
 	size_t nm, capm;
 	struct lease_rec *l;
 	size_t nl, capl;
+	struct fp_rec *fp;
+	size_t nfp, capfp;
+	uint64_t uploads_kept, fps_dropped;
 	uint64_t leases_dropped;
 	uint64_t chunks_swept, bytes_swept, memo_dropped;
 	uint64_t packs_deleted, packs_compacted, bytes_moved, bytes_reclaimed;
@@ -358,6 +369,32 @@ out:
 /* What the runs in memory hold (lock held): their units' memo entries
  * (a run planned after the mark, or one that read an entry the mark
  * found unplanned) and outputs still being voted on. */
+/* fp/<fingerprint> {"id", "len", "t"}: a chunk uploaded within the keep
+ * time is live; every record is listed, to go with its chunk. */
+static int list_fp(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	struct gc *g = ctx;
+	json_t *j = json_loadb(val, vlen, 0, NULL);
+	const char *id = json_string_value(json_object_get(j, "id"));
+	int rc = 0;
+	if (klen >= sizeof g->fp->key || !id || !vd_id_valid(id))
+		goto out;
+	if ((rc = grow((void **)&g->fp, &g->capfp, g->nfp, sizeof *g->fp)))
+		goto out;
+	struct fp_rec *f = &g->fp[g->nfp++];
+	memcpy(f->key, key, klen);
+	f->key[klen] = '\0';
+	memcpy(f->id, id, VD_ID_SIZE);
+	if (vd_now_ms() - json_integer_value(json_object_get(j, "t")) < g->e->upload_keep_ms) {
+		if (vd_chunkset_add(&g->live, id) < 0)
+			rc = -ENOMEM;
+		g->uploads_kept++;
+	}
+out:
+	json_decref(j);
+	return rc;
+}
+
 static int mark_memory(struct gc *g)
 {
 	vd_engine *e = g->e;
@@ -383,6 +420,7 @@ static int sweep(struct gc *g, bool track)
 {
 	vd_engine *e = g->e;
 	vd_catalog_batch *b = NULL;
+	struct vd_chunkset dead = VD_CHUNKSET_INIT;
 	int rc;
 	bool kept;
 	if ((rc = vd_catalog_batch_new(&b)))
@@ -417,7 +455,16 @@ static int sweep(struct gc *g, bool track)
 		g->chunks_swept++;
 		g->bytes_swept += c->len;
 		vd_store_gc_drop(b, c->id);
+		if (g->nfp && vd_chunkset_add(&dead, c->id) < 0) {
+			rc = -ENOMEM;
+			goto out;
+		}
 	}
+	for (size_t i = 0; i < g->nfp; i++)
+		if (vd_chunkset_has(&dead, g->fp[i].id)) {
+			vd_catalog_batch_del(b, g->fp[i].key);
+			g->fps_dropped++;
+		}
 	for (size_t i = 0; i < g->nm; i++)
 		if (g->m[i].drop) {
 			g->memo_dropped++;
@@ -440,6 +487,7 @@ out:
 	pthread_mutex_unlock(&e->lock);
 	if (track)
 		vd_store_gc_end(e->store, true);
+	vd_chunkset_clear(&dead);
 	vd_catalog_batch_free(b);
 	return rc;
 }
@@ -668,7 +716,8 @@ int vd_engine_gc(json_t **reply, struct vd_buf *why, vd_engine *e, bool dry_run)
 	if ((rc = vd_store_packs(e->store, list_pack, &g)) ||
 	    (rc = vd_store_chunks(e->store, list_chunk, &g)) || (rc = mark_versions(&g)) ||
 	    (rc = vd_catalog_scan(e->cat, "res/", list_memo, &g)) ||
-	    (rc = vd_catalog_scan(e->cat, "l/", list_lease, &g)))
+	    (rc = vd_catalog_scan(e->cat, "l/", list_lease, &g)) ||
+	    (rc = vd_catalog_scan(e->cat, "fp/", list_fp, &g)))
 		goto unlock;
 	t1 = vd_mono_ms();
 	if (stopping(e)) {
@@ -715,6 +764,9 @@ unlock:
 		json_object_set_new(*reply, "leases_dropped", json_integer((json_int_t)g.leases_dropped));
 		json_object_set_new(*reply, "packs_punched", json_integer((json_int_t)g.packs_punched));
 		json_object_set_new(*reply, "bytes_punched", json_integer((json_int_t)g.bytes_punched));
+		json_object_set_new(*reply, "uploads_kept", json_integer((json_int_t)g.uploads_kept));
+		json_object_set_new(*reply, "fingerprints_dropped",
+				    json_integer((json_int_t)g.fps_dropped));
 	}
 	rc = *reply ? 0 : -ENOMEM;
 	if (!rc && !dry_run)
@@ -729,6 +781,7 @@ out:
 		free(g.m[i].key);
 	free(g.m);
 	free(g.l);
+	free(g.fp);
 	free(g.c);
 	free(g.p);
 	vd_chunkset_clear(&g.live);

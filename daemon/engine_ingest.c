@@ -122,13 +122,15 @@ static int cutter_room(struct cutter *c, size_t want)
 	return 0;
 }
 
-/* Chunk everything fd holds (from offset 0) into f, storing new chunks
- * with w and feeding the file's bytes to h (when not NULL). */
-static int ingest_fd(struct vd_file *f, vd_store_writer *w, vd_hasher *h,
-		     vd_engine *e, int fd, struct vd_buf *why)
+/* Chunk everything src gives into f, storing new chunks with w and
+ * feeding the file's bytes to h (when not NULL). A submission in the mount
+ * reads a staging file; an upload reads chunks back from the store
+ * (engine_upload.c): both are cut here, the same way. */
+int vd_engine_ingest_source(struct vd_file *f, vd_store_writer *w, vd_hasher *h,
+			    vd_engine *e, const struct vd_engine_source *src,
+			    struct vd_buf *why)
 {
 	struct cutter c;
-	off_t foff = 0;
 	int rc = cutter_init(&c, e, w, h, f);
 	if (rc)
 		return rc;
@@ -138,23 +140,47 @@ static int ingest_fd(struct vd_file *f, vd_store_writer *w, vd_hasher *h,
 		/* The chunker needs more: read straight into the window. */
 		if ((rc = cutter_room(&c, (size_t)1 << 20)))
 			goto out;
-		ssize_t got = pread(fd, c.buf + c.end, c.cap - c.end, foff);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			rc = -errno;
-			vd_buf_addf(why, "reading the submission: %s", strerror(errno));
+		size_t got = 0;
+		if ((rc = src->read(src->ctx, c.buf + c.end, c.cap - c.end, &got, why)))
 			goto out;
-		}
 		if (got == 0)
 			break;
-		c.end += (size_t)got;
-		foff += got;
+		c.end += got;
 	}
 	rc = cutter_cut(&c, true, why);
 out:
 	cutter_release(&c);
 	return rc;
+}
+
+struct fd_source {
+	int fd;
+	off_t off;
+};
+
+static int fd_read(void *ctx, void *buf, size_t cap, size_t *got, struct vd_buf *why)
+{
+	struct fd_source *s = ctx;
+	ssize_t n;
+	do
+		n = pread(s->fd, buf, cap, s->off);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		vd_buf_addf(why, "reading the submission: %s", strerror(errno));
+		return -errno;
+	}
+	s->off += n;
+	*got = (size_t)n;
+	return 0;
+}
+
+/* Chunk everything fd holds (from offset 0) into f. */
+static int ingest_fd(struct vd_file *f, vd_store_writer *w, vd_hasher *h,
+		     vd_engine *e, int fd, struct vd_buf *why)
+{
+	struct fd_source fs = { .fd = fd };
+	struct vd_engine_source src = { .read = fd_read, .ctx = &fs };
+	return vd_engine_ingest_source(f, w, h, e, &src, why);
 }
 
 /* ---- versions ---------------------------------------------------------- */
@@ -514,9 +540,9 @@ out:
  * content is known already) and its run, and point the data name at it.
  * The writer's pack index entries go into the same batch.
  */
-static int seal(struct vd_version_info *out, vd_engine *e, const char *task,
-		const char *name, const char *by, const struct vd_manifest *m,
-		const char *data_id, vd_store_writer *w)
+int vd_engine_seal(struct vd_version_info *out, vd_engine *e, const char *task,
+		   const char *name, const char *by, const struct vd_manifest *m,
+		   const char *data_id, vd_store_writer *w)
 {
 	struct vd_buf k = VD_BUF_INIT(1024);
 	vd_catalog_batch *b = NULL;
@@ -645,7 +671,7 @@ int vd_engine_submit_file(struct vd_version_info *out, struct vd_buf *why,
 	vd_hasher_digest(h, data_id);
 	memcpy(f.id, data_id, VD_ID_SIZE);
 	m.files = &f;
-	rc = seal(out, e, task, name, by, &m, data_id, w);
+	rc = vd_engine_seal(out, e, task, name, by, &m, data_id, w);
 out:
 	vd_engine_disk_note(e, rc < 0 ? rc : 0);
 	if (rc < 0)
@@ -882,7 +908,7 @@ int vd_engine_ingest_seal(struct vd_version_info *out, struct vd_buf *why,
 	vd_hasher_digest(in->h, data_id);
 	memcpy(in->f.id, data_id, VD_ID_SIZE);
 	m.files = &in->f;
-	rc = seal(out, in->e, in->task, name, in->by, &m, data_id, in->w);
+	rc = vd_engine_seal(out, in->e, in->task, name, in->by, &m, data_id, in->w);
 out:
 	vd_engine_disk_note(in->e, rc < 0 ? rc : 0);
 	if (rc < 0)
@@ -1249,7 +1275,7 @@ static void hash_mode(vd_hasher *h, mode_t perm)
  *     then ["\001mode NNNN\n"]                 file not 0644, dir not 0755
  *          ["\001hardlink " first-path "\0"]   a second name
  */
-static void tree_id(char data_id[VD_ID_SIZE], vd_hasher *h, const struct vd_manifest *m)
+void vd_engine_tree_id(char data_id[VD_ID_SIZE], vd_hasher *h, const struct vd_manifest *m)
 {
 	vd_hasher_update(h, "vdfs-tree\n", 10);
 	if (m->mode && (m->mode & 07777) != VD_DIR_MODE_DEFAULT)
@@ -1324,8 +1350,8 @@ int vd_engine_submit_tree(struct vd_version_info *out, struct vd_buf *why,
 		goto out;
 	m.files = tw.files;
 	m.nfiles = tw.n;
-	tree_id(data_id, treeh, &m);
-	rc = seal(out, e, task, name, by, &m, data_id, tw.w);
+	vd_engine_tree_id(data_id, treeh, &m);
+	rc = vd_engine_seal(out, e, task, name, by, &m, data_id, tw.w);
 out:
 	vd_engine_disk_note(e, rc < 0 ? rc : 0);
 	if (rc < 0)

@@ -225,6 +225,7 @@ struct vd_engine {
 	struct vd_chunker_params chunking;
 	int lease_ms, heartbeat_ms;
 	int quarantine_ms;         /* how long a quarantine lasts */
+	int64_t upload_keep_ms;    /* gc keeps uploaded chunks this long (fixed) */
 	int64_t started_mono;
 
 	pthread_mutex_t lock;
@@ -256,6 +257,7 @@ struct vd_engine {
 	uint64_t m_leased, m_accepted, m_failed, m_expired, m_late;
 	uint64_t m_copies, m_mismatches, m_quarantines;
 	uint64_t m_versions, m_bytes_in, m_bytes_stored;
+	uint64_t m_upload_bytes, m_upload_new_bytes;   /* POST /v1/chunks */
 	uint64_t m_deleted;        /* versions and tasks deleted (versions_seq) */
 };
 
@@ -281,6 +283,27 @@ int vd_engine_list_suffix(struct vd_strv *out, vd_engine *e, const char *prefix)
 
 /* ---- engine_ingest.c ---- */
 int vd_engine_manifest_parse(struct vd_manifest **out, const char *json, size_t n);
+/* Where the bytes of one file come from, in order: read puts up to cap
+ * bytes into buf and their count in *got (0: the end); -errno with the
+ * reason in why. */
+struct vd_engine_source {
+	int (*read)(void *ctx, void *buf, size_t cap, size_t *got, struct vd_buf *why);
+	void *ctx;
+};
+/* Cut what src gives into f's extents with the store's chunker, storing
+ * chunks w has not seen with w and feeding the bytes to h (may be NULL):
+ * what every submission, from the mount or uploaded, goes through. */
+int vd_engine_ingest_source(struct vd_file *f, vd_store_writer *w, vd_hasher *h,
+			    vd_engine *e, const struct vd_engine_source *src,
+			    struct vd_buf *why);
+/* The quick half of sealing (under e->lock inside): record version
+ * data_id of task with manifest m, its run, the data name, and w's pack
+ * entries, in one synced batch. 1 a new version, 0 known content. */
+int vd_engine_seal(struct vd_version_info *out, vd_engine *e, const char *task,
+		   const char *name, const char *by, const struct vd_manifest *m,
+		   const char *data_id, vd_store_writer *w);
+/* A tree's data ID from its manifest (files sorted by path), h fresh. */
+void vd_engine_tree_id(char data_id[VD_ID_SIZE], vd_hasher *h, const struct vd_manifest *m);
 int vd_engine_version_json(json_t **out, vd_engine *e, const char *task,
 			   const char *data_id);
 

@@ -805,15 +805,23 @@ int vd_engine_api_metrics(struct vd_buf *out, vd_engine *e)
 		(unsigned long long)runs, (unsigned long long)e->m_copies,
 		(unsigned long long)e->m_mismatches, (unsigned long long)e->m_quarantines,
 		(unsigned long long)execs);
+	uint64_t up = e->m_upload_bytes, up_new = e->m_upload_new_bytes;
 	pthread_mutex_unlock(&e->lock);
 	if (!rc)
 		rc = vd_buf_addf(out,
+			"# HELP vdfs_upload_chunk_bytes_total Chunk bytes received by POST /v1/chunks.\n"
+			"# TYPE vdfs_upload_chunk_bytes_total counter\n"
+			"vdfs_upload_chunk_bytes_total %llu\n"
+			"# HELP vdfs_upload_new_bytes_total Of those, bytes the store did not hold yet.\n"
+			"# TYPE vdfs_upload_new_bytes_total counter\n"
+			"vdfs_upload_new_bytes_total %llu\n"
 			"# HELP vdfs_state_disk_full 1 while writes to the state disk fail for want of space.\n"
 			"# TYPE vdfs_state_disk_full gauge\n"
 			"vdfs_state_disk_full %d\n"
 			"# HELP vdfs_state_disk_free_bytes Bytes free on the state disk.\n"
 			"# TYPE vdfs_state_disk_free_bytes gauge\n"
 			"vdfs_state_disk_free_bytes %llu\n",
+			(unsigned long long)up, (unsigned long long)up_new,
 			atomic_load(&e->disk_full) ? 1 : 0,
 			(unsigned long long)vd_engine_disk_free(e));
 	return rc;

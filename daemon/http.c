@@ -21,6 +21,8 @@
  *
  * TLS (vd_http_start_tls) is libmicrohttpd's, over GnuTLS.
  */
+#include <pwd.h>
+
 #include "http_int.h"
 
 enum route {
@@ -55,6 +57,14 @@ enum route {
 	ROUTE_USER_REVOKE,
 	ROUTE_ENROLL_TOKEN,
 	ROUTE_DOWNLOAD,        /* a version's file (http_download.c) */
+	ROUTE_ARCHIVE,         /* several versions' files as one zip (http_archive.c) */
+	/* Submitting from another machine (docs/protocol.md, "Upload"). */
+	ROUTE_UPLOAD_INFO,
+	ROUTE_CHUNKS_MISSING,
+	ROUTE_CHUNKS_PUT,
+	ROUTE_VERSIONS,        /* GET lists a task's versions, POST commits one */
+	ROUTE_FUNCTION,        /* GET, PUT a task's function */
+	ROUTE_CONFIG,          /* GET, PUT a task's config */
 };
 
 /* Per-request state, owned by MHD's connection-class pointer and freed in
@@ -305,9 +315,20 @@ static const char *role_refusal(enum vd_role role, enum route r, const char *met
 	case ROUTE_RESOLVE:
 		ok = user;
 		break;
+	case ROUTE_ARCHIVE:
+		ok = user;
+		break;
 	case ROUTE_TASKS:
+	case ROUTE_VERSIONS:
+	case ROUTE_FUNCTION:
+	case ROUTE_CONFIG:
 		ok = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ? user
 							      : op || role == VD_ROLE_SUBMITTER;
+		break;
+	case ROUTE_UPLOAD_INFO:
+	case ROUTE_CHUNKS_MISSING:
+	case ROUTE_CHUNKS_PUT:
+		ok = op || role == VD_ROLE_SUBMITTER;
 		break;
 	case ROUTE_RERUN:
 	case ROUTE_CANCEL:
@@ -339,13 +360,20 @@ static const char *role_refusal(enum vd_role role, enum route r, const char *met
 
 /* A submitter changes only the tasks it owns. NULL when q may go on, else
  * the reason (in buf) for the 403. */
-static const char *owner_refusal(char *buf, size_t size, vd_http *h, const struct req *q)
+static const char *owner_refusal(char *buf, size_t size, vd_http *h, const struct req *q,
+				 const char *method)
 {
 	char owner[VD_EXECUTOR_NAME_SIZE];
 
 	if (q->role != VD_ROLE_SUBMITTER)
 		return NULL;
 	switch (q->route) {
+	case ROUTE_VERSIONS:
+	case ROUTE_FUNCTION:
+	case ROUTE_CONFIG:
+		if (!strcmp(method, MHD_HTTP_METHOD_GET))
+			return NULL;
+		break;
 	case ROUTE_RERUN:
 	case ROUTE_CANCEL:
 	case ROUTE_DELETE_TASK:
@@ -386,6 +414,13 @@ static bool lifecycle_route(struct req *q, const char **allowed, int *rc, const 
 	if (!slash) {
 		q->route = ROUTE_DELETE_TASK;
 		*allowed = MHD_HTTP_METHOD_DELETE;
+	} else if (!strcmp(slash, "/versions") || !strcmp(slash, "/function") ||
+		   !strcmp(slash, "/config")) {
+		q->route = slash[1] == 'v' ? ROUTE_VERSIONS
+			 : slash[1] == 'f' ? ROUTE_FUNCTION : ROUTE_CONFIG;
+		*allowed = slash[1] == 'v' ? MHD_HTTP_METHOD_GET ", " MHD_HTTP_METHOD_POST
+					   : MHD_HTTP_METHOD_GET ", " MHD_HTTP_METHOD_PUT;
+		*rc = 0;
 	} else if (!strncmp(slash, versions, sizeof(versions) - 1)) {
 		id = slash + sizeof(versions) - 1;
 		idlen = strcspn(id, "/");
@@ -417,7 +452,8 @@ static bool lifecycle_route(struct req *q, const char **allowed, int *rc, const 
 	}
 	memcpy(q->task, rest, tlen);
 	q->task[tlen] = '\0';
-	if (q->route == ROUTE_DELETE_TASK)
+	if (q->route == ROUTE_DELETE_TASK || q->route == ROUTE_VERSIONS ||
+	    q->route == ROUTE_FUNCTION || q->route == ROUTE_CONFIG)
 		*rc = 0;
 	return true;
 }
@@ -455,6 +491,11 @@ static int route_of(struct req *q, const char **allowed, const char *url)
 		{ "/v1/leases/", "/heartbeat", ROUTE_HEARTBEAT, MHD_HTTP_METHOD_POST },
 		{ "/v1/results/", "", ROUTE_RESULT, MHD_HTTP_METHOD_PUT },
 		{ "/v1/code/", "", ROUTE_CODE, MHD_HTTP_METHOD_GET },
+		/* Before "/v1/chunks/<id>", which would take "missing" for a bad ID. */
+		{ "/v1/chunks/missing", NULL, ROUTE_CHUNKS_MISSING, MHD_HTTP_METHOD_POST },
+		{ "/v1/chunks", NULL, ROUTE_CHUNKS_PUT, MHD_HTTP_METHOD_POST },
+		{ "/v1/upload", NULL, ROUTE_UPLOAD_INFO, MHD_HTTP_METHOD_GET },
+		{ "/v1/archive", NULL, ROUTE_ARCHIVE, MHD_HTTP_METHOD_GET },
 		{ "/v1/chunks/", "", ROUTE_CHUNK, MHD_HTTP_METHOD_GET },
 		{ "/v1/executors/", "", ROUTE_REVOKE, MHD_HTTP_METHOD_DELETE },
 		{ "/v1/du", NULL, ROUTE_DU, MHD_HTTP_METHOD_GET },
@@ -548,7 +589,20 @@ static int route_of(struct req *q, const char **allowed, const char *url)
 
 static size_t body_cap(enum route r)
 {
-	return r == ROUTE_RESULT ? HTTP_RESULT_MAX : HTTP_JSON_MAX;
+	switch (r) {
+	case ROUTE_RESULT:
+		return HTTP_RESULT_MAX;
+	case ROUTE_CHUNKS_PUT:
+		return HTTP_UPLOAD_MAX;
+	case ROUTE_FUNCTION:
+		return HTTP_FUNCTION_MAX;
+	case ROUTE_VERSIONS:
+		/* A manifest: some 70 bytes a chunk (a 64 GiB file at 1 MiB
+		 * chunks), and a path and mode a file of a tree. */
+		return HTTP_MANIFEST_MAX;
+	default:
+		return HTTP_JSON_MAX;
+	}
 }
 
 /* GET /v1/tasks: every task with its owner and latest version. */
@@ -633,6 +687,31 @@ static int check_owner(vd_http *h, const struct req *q, struct vd_buf *why)
 	return 0;
 }
 
+/* Who submits what q uploads, for meta.json: the user; for STATE/token,
+ * the user the daemon runs as, whose token it is. */
+static char daemon_user_name[VD_BY_SIZE];
+static pthread_once_t daemon_user_once = PTHREAD_ONCE_INIT;
+
+static void daemon_user(void)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+
+	if (getpwuid_r(getuid(), &pw, buf, sizeof(buf), &res) == 0 && res)
+		snprintf(daemon_user_name, sizeof(daemon_user_name), "%s", pw.pw_name);
+	else
+		snprintf(daemon_user_name, sizeof(daemon_user_name), "uid %u",
+			 (unsigned)getuid());
+}
+
+static const char *submitter(const struct req *q)
+{
+	if (q->role != VD_ROLE_ADMIN)
+		return q->who;
+	pthread_once(&daemon_user_once, daemon_user);
+	return daemon_user_name;
+}
+
 /* The body is complete: run the route and queue the answer. */
 static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 			      struct req *q, const char *method, const char *url)
@@ -649,11 +728,13 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 				  "the daemon is shutting down", NULL);
 		goto out;
 	}
-	if (q->route == ROUTE_DOWNLOAD) {
+	if (q->route == ROUTE_DOWNLOAD || q->route == ROUTE_ARCHIVE) {
 		struct MHD_Response *r = NULL;
 		unsigned status;
 
-		rc = http_download(&r, &status, &why, h->e, c, q->task, q->id, q->rest);
+		rc = q->route == ROUTE_ARCHIVE
+			? http_archive(&r, &status, &why, h->e, c)
+			: http_download(&r, &status, &why, h->e, c, q->task, q->id, q->rest);
 		if (rc < 0) {
 			ret = reply_engine_error(c, rc, method, url, &why);
 		} else {
@@ -836,7 +917,59 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 		break;
 	case ROUTE_METRICS:
 		rc = vd_engine_api_metrics(&out, h->e);
+		if (!rc)
+			rc = vd_buf_addf(&out,
+				"# HELP vdfs_http_received_bytes_total Request body bytes received.\n"
+				"# TYPE vdfs_http_received_bytes_total counter\n"
+				"vdfs_http_received_bytes_total %llu\n",
+				(unsigned long long)atomic_load(&h->received));
 		ctype = "text/plain; version=0.0.4; charset=utf-8";
+		break;
+	case ROUTE_UPLOAD_INFO:
+		rc = vd_engine_api_upload_info(&reply, h->e);
+		break;
+	case ROUTE_CHUNKS_PUT:
+		rc = vd_engine_api_chunks_put(&reply, &why, h->e, q->body.data, q->body.len);
+		break;
+	case ROUTE_CHUNKS_MISSING:
+	case ROUTE_VERSIONS:
+		if (!strcmp(method, MHD_HTTP_METHOD_GET)) {
+			/* The versions: what /log lists. */
+			rc = vd_engine_api_task_log(&reply, &why, h->e, q->task);
+			break;
+		}
+		if (!(body = parse_object(&why, q->body.data, q->body.len))) {
+			rc = -EINVAL;
+			break;
+		}
+		if (q->route == ROUTE_CHUNKS_MISSING) {
+			rc = vd_engine_api_chunks_missing(&reply, &why, h->e, body);
+			break;
+		}
+		/* Reading a big file's chunks back takes seconds. */
+		http_door_patient(c, true);
+		rc = vd_engine_api_submit(&reply, &why, h->e, q->task, submitter(q), body);
+		http_door_patient(c, false);
+		break;
+	case ROUTE_FUNCTION:
+	case ROUTE_CONFIG:
+		if (!strcmp(method, MHD_HTTP_METHOD_GET)) {
+			if (!vd_engine_task_exists(h->e, q->task)) {
+				vd_buf_addf(&why, "no task '%s'", q->task);
+				rc = -ENOENT;
+				break;
+			}
+			rc = q->route == ROUTE_FUNCTION
+				? vd_engine_function_read(&out, h->e, q->task)
+				: vd_engine_config_read(&out, h->e, q->task);
+			ctype = q->route == ROUTE_CONFIG ? "text/plain; charset=utf-8" : ctype;
+			break;
+		}
+		rc = q->route == ROUTE_FUNCTION
+			? vd_engine_api_function_put(&reply, &why, h->e, q->task, q->body.data,
+						     q->body.len)
+			: vd_engine_api_config_put(&reply, &why, h->e, q->task, q->body.data,
+						   q->body.len);
 		break;
 	default:
 		rc = -EINVAL;
@@ -845,10 +978,17 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 
 	if (rc == -EAGAIN) {
 		ret = reply_empty(c, MHD_HTTP_NO_CONTENT);
+	} else if (rc < 0 && json_is_object(reply)) {
+		/* A refusal with details (a commit's missing chunks). */
+		vd_warn("http: %s %s -> %u: %s", method, url, status_of(rc), vd_buf_cstr(&why));
+		json_object_set_new(reply, "error", json_string(vd_buf_cstr(&why)));
+		ret = reply_json(c, status_of(rc), reply);
 	} else if (rc < 0) {
 		ret = reply_engine_error(c, rc, method, url, &why);
 	} else if (q->route == ROUTE_CODE || q->route == ROUTE_CHUNK ||
-		   q->route == ROUTE_METRICS) {
+		   q->route == ROUTE_METRICS ||
+		   ((q->route == ROUTE_FUNCTION || q->route == ROUTE_CONFIG) &&
+		    !strcmp(method, MHD_HTTP_METHOD_GET))) {
 		size_t len;
 		char *data = vd_buf_detach(&out, &len);
 
@@ -913,7 +1053,7 @@ static bool first_call(vd_http *h, struct MHD_Connection *c, struct req *q,
 	const char *no = role_refusal(q->role, q->route, method);
 	char nobuf[512];
 	if (!no)
-		no = owner_refusal(nobuf, sizeof(nobuf), h, q);
+		no = owner_refusal(nobuf, sizeof(nobuf), h, q, method);
 	if (no) {
 		*ret = reply_error(c, MHD_HTTP_FORBIDDEN, method, url, no, NULL);
 		return true;
@@ -959,6 +1099,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
+		atomic_fetch_add(&h->received, (uint64_t)*upload_data_size);
 		/* Past the cap we keep reading (to answer cleanly after the
 		 * upload) but drop the bytes, so memory stays bounded. */
 		if (!q->too_big) {
@@ -1165,6 +1306,7 @@ int vd_http_start_opts(vd_http **out, int *bound_port, vd_engine *e,
 	pthread_mutex_init(&h->lock, NULL);
 	atomic_init(&h->stopping, false);
 	atomic_init(&h->in_lease, 0);
+	atomic_init(&h->received, 0);
 	h->tls = o->cert_pem != NULL;
 	h->idle_s = o->idle_timeout_s ? o->idle_timeout_s : VD_HTTP_IDLE_TIMEOUT_S;
 	h->max_conns = fit_conns(o->max_conns ? o->max_conns : VD_HTTP_MAX_CONNS,

@@ -36,6 +36,14 @@
 #define HTTP_DISK_RETRY_S "5"
 #define HTTP_JSON_MAX ((size_t)1 << 20)
 #define HTTP_RESULT_MAX (((size_t)1 << 30) + ((size_t)64 << 10))
+/* POST /v1/chunks: a batch of chunks, buffered whole (it is verified
+ * before any of it is stored). Room for the largest chunk the chunker
+ * makes (hard_max, 64 MiB) and its head line. */
+#define HTTP_UPLOAD_MAX (((size_t)64 << 20) + ((size_t)64 << 10))
+/* PUT /v1/tasks/<task>/function: the engine's cap (VD_CODE_MAX). */
+#define HTTP_FUNCTION_MAX ((size_t)64 << 20)
+/* POST /v1/tasks/<task>/versions: the manifest. */
+#define HTTP_MANIFEST_MAX ((size_t)64 << 20)
 /* What a code or chunk download may be; the engine's own caps are smaller. */
 #define HTTP_BLOB_MAX ((size_t)1 << 30)
 #define HTTP_METRICS_MAX ((size_t)16 << 20)
@@ -114,6 +122,9 @@ struct vd_http {
 	 * or the request sees `stopping`: no long-poll can slip past the
 	 * final wake-up and hold MHD_stop_daemon for its whole wait. */
 	atomic_int in_lease;
+	/* Request body bytes received, for /metrics: what clients sent
+	 * over the network, uploads above all. */
+	atomic_uint_fast64_t received;
 
 	/* Settings, fixed after start. */
 	bool tls;
@@ -166,6 +177,12 @@ void http_door_patient(struct MHD_Connection *c, bool on);
 int http_download(struct MHD_Response **resp, unsigned *status, struct vd_buf *why,
 		  vd_engine *e, struct MHD_Connection *c, const char *task, const char *id,
 		  const char *rest);
+/* http_archive.c: the response to GET /v1/archive?ids=<id>,<id>...&what=
+ * result|input: a zip of those versions' files, streamed as it is made
+ * (docs/protocol.md, "Archives"). *resp ready to queue with *status, or
+ * -errno with the reason in why (400 bad query, 404 unknown ID...). */
+int http_archive(struct MHD_Response **resp, unsigned *status, struct vd_buf *why,
+		 vd_engine *e, struct MHD_Connection *c);
 /* MHD_OPTION_NOTIFY_CONNECTION: counts a connection MHD starts or closes. */
 void http_door_notify(void *cls, struct MHD_Connection *c, void **socket_context,
 		      enum MHD_ConnectionNotificationCode toe);

@@ -50,6 +50,7 @@ struct opts {
 	char host[256];
 	int port;
 	int lease_ms, heartbeat_ms, quarantine_ms;
+	int64_t upload_keep_ms;
 	size_t chunk_avg;
 	const char *tls_cert, *tls_key;
 	bool insecure;
@@ -80,6 +81,8 @@ static const struct vd_doc_opt opt_doc[] = {
 	  "shorter than the lease; default a third of it)", 0 },
 	{ "quarantine-s", 'Q', "N", "how long an executor that keeps failing gets no work "
 	  "(1 to 86400, default 300)", 0 },
+	{ "upload-keep-s", 'U', "N", "how long gc keeps uploaded chunks that no version uses "
+	  "yet, so that an interrupted vdfs put can resume (60 to 31536000, default 86400)", 0 },
 	{ "tls-cert", 'C', "FILE", "serve HTTPS with this certificate (PEM), with --tls-key; "
 	  "its key's pin is written to DIR/tls-pin", 0 },
 	{ "tls-key", 'K', "FILE", "the certificate's private key (PEM)", 0 },
@@ -95,9 +98,9 @@ static const struct vd_doc_opt opt_doc[] = {
 	{ "chunk-size", 'c', "N", "the average chunk size of a new store, a power of two of "
 	  "at least 4096 (default 1048576); an existing store keeps its own", 0 },
 	{ "allow-other", 'A', NULL, "let other local users (and Samba or NFS re-exports) use "
-	  "the mount, with owners and modes enforced by the kernel as on any file system; "
-	  "what they make in data/ is theirs (needs root, or user_allow_other in "
-	  "/etc/fuse.conf)", 0 },
+	  "the mount, with owners and modes enforced as on any file system: a task is its "
+	  "maker's, and only its owner and root change it (as a user other than root, needs "
+	  "the line user_allow_other in /etc/fuse.conf)", 0 },
 	{ "verbose", 'v', NULL, "log debug lines", VD_DOC_SHORT },
 	{ "debug", 'd', NULL, "libfuse's debug output (implies --foreground)", VD_DOC_SHORT },
 	{ "help", 'h', NULL, "print this help and exit", VD_DOC_SHORT },
@@ -277,6 +280,15 @@ static int parse_args(struct opts *o, int argc, char **argv)
 				return 2;
 			}
 			o->quarantine_ms = (int)q * 1000;
+			break;
+		}
+		case 'U': {
+			long long k = strtoll(optarg, &end, 10);
+			if (*end || k < 60 || k > 31536000) {
+				fprintf(stderr, "vdfsd: --upload-keep-s wants 60 to 31536000\n");
+				return 2;
+			}
+			o->upload_keep_ms = (int64_t)k * 1000;
 			break;
 		}
 		case 'C': o->tls_cert = optarg; break;
@@ -535,6 +547,7 @@ int main(int argc, char **argv)
 	struct vd_engine_opts eo = {
 		.state_dir = o.state, .lease_ms = o.lease_ms, .chunk_avg = o.chunk_avg,
 		.heartbeat_ms = o.heartbeat_ms, .quarantine_ms = o.quarantine_ms,
+		.upload_keep_ms = o.upload_keep_ms,
 	};
 	if (o.tls_cert) {
 		if ((rc = vd_read_file(&cert, o.tls_cert)) || (rc = vd_read_file(&key, o.tls_key))) {

@@ -216,6 +216,7 @@ static int attr_of_staging(struct stat *st, struct vd_view *v, const struct vfh 
 	int64_t ms = (int64_t)real.st_mtim.tv_sec * 1000 + real.st_mtim.tv_nsec / 1000000;
 	view_stat_base(st, v, S_IFREG | (fh->kind == FH_STAGE ? 0644 : (real.st_mode & 07777)),
 		       (uint64_t)real.st_size, ms);
+	stat_real_owner(st, v, &real);   /* as data_stat shows it by name */
 	return 0;
 }
 
@@ -262,6 +263,7 @@ static int node_attr(struct stat *st, double *ttl, struct vd_view *v, struct tar
 	if (fh && fh->kind == FH_CHUNK && t->r.kind == NK_RESULT) {
 		/* An open result.csv stays what it was, even once replaced. */
 		view_stat_base(st, v, S_IFREG | 0444, fh->file->size, v->start_ms);
+		task_owner_stat(st, v, t->r.task);
 		st->st_ino = t->n->ino;
 		*ttl = VIEW_TTL_NONE;
 		return 0;
@@ -441,14 +443,19 @@ static int do_setattr(struct vd_view *v, struct target *t, struct vfh *fh,
 	/* Without --allow-other everything is the mounting user's: owners
 	 * are not ours to change, and are ignored like the metadata-only
 	 * changes below, so that cp -a works. With it, staging entries in
-	 * data/ have real owners (the kernel has checked the caller may). */
+	 * data/ have real owners (the kernel has checked the caller may),
+	 * and a task's is recorded (view_owner.c). */
 	to_set &= ~FUSE_SET_ATTR_CTIME;
+	if ((rc = task_chown(v, &t->r, attr, to_set)) < 0)
+		return rc;
 	if (!v->allow_other || t->r.kind != NK_DATAENT)
 		to_set &= ~(FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID);
 	if (to_set == 0)
 		return 0;
 	if (vref_immutable(&t->r))
 		return readonly_err(&t->r);
+	if (t->r.task && (rc = task_may_change(v, t->r.task)) < 0)
+		return rc;
 	switch (t->r.kind) {
 	case NK_DATAENT:
 		rc = data_setattr(v, &t->r, fh, attr, to_set);
@@ -545,6 +552,9 @@ static int child_get(struct child *ch, struct vd_view *v, fuse_ino_t parent, con
 	if (!ch->p)
 		return -ESTALE;
 	rc = vref_of_node(&ch->pr, v, ch->p);
+	/* Every change to a task's names is its owner's (view_owner.c). */
+	if (rc == 0 && ch->pr.task)
+		rc = task_may_change(v, ch->pr.task);
 	if (rc < 0)
 		return rc;
 	if (strlen(name) > VIEW_NAME_MAX) {
@@ -595,7 +605,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	if (ch->pr.kind == NK_TASKS) {
 		rc = name_check(name);
 		if (rc == 0)
-			rc = vd_engine_task_create(v->e, name);
+			rc = task_make(v, name);
 	} else if (in_data(&ch->pr)) {
 		rc = data_mkdir(v, &ch->c, mode);
 	} else {
@@ -806,6 +816,8 @@ static int do_open(struct vfh *fh, struct vd_view *v, struct target *t,
 	fi->direct_io = 0;
 	if (t->n->type != S_IFREG)
 		return t->n->type == S_IFDIR ? -EISDIR : -ELOOP;
+	if (wr && t->r.task && !vref_immutable(&t->r) && (rc = task_may_change(v, t->r.task)) < 0)
+		return rc;
 	switch (t->r.kind) {
 	case NK_README:
 	case NK_EXECUTOR:
@@ -1379,8 +1391,7 @@ int vd_view_new(vd_view **out, vd_engine *e, const char *mountpoint,
 		goto out;
 	}
 	if (fuse_session_mount(v->se, v->mountpoint) != 0) {
-		rc = -EIO;
-		vd_err("cannot mount on %s (see the message from fuse above)", v->mountpoint);
+		rc = view_mount_failed(v);
 		goto out;
 	}
 	v->mounted = true;

@@ -34,8 +34,9 @@ typedef struct vd_view vd_view;
  * holds files being written. debug enables libfuse debug output.
  * allow_other lets other local users in (FUSE allow_other), with the
  * kernel checking permissions against the owners and modes shown
- * (default_permissions): files made in data/ belong to their maker
- * (docs/mount.md, "Owners"). */
+ * (default_permissions): a task belongs to the uid that made it, and only
+ * its owner and root change it; files made in data/ belong to their maker
+ * (docs/remote-access.md). */
 int vd_view_new(vd_view **out, vd_engine *e, const char *mountpoint,
 		const char *staging_dir, bool debug, bool allow_other);
 /* Run the multi-threaded session loop until unmounted or vd_view_exit;

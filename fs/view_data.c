@@ -24,10 +24,7 @@ static void stat_from_real(struct stat *st, struct vd_view *v, const struct stat
 	int64_t ms = (int64_t)real->st_mtim.tv_sec * 1000 + real->st_mtim.tv_nsec / 1000000;
 	view_stat_base(st, v, real->st_mode, (uint64_t)real->st_size, ms);
 	st->st_nlink = real->st_nlink;   /* hard links inside a tree are real */
-	if (v->allow_other) {
-		st->st_uid = real->st_uid;
-		st->st_gid = real->st_gid;
-	}
+	stat_real_owner(st, v, real);
 	/* Whole nanoseconds, as cp -a and rsync -a set them. */
 	st->st_atim = real->st_atim;
 	st->st_mtim = real->st_mtim;
@@ -89,6 +86,9 @@ static int sealed_stat(struct stat *st, struct vd_view *v, const struct vref *r)
 	if (rc == 0)
 		rc = man_stat(st, v, ent->m, r->path, vi.time_ms);
 out:
+	/* What is sealed is the task's: its owner's (view_owner.c). */
+	if (rc == 0)
+		task_owner_stat(st, v, r->task);
 	if (ent)
 		mc_put(v, ent);
 	return rc;
@@ -384,8 +384,11 @@ static int open_top_file(struct vfh *fh, struct vd_view *v, const struct vref *r
 			stage_destroy(s);
 			return rc;
 		}
-		if (!exists)
-			stage_own_fd(v, s->fd);
+		/* Its writer's, as a new one is: the owner a seal names as
+		 * the submitter (view_stage.c, seal_fd). Only the task's
+		 * owner and root write here (view_owner.c), so what showed
+		 * as the owner's stays so unless root rewrites it. */
+		stage_own_fd(v, s->fd);
 		if (exists && !trunc && vi.size > 0) {
 			rc = mc_get(&ent, v, vi.data_id);
 			if (rc == 0 && ent->m->nfiles != 1)

@@ -100,6 +100,11 @@ static int remove_task(struct vd_view *v, const struct vref *c)
 	char name[VIEW_NAME_MAX + 1];
 	int rc;
 
+	/* Only its owner and root remove a task (view_owner.c); the kernel's
+	 * sticky tasks/ would also let the daemon's own user. */
+	rc = task_may_change(v, c->task);
+	if (rc < 0)
+		goto out;
 	/* Deleting the task under a file being written or a tree settling
 	 * would leave them nowhere to be sealed. */
 	if (data_in_flight(v, c->task, name, sizeof(name))) {

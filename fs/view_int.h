@@ -17,6 +17,7 @@
  *                versions/ID/runs/ (every code's run on a version)
  *   view_delete.c rm -r of versions and tasks, and telling the kernel
  *                about deletions made elsewhere (vdfs rm, retention)
+ *   view_owner.c --allow-other: who owns a task, who may change it
  *
  * Locks (never held while calling the engine's slow functions, and never
  * two at once except where noted):
@@ -573,5 +574,31 @@ int view_watch_start(struct vd_view *v);
  * sends nothing more; view_watch_join after unmounting. */
 void view_watch_stop(struct vd_view *v);
 void view_watch_join(struct vd_view *v);
+
+/* ---- view_owner.c: owners under --allow-other ------------------------- */
+/* Who tasks/<task> and what it holds show as owned by: its recorded
+ * owner with --allow-other (vd_engine_task_uid), else the mounting user.
+ * -ENOENT for an unknown task. */
+int task_owner(uid_t *uid, gid_t *gid, struct vd_view *v, const char *task);
+/* Set st's owner to task's owner (--allow-other; otherwise nothing). */
+void task_owner_stat(struct stat *st, struct vd_view *v, const char *task);
+/* Whether the caller (view_caller) may change task: with --allow-other
+ * only its owner and root may (0, or -EACCES with a log line); anyone
+ * otherwise. -ENOENT for an unknown task. */
+int task_may_change(struct vd_view *v, const char *task);
+/* mkdir tasks/NAME: with --allow-other the caller owns the new task. */
+int task_make(struct vd_view *v, const char *name);
+/* A setattr's chown/chgrp of tasks/NAME (--allow-other; for anything
+ * else 0, nothing done): recorded; -EPERM unless root, or the owner
+ * setting its own primary group. */
+int task_chown(struct vd_view *v, const struct vref *r, const struct stat *attr, int to_set);
+/* With --allow-other, st shows real's owner (a staging entry's). */
+void stat_real_owner(struct stat *st, const struct vd_view *v, const struct stat *real);
+/* Give everything in dir (a sealed tree copied out for changes) to the
+ * task's owner (--allow-other; otherwise nothing). Failures are logged. */
+void tree_give(struct vd_view *v, const char *dir, const char *task);
+/* After fuse_session_mount failed: log why, naming the line /etc/fuse.conf
+ * lacks when that is the reason (-EPERM), else -EIO. */
+int view_mount_failed(const struct vd_view *v);
 
 #endif

@@ -438,6 +438,8 @@ static int tree_from_sealed(struct stage **out, struct vd_view *v, const char *t
 
 	vd_info("task %s: data/%s: copying version %s for changes", task, name, vi.data_id);
 	rc = materialize_tree(v, ent->m, s->dir);
+	if (rc == 0)
+		tree_give(v, s->dir, task);
 
 	pthread_mutex_lock(&v->slock);
 	s->excl = false;

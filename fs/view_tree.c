@@ -380,9 +380,14 @@ int vref_stat(struct stat *st, struct vd_view *v, struct vref *r)
 
 	switch (r->kind) {
 	case NK_ROOT:
-	case NK_TASKS:
 	case NK_EXECUTORS:
 		view_stat_base(st, v, S_IFDIR | 0755, 0, v->start_ms);
+		break;
+	case NK_TASKS:
+		/* With --allow-other anyone may make a task, and, as in /tmp,
+		 * remove only their own (the sticky bit); what is in a task is
+		 * its owner's alone (0755 and 0644 below, view_owner.c). */
+		view_stat_base(st, v, S_IFDIR | (v->allow_other ? 01777 : 0755), 0, v->start_ms);
 		break;
 	case NK_TASK:
 	case NK_DATA:
@@ -390,11 +395,7 @@ int vref_stat(struct stat *st, struct vd_view *v, struct vref *r)
 			rc = -ENOENT;
 			break;
 		}
-		/* With --allow-other anyone may submit into data/, and, as in
-		 * /tmp, remove only what is theirs (the sticky bit). */
-		view_stat_base(st, v, S_IFDIR | (r->kind == NK_DATA && v->allow_other ? 01777
-										 : 0755),
-			       0, v->start_ms);
+		view_stat_base(st, v, S_IFDIR | 0755, 0, v->start_ms);
 		break;
 	case NK_VERSIONS:
 		view_stat_base(st, v, S_IFDIR | 0555, 0, v->start_ms);
@@ -412,7 +413,8 @@ int vref_stat(struct stat *st, struct vd_view *v, struct vref *r)
 	case NK_FUNCTION:
 		rc = vd_engine_function_read(&b, v->e, r->task);
 		if (rc >= 0 && (rc = vd_engine_task_times(&tt, v->e, r->task, NULL)) >= 0)
-			view_stat_base(st, v, S_IFREG | 0755, b.len, tt.function);
+			view_stat_base(st, v, S_IFREG | (v->allow_other ? 0644 : 0755), b.len,
+				       tt.function);
 		break;
 	case NK_CONFIG:
 		rc = vd_engine_config_read(&b, v->e, r->task);
@@ -464,6 +466,9 @@ int vref_stat(struct stat *st, struct vd_view *v, struct vref *r)
 	if (rc >= 0) {
 		rc = 0;
 		r->type = st->st_mode & S_IFMT;
+		/* data/ shows its entries' own owners (data_stat). */
+		if (r->kind != NK_DATAENT)
+			task_owner_stat(st, v, r->task);
 	}
 	if (f)
 		vd_file_free(f);

@@ -430,6 +430,153 @@ out:
 	return rc;
 }
 
+static size_t session_header(char *p, size_t size, size_t nmemb, void *arg)
+{
+	struct vd_cli_session *s = arg;
+	size_t n = size * nmemb;
+	if (n > 12 && !strncasecmp(p, "Retry-After:", 12)) {
+		char v[32];
+		size_t len = n - 12 < sizeof v - 1 ? n - 12 : sizeof v - 1;
+		memcpy(v, p + 12, len);
+		v[len] = '\0';
+		char *end;
+		long secs = strtol(v, &end, 10);
+		/* Only the delta-seconds form; a date is taken as "soon". */
+		s->retry_after = end != v && secs >= 0 ? secs : 1;
+	}
+	return n;
+}
+
+static int session_xfer(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+			curl_off_t ulnow)
+{
+	struct vd_cli_session *s = arg;
+	(void)dltotal, (void)dlnow, (void)ultotal;
+	if (s->on_sent)
+		s->on_sent(s->on_sent_arg, ulnow > 0 ? (uint64_t)ulnow : 0);
+	return 0;
+}
+
+int vd_cli_session_open(struct vd_cli_session *s, const struct vd_cli_conn *c)
+{
+	memset(s, 0, sizeof *s);
+	s->c = c;
+	s->retry_after = -1;
+	CURL *curl = conn_curl(c, c->url, NULL, s->err);
+	if (!curl) {
+		fprintf(stderr, "vdfs: cannot set up libcurl\n");
+		return 1;
+	}
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, session_header);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, s);
+	curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, session_xfer);
+	curl_easy_setopt(curl, CURLOPT_XFERINFODATA, s);
+	curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+	s->curl = curl;
+	return 0;
+}
+
+void vd_cli_session_close(struct vd_cli_session *s)
+{
+	if (s->curl)
+		curl_easy_cleanup(s->curl);
+	s->curl = NULL;
+}
+
+int vd_cli_session_request(struct vd_buf *out, long *status, struct vd_cli_session *s,
+			   const char *method, const char *path, const char *ctype,
+			   const void *body, size_t blen, bool patient)
+{
+	struct vd_buf url = VD_BUF_INIT(16384), auth = VD_BUF_INIT(8192), ct = VD_BUF_INIT(512);
+	struct curl_slist *hdrs = NULL;
+	CURL *curl = s->curl;
+	int rc = 1;
+	*status = 0;
+	s->retry_after = -1;
+	s->err[0] = '\0';
+	if (vd_buf_addf(&url, "%s%s", s->c->url, path) ||
+	    vd_buf_addf(&auth, "Authorization: Bearer %s", s->c->token) ||
+	    vd_buf_addf(&ct, "Content-Type: %s", ctype ? ctype : "application/json")) {
+		fprintf(stderr, "vdfs: request too long\n");
+		goto out;
+	}
+	hdrs = curl_slist_append(NULL, auth.data);
+	if (hdrs && strcmp(method, "GET"))
+		hdrs = curl_slist_append(hdrs, ct.data);
+	if (!hdrs) {
+		fprintf(stderr, "vdfs: out of memory\n");
+		goto out;
+	}
+	/* The handle keeps what the last request set: set all of it. */
+	curl_easy_setopt(curl, CURLOPT_URL, url.data);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
+	if (!strcmp(method, "GET")) {
+		curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+		curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, NULL);
+	} else {
+		/* POSTFIELDS sends body from where it is; COPYPOSTFIELDS
+		 * would copy it. A missing body is an empty one. */
+		curl_easy_setopt(curl, CURLOPT_POST, 1L);
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body : "");
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? blen : 0));
+		curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, strcmp(method, "POST") ? method : NULL);
+	}
+	if (patient || s->c->patient) {
+		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 0L);
+		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 0L);
+		curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+		curl_easy_setopt(curl, CURLOPT_TCP_KEEPIDLE, 60L);
+		curl_easy_setopt(curl, CURLOPT_TCP_KEEPINTVL, 30L);
+	} else {
+		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 120L);
+	}
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, out);
+	CURLcode cc = curl_easy_perform(curl);
+	/* The list is the handle's only during a request. */
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
+	if (cc != CURLE_OK) {
+		struct vd_buf msg = VD_BUF_INIT(16384 + sizeof s->err);
+		vd_buf_addf(&msg, "%s: %s", url.data, s->err[0] ? s->err : curl_easy_strerror(cc));
+		/* Cut to fit: the reason is at the end, so keep the end. */
+		size_t skip = msg.len >= sizeof s->err ? msg.len - (sizeof s->err - 1) : 0;
+		snprintf(s->err, sizeof s->err, "%s", vd_buf_cstr(&msg) + skip);
+		vd_buf_release(&msg);
+		if (!s->keep_errors)
+			fprintf(stderr, "vdfs: %s\n", s->err);
+		goto out;
+	}
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
+	rc = 0;
+out:
+	curl_slist_free_all(hdrs);
+	vd_buf_release(&url);
+	vd_buf_release(&auth);
+	vd_buf_release(&ct);
+	return rc;
+}
+
+void vd_cli_reply_error(char *out, size_t size, const struct vd_buf *reply)
+{
+	json_t *j = json_loadb(reply->data ? reply->data : "", reply->len, 0, NULL);
+	const char *e = json_string_value(json_object_get(j, "error"));
+	snprintf(out, size, "%s", e && *e ? e : "the daemon gave no reason");
+	json_decref(j);
+}
+
+int vd_cli_status_end(const char *status)
+{
+	/* The first word, "done" or "failed", may be followed by a colon
+	 * and a reason ("failed: unit 3 ..."). */
+	size_t n = strcspn(status, " \t\n:");
+	if (n == 4 && !strncmp(status, "done", 4))
+		return 1;
+	if (n == 6 && !strncmp(status, "failed", 6))
+		return -1;
+	return 0;
+}
+
 /* A download in progress (vd_cli_download). */
 struct dl {
 	CURL *curl;

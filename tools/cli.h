@@ -111,6 +111,50 @@ void vd_cli_conn_close(struct vd_cli_conn *c);
 int vd_cli_request(struct vd_buf *out, long *status, const struct vd_cli_conn *c,
 		   const char *method, const char *path, const void *body,
 		   size_t blen);
+/*
+ * A session: one libcurl handle kept across requests, so that they share
+ * one kept-alive connection (vdfs put sends many). Not thread-safe: one
+ * thread uses a session at a time.
+ *
+ *	struct vd_cli_session s;
+ *	if (vd_cli_session_open(&s, &conn)) ...;
+ *	rc = vd_cli_session_request(&reply, &status, &s, "POST", path,
+ *				    "application/octet-stream", body, len);
+ *	vd_cli_session_close(&s);
+ *
+ * The body is sent from where it lies (never copied). An answer's
+ * Retry-After (seconds) is left in retry_after (-1 when none). With
+ * on_sent set, it is called with the body bytes sent so far, about once a
+ * second at least while a request is under way (for progress).
+ */
+struct vd_cli_session {
+	const struct vd_cli_conn *c;
+	void *curl;                /* CURL * */
+	long retry_after;
+	void (*on_sent)(void *arg, uint64_t sent);
+	void *on_sent_arg;
+	/* A transport failure is left in err, not printed (for a thread
+	 * whose caller reports it). */
+	bool keep_errors;
+	char err[256];             /* CURL_ERROR_SIZE */
+};
+/* 0, or 1 after a line on stderr. */
+int vd_cli_session_open(struct vd_cli_session *s, const struct vd_cli_conn *c);
+void vd_cli_session_close(struct vd_cli_session *s);
+/* Like vd_cli_request, on s. ctype: the body's Content-Type (NULL:
+ * application/json). patient: no low-speed limit for this request (one
+ * the daemon may take minutes to answer), TCP keepalives instead. */
+int vd_cli_session_request(struct vd_buf *out, long *status, struct vd_cli_session *s,
+			   const char *method, const char *path, const char *ctype,
+			   const void *body, size_t blen, bool patient);
+/* The "error" of a JSON error reply, or "the daemon gave no reason";
+ * into out (truncated to its size). */
+void vd_cli_reply_error(char *out, size_t size, const struct vd_buf *reply);
+
+/* What a status line (`cat status`, the first word queued | running |
+ * done | failed) says of a run: 1 done, -1 failed, 0 not over. */
+int vd_cli_status_end(const char *status);
+
 /* GET path and parse a JSON object. Exit code: 0; 2 for a 404 (an unknown
  * ID: the daemon's message is printed); 1 otherwise. */
 int vd_cli_get_json(json_t **out, const struct vd_cli_conn *c, const char *cmd,

@@ -122,8 +122,9 @@ static int run(int argc, char **argv)
 			rc = rc == 2 ? 2 : 3;
 			goto out;
 		}
-		if (!strncmp(status, "done", 4) || !strncmp(status, "failed", 6)) {
-			rc = status[0] == 'd' ? 0 : 1;
+		int end = vd_cli_status_end(status);
+		if (end) {
+			rc = end > 0 ? 0 : 1;
 			break;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &now);

@@ -39,12 +39,13 @@ done
 # graphviz: t_lineage parses `vdfs lineage --dot` with dot; time: t_versions
 # measures `vdfs diff --lines`' peak memory with /usr/bin/time.
 # rsync, nano, vim-tiny: t_editors and t_posix save and sync into data/ with
-# them, as users do. man-db (with groff-base and col): t_cli_help renders
+# them, as users do. libarchive-dev: the daemon's zip archives; unzip:
+# t_archive checks them with unzip -t. man-db (with groff-base and col): t_cli_help renders
 # the manual pages and looks them up.
 packages=(libfuse3-dev fuse3 librocksdb-dev libxxhash-dev libcurl4-openssl-dev
 	libmicrohttpd-dev libjansson-dev libcmocka-dev cmake pkg-config gcc make curl
 	libgnutls28-dev bubblewrap openssl libpari-dev pari-gp
-	graphviz time rsync nano vim-tiny man-db)
+	graphviz time rsync nano vim-tiny man-db libarchive-dev unzip)
 
 missing=()
 for p in "${packages[@]}"; do

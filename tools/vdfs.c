@@ -37,6 +37,9 @@
 	X(du)              \
 	X(diff)            \
 	X(lineage)         \
+	X(task)            \
+	X(tasks)           \
+	X(put)             \
 	X(get)             \
 	X(executors)       \
 	X(user)            \

@@ -109,6 +109,14 @@ static int run_zip(struct vd_cli_conn *c, int argc, char **argv, int first, cons
 	int rc, fd = -1;
 	long status;
 
+	/* Each ID takes 33 bytes of the path: too many is said before any
+	 * prefix is looked up. */
+	if ((size_t)(argc - first) * (VD_ID_LEN + 1) + 64 > ZIP_PATH_MAX) {
+		fprintf(stderr, "vdfs get: %d IDs are too many for one request; ask for at most "
+			"about 450 at a time\n", argc - first);
+		rc = 2;
+		goto out;
+	}
 	if ((rc = vd_cli_conn_open(c, "get")))
 		goto out;
 	vd_buf_adds(&url, "/v1/archive?ids=");

@@ -511,6 +511,9 @@ int vd_engine_api_task_create(json_t **reply, struct vd_buf *why, vd_engine *e,
  */
 #define VD_FP_LEN 64
 #define VD_FP_SIZE (VD_FP_LEN + 1)
+/* What one POST /v1/chunks may carry: the largest chunk the chunker makes
+ * (hard_max, 64 MiB) and its head line. */
+#define VD_UPLOAD_BATCH_MAX (((size_t)64 << 20) + ((size_t)64 << 10))
 bool vd_engine_fp_valid(const char *s);
 /* GET /v1/upload: the chunking parameters and limits a client cuts with. */
 int vd_engine_api_upload_info(json_t **reply, vd_engine *e);

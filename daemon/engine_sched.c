@@ -988,13 +988,7 @@ static void *sched_thread(void *arg)
 				}
 			}
 		}
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += 200 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = vd_deadline_ms(CLOCK_MONOTONIC, 200);
 		pthread_cond_timedwait(&e->tick, &e->lock, &ts);
 	}
 	pthread_mutex_unlock(&e->lock);

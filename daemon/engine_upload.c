@@ -41,8 +41,6 @@
 #define UPLOAD_QUERY_MAX 10000
 /* Head line of a frame: 64 hex, a space, a length, a newline. */
 #define FRAME_HEAD_MAX (64 + 1 + 20 + 1)
-/* What POST /v1/chunks may carry (http_int.h's HTTP_UPLOAD_MAX). */
-#define UPLOAD_BATCH_MAX (((size_t)64 << 20) + ((size_t)64 << 10))
 
 bool vd_engine_fp_valid(const char *s)
 {
@@ -61,7 +59,7 @@ int vd_engine_api_upload_info(json_t **reply, vd_engine *e)
 			   "avg", (json_int_t)e->chunking.avg_size,
 			   "max", (json_int_t)e->chunking.max_size,
 			   "hard_max", (json_int_t)e->chunking.hard_max,
-			   "batch_max", (json_int_t)UPLOAD_BATCH_MAX,
+			   "batch_max", (json_int_t)VD_UPLOAD_BATCH_MAX,
 			   "query_max", (json_int_t)UPLOAD_QUERY_MAX,
 			   "keep_s", (json_int_t)(e->upload_keep_ms / 1000));
 	return *reply ? 0 : -ENOMEM;

@@ -37,9 +37,8 @@
 #define HTTP_JSON_MAX ((size_t)1 << 20)
 #define HTTP_RESULT_MAX (((size_t)1 << 30) + ((size_t)64 << 10))
 /* POST /v1/chunks: a batch of chunks, buffered whole (it is verified
- * before any of it is stored). Room for the largest chunk the chunker
- * makes (hard_max, 64 MiB) and its head line. */
-#define HTTP_UPLOAD_MAX (((size_t)64 << 20) + ((size_t)64 << 10))
+ * before any of it is stored). */
+#define HTTP_UPLOAD_MAX VD_UPLOAD_BATCH_MAX
 /* PUT /v1/tasks/<task>/function: the engine's cap (VD_CODE_MAX). */
 #define HTTP_FUNCTION_MAX ((size_t)64 << 20)
 /* POST /v1/tasks/<task>/versions: the manifest. */

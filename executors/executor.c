@@ -808,14 +808,8 @@ static int dispatch(struct exec *x, struct vd_client *c)
 
 		pthread_mutex_lock(&x->lock);
 		while (x->held >= x->slots && !atomic_load(&g_stop)) {
-			struct timespec ts;
+			struct timespec ts = vd_deadline_ms(CLOCK_REALTIME, 200);
 
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 200 * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
 			pthread_cond_timedwait(&x->cond, &x->lock, &ts);
 		}
 		nfree = x->slots - x->held;

@@ -432,3 +432,16 @@ void vd_strv_release(struct vd_strv *sv)
 	sv->n = 0;
 	sv->cap = 0;
 }
+
+struct timespec vd_deadline_ms(clockid_t clock, long ms)
+{
+	struct timespec ts;
+	clock_gettime(clock, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}

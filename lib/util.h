@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "buf.h"
 
@@ -29,6 +30,9 @@ int vd_rm_rf(const char *path);                  /* missing is fine */
 
 int64_t vd_now_ms(void);       /* CLOCK_REALTIME in milliseconds */
 int64_t vd_mono_ms(void);      /* CLOCK_MONOTONIC in milliseconds */
+/* ms from now on clock (CLOCK_REALTIME, or the clock a condition variable
+ * was made with), as pthread_cond_timedwait wants its deadline. */
+struct timespec vd_deadline_ms(clockid_t clock, long ms);
 /* ISO 8601 UTC with milliseconds: 2026-11-22T02:31:43.123Z */
 void vd_format_time(char out[32], int64_t ms);
 

@@ -354,6 +354,21 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
 
 /* The options every request of c shares (a new handle; NULL without
  * memory). */
+/* A request that may go minutes without a byte back (gc, fsck, a big
+ * commit) has no low-speed limit; TCP keepalives find a dead daemon's host
+ * instead. Any other gives up after 120 s of silence. Both set every
+ * option, so that a reused handle carries nothing over. */
+static void set_patience(CURL *curl, bool patient)
+{
+	curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, patient ? 0L : 1L);
+	curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, patient ? 0L : 120L);
+	curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, patient ? 1L : 0L);
+	if (patient) {
+		curl_easy_setopt(curl, CURLOPT_TCP_KEEPIDLE, 60L);
+		curl_easy_setopt(curl, CURLOPT_TCP_KEEPINTVL, 30L);
+	}
+}
+
 static CURL *conn_curl(const struct vd_cli_conn *c, const char *url, struct curl_slist *hdrs,
 		       char err[CURL_ERROR_SIZE])
 {
@@ -364,16 +379,7 @@ static CURL *conn_curl(const struct vd_cli_conn *c, const char *url, struct curl
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-	if (c->patient) {
-		/* gc and fsck send nothing until they are done: keepalives
-		 * find a dead daemon's host instead of a low-speed limit. */
-		curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
-		curl_easy_setopt(curl, CURLOPT_TCP_KEEPIDLE, 60L);
-		curl_easy_setopt(curl, CURLOPT_TCP_KEEPINTVL, 30L);
-	} else {
-		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 120L);
-	}
+	set_patience(curl, c->patient);
 	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, err);
 	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (c->pin) {
@@ -522,16 +528,7 @@ int vd_cli_session_request(struct vd_buf *out, long *status, struct vd_cli_sessi
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? blen : 0));
 		curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, strcmp(method, "POST") ? method : NULL);
 	}
-	if (patient || s->c->patient) {
-		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 0L);
-		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 0L);
-		curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
-		curl_easy_setopt(curl, CURLOPT_TCP_KEEPIDLE, 60L);
-		curl_easy_setopt(curl, CURLOPT_TCP_KEEPINTVL, 30L);
-	} else {
-		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 120L);
-	}
+	set_patience(curl, patient || s->c->patient);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, out);
 	CURLcode cc = curl_easy_perform(curl);
 	/* The list is the handle's only during a request. */

@@ -760,13 +760,7 @@ static int slots_reap(struct vd_put *p, bool all)
 		}
 		if (!all || !out || rc)
 			break;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += PROGRESS_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = vd_deadline_ms(CLOCK_REALTIME, PROGRESS_MS);
 		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
 		pthread_mutex_unlock(&p->mu);
 		vd_put_progress(p, false);
@@ -956,13 +950,7 @@ static int send_all(struct vd_put *p)
 			if (p->cut_done || ready >= p->query_max ||
 			    p->cut_bytes - p->asked_bytes >= ROUND_BYTES)
 				break;
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += PROGRESS_MS * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
+			struct timespec ts = vd_deadline_ms(CLOCK_REALTIME, PROGRESS_MS);
 			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
 			pthread_mutex_unlock(&p->mu);
 			/* Answers that came in meanwhile: reaped, so that the

@@ -608,6 +608,8 @@ static int task_create(vd_engine *e, const char *task, const char *owner,
 	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), t)))
 		goto out;
 	rc = vd_catalog_commit(e->cat, b, true);
+	if (!rc)
+		vd_engine_event_task(e, task, "created");
 	if (!rc && local)
 		vd_info("task %s created by uid %ld", task, (long)local->uid);
 	else if (!rc)
@@ -762,6 +764,7 @@ int vd_engine_function_write(char code_id[VD_ID_SIZE], vd_engine *e,
 		goto out;
 	vd_info("task %s: new code version %s (%zu bytes, %zu runs)", task,
 		code_id, n, made.n);
+	vd_engine_event_task(e, task, "function");
 	/* exec(2) runs a script only with a #! line; without one every unit
 	 * would fail with "Exec format error", which says little. */
 	if (n && !(n >= 2 && !memcmp(p, "#!", 2)) && !(n >= 4 && !memcmp(p, "\177ELF", 4))) {
@@ -911,7 +914,8 @@ int vd_engine_config_write(struct vd_buf *why, vd_engine *e, const char *task,
 	vd_engine_key(&k, "t", task, NULL, NULL);
 	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), t)))
 		goto out;
-	rc = vd_catalog_commit(e->cat, b, true);
+	if (!(rc = vd_catalog_commit(e->cat, b, true)))
+		vd_engine_event_task(e, task, "config");
 out:
 	pthread_mutex_unlock(&e->lock);
 	/* Config is part of what a run computes: with rerun = latest a new
@@ -1067,6 +1071,9 @@ int vd_engine_open(vd_engine **out, const struct vd_engine_opts *o)
 	vd_buf_addf(&p, "%s/packs", e->state);
 	if ((rc = vd_store_open(&e->store, vd_buf_cstr(&p), e->cat, &e->key)))
 		goto fail;
+	/* Before the runs are loaded: loading one posts that it is queued. */
+	if ((rc = vd_engine_events_open(e)))
+		goto fail;
 	if ((rc = vd_engine_sched_start(e)))
 		goto fail;
 	vd_buf_release(&p);
@@ -1092,6 +1099,7 @@ void vd_engine_close(vd_engine *e)
 		e->settling = s->next;
 		free(s);
 	}
+	vd_engine_events_close(e);
 	pthread_cond_destroy(&e->work);
 	pthread_cond_destroy(&e->tick);
 	pthread_mutex_destroy(&e->lock);
@@ -1111,4 +1119,5 @@ void vd_engine_wake_all(vd_engine *e)
 	e->stopping = true;
 	pthread_cond_broadcast(&e->work);
 	pthread_mutex_unlock(&e->lock);
+	vd_engine_events_stop(e);
 }

@@ -71,11 +71,18 @@ enum vd_role {
  * Compares in constant time per candidate, or looks up by hash. */
 enum vd_role vd_engine_auth(char name[VD_EXECUTOR_NAME_SIZE], vd_engine *e,
 			    const char *token);
+/* SHA-256 of a bearer token (what the catalog keeps instead of it). */
+int vd_engine_token_sha256(unsigned char out[32], const char *token);
+/* The role of the live user whose token's SHA-256 is `sha` (name filled),
+ * or NONE: unknown or revoked. A sign-in session keeps that hash, not the
+ * token, and asks again on every request, so revoking the user ends it. */
+enum vd_role vd_engine_user_auth_sha(char name[VD_EXECUTOR_NAME_SIZE], vd_engine *e,
+				     const unsigned char sha[32]);
 /* "reader", "submitter", "operator" (also for ADMIN), "executor",
  * "executor enrollment", "none". */
 const char *vd_role_name(enum vd_role r);
-/* Makes every long-poll return at once; used at shutdown before
- * the HTTP server is stopped. */
+/* Makes every long-poll (and event wait) return at once; used at
+ * shutdown before the HTTP server is stopped. */
 void vd_engine_wake_all(vd_engine *e);
 
 /*
@@ -422,9 +429,22 @@ int vd_engine_api_metrics(struct vd_buf *out, vd_engine *e);
 /* GET /v1/versions/<id>: a version (in every task that has it) or a result. */
 int vd_engine_api_version(json_t **reply, struct vd_buf *why, vd_engine *e,
 			  const char *id);
-/* GET /v1/tasks/<task>/log: the task's versions, newest first. */
+/* GET /v1/tasks: every task with its owner, how many versions it has, its
+ * code ID and its latest version (ID, name, time, status line). */
+int vd_engine_api_task_list(json_t **reply, vd_engine *e);
+/* Which of a task's versions GET /v1/tasks/<task>/versions lists. */
+struct vd_log_filter {
+	size_t offset;          /* skip this many (after filtering) */
+	size_t limit;           /* at most this many; 0: all */
+	const char *state;      /* NULL, or the status's first word must be this */
+	const char *text;       /* NULL, or the name contains it or the ID starts with it */
+};
+/* GET /v1/tasks/<task>/log and /versions: the task's versions, newest
+ * first, filtered and paged by f (NULL: all), with "total" (how many match)
+ * and "offset". Status lines are worked out only for the versions returned,
+ * unless f->state needs them for all. */
 int vd_engine_api_task_log(json_t **reply, struct vd_buf *why, vd_engine *e,
-			   const char *task);
+			   const char *task, const struct vd_log_filter *f);
 /* POST /v1/tasks/<task>/rerun {"data_id"?, "force"?}: vd_engine_rerun. */
 int vd_engine_api_rerun(json_t **reply, struct vd_buf *why, vd_engine *e, const char *task,
 			const json_t *body);
@@ -443,6 +463,25 @@ int vd_engine_api_du(json_t **reply, vd_engine *e);
 /* GET /v1/diff/<a>/<b>: chunks, bytes and units shared, added, removed. */
 int vd_engine_api_diff(json_t **reply, struct vd_buf *why, vd_engine *e,
 		       const char *a, const char *b);
+/*
+ * GET /v1/diff/<a>/<b>/lines[?path=P][&result=1] (engine_difflines.c): the
+ * unified diff of b against a (`diff -u`, 3 lines of context), exactly as
+ * `vdfs diff --lines a b` prints it (result: `--result`, the diff of the
+ * two versions' newest results): two single files whatever their names,
+ * trees file by file by path (a file on one side only against /dev/null),
+ * or with path (not NULL or "") only that file, which must be a regular
+ * file of both. a or b may be a result's ID (not with result). Appended to
+ * out: at most cap bytes, cut at a line end, with *truncated set when cut;
+ * the diff stops there (lib/diff.h, opts.limit). Nothing when the contents
+ * are equal. -EINVAL a bad ID, or a result with result; -ENOENT an unknown
+ * ID ("no version <id>"), a version with no result yet with result,
+ * path not a file of both; -EIO a chunk that cannot be read (verified) or
+ * disagrees with its manifest. The reason is in why; out is left as it was
+ * on failure.
+ */
+int vd_engine_api_diff_lines(struct vd_buf *out, bool *truncated, struct vd_buf *why,
+			     vd_engine *e, const char *a, const char *b, const char *path,
+			     bool result, size_t cap);
 
 /* ---- lifecycle: delete, pin, retention, gc, fsck (docs/lifecycle.md) -- */
 
@@ -484,6 +523,54 @@ int vd_engine_api_gc(json_t **reply, struct vd_buf *why, vd_engine *e, const jso
  * full every chunk's bytes). The reply lists the problems found, each
  * with the versions it affects, and what repair did. */
 int vd_engine_api_fsck(json_t **reply, struct vd_buf *why, vd_engine *e, const json_t *body);
+
+/* ---- live events (engine_events.c) ------------------------------------
+ *
+ * What changed, as it happens, for GET /v1/events (the dashboard's live
+ * view): the engine posts an event after each change it reports is
+ * committed. They are kept in memory only, the last VD_EVENTS_KEEP of
+ * them, numbered 1, 2, ... from the engine's open (a restart begins at 1
+ * again). A reader that fell behind by more than the ring holds is told
+ * so (`lost`) and must fetch the state afresh.
+ */
+#define VD_EVENTS_KEEP 4096
+enum vd_event_kind {
+	VD_EVENT_UNIT = 1,     /* a unit's result was accepted */
+	VD_EVENT_RUN,          /* what: queued | running | done | failed */
+	VD_EVENT_VERSION,      /* what: sealed | deleted */
+	VD_EVENT_TASK,         /* what: created | deleted | function | config */
+	VD_EVENT_EXECUTOR,     /* what: registered | revoked | left */
+};
+struct vd_event {
+	uint64_t seq;              /* set by the engine when posted */
+	int64_t time_ms;           /* likewise: vd_now_ms */
+	enum vd_event_kind kind;
+	char what[12];
+	char task[256];            /* unit, run, version, task */
+	char data_id[VD_ID_SIZE];  /* unit, run, version */
+	char code_id[VD_ID_SIZE];  /* unit, run */
+	char name[256];            /* version: its data name; executor: its name */
+	uint64_t done, units;      /* unit: the run's units done so far, and all */
+};
+/* "unit", "run", "version", "task", "executor". */
+const char *vd_event_kind_name(enum vd_event_kind k);
+/* The event as the JSON object GET /v1/events sends (docs/protocol.md,
+ * "Events"), appended to out on one line. Names that are not UTF-8 have
+ * their stray bytes shown as U+FFFD, so the text is always valid JSON. */
+int vd_event_json(struct vd_buf *out, const struct vd_event *ev);
+/* The number of the newest event (0: none yet). */
+uint64_t vd_engine_events_seq(vd_engine *e);
+/*
+ * Copy the events numbered after `after` into out[0..cap), oldest first,
+ * their count in *n, waiting up to timeout_ms for one to come when there
+ * is none yet (*n 0 when none came). *lost is set, with nothing copied and
+ * at once, when some of them are no longer held (they fell out of the
+ * ring) or `after` is ahead of the newest (a number from before a
+ * restart): the reader then fetches the state afresh and goes on after
+ * vd_engine_events_seq. -ESHUTDOWN once vd_engine_wake_all was called.
+ */
+int vd_engine_events_wait(struct vd_event *out, size_t cap, size_t *n, bool *lost,
+			  vd_engine *e, uint64_t after, int timeout_ms);
 
 /* ---- users and tokens (engine_users.c) -------------------------------- */
 /* POST /v1/users {"name","role"}: a user and its token, shown this once:

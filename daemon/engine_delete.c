@@ -284,6 +284,8 @@ static int version_delete_locked(struct vd_buf *why, vd_engine *e, const char *t
 		goto out;
 	e->m_deleted++;
 	vd_info("task %s: deleted version %s", task, data);
+	vd_engine_event_version(e, task, data, json_string_value(json_object_get(v, "name")),
+				"deleted");
 out:
 	vd_catalog_batch_free(b);
 	json_decref(v);
@@ -382,6 +384,7 @@ static int task_delete_locked(struct vd_buf *why, vd_engine *e, const char *task
 		goto out;
 	e->m_deleted += ids.n + 1;
 	vd_info("deleted task %s (%zu versions)", task, ids.n);
+	vd_engine_event_task(e, task, "deleted");
 out:
 	vd_catalog_batch_free(b);
 	vd_strv_release(&ids);

@@ -491,6 +491,7 @@ int vd_engine_api_register(json_t **reply, struct vd_buf *why, vd_engine *e,
 	vd_info("executor %s registered (level %lld, %lld slots, %zu chunks cached, "
 		"%zu results spooled)", name, level, slots, json_array_size(cached),
 		json_array_size(spooled));
+	vd_engine_event_executor(e, name, "registered");
 	if (dropped || kept)
 		vd_info("executor %s replaced a process of that name: %d of its leases "
 			"back in the queue, %d kept for the results it has spooled", name,
@@ -543,6 +544,7 @@ int vd_engine_api_revoke(json_t **reply, struct vd_buf *why, vd_engine *e,
 	x->revoked = true;
 	memset(x->token_hash, 0, sizeof x->token_hash);
 	vd_warn("executor %s revoked; %d of its units back in the queue", name, n);
+	vd_engine_event_executor(e, name, "revoked");
 unlock:
 	pthread_mutex_unlock(&e->lock);
 	if (!rc) {
@@ -586,6 +588,7 @@ int vd_engine_api_leave(json_t **reply, struct vd_buf *why, vd_engine *e,
 	x->poll_until_ms = INT64_MIN;
 	x->last_seen_ms = vd_mono_ms();
 	vd_info("executor %s left%s", name, n ? "; its units are back in the queue" : "");
+	vd_engine_event_executor(e, name, "left");
 unlock:
 	pthread_mutex_unlock(&e->lock);
 	if (!rc) {

@@ -626,6 +626,7 @@ int vd_engine_seal(struct vd_version_info *out, vd_engine *e, const char *task,
 	vd_info("task %s: sealed %s as version %s (%llu bytes, %llu new)", task,
 		name, data_id, (unsigned long long)size,
 		(unsigned long long)vd_store_writer_new_bytes(w));
+	vd_engine_event_version(e, task, data_id, name, "sealed");
 	if (made_run)
 		vd_engine_run_activate(e, task, data_id, code);
 	rc = version_info_from(out, v);

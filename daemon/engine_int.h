@@ -253,6 +253,11 @@ struct vd_engine {
 	 * (vd_engine_settling_set); lock. For status only. */
 	struct vd_settling *settling;
 
+	/* The live events (engine_events.c), behind a lock of their own
+	 * that is taken after this one, never before: NULL when they could
+	 * not be set up, and then nothing is posted. */
+	struct vd_events *events;
+
 	/* Counters for /metrics; lock. */
 	uint64_t m_leased, m_accepted, m_failed, m_expired, m_late;
 	uint64_t m_copies, m_mismatches, m_quarantines;
@@ -381,8 +386,6 @@ int vd_engine_int_field(long long *out, struct vd_buf *why, const json_t *req,
  * is neither. */
 enum vd_role vd_engine_user_auth(char name[VD_EXECUTOR_NAME_SIZE], vd_engine *e,
 				 const char *token);
-/* SHA-256 of a bearer token (what the catalog keeps instead of it). */
-int vd_engine_token_sha256(unsigned char out[32], const char *token);
 /* n bytes as 2n lowercase hex digits and a NUL. */
 void vd_engine_hex(char *out, const unsigned char *p, size_t n);
 struct vd_executor *vd_engine_find_exec(vd_engine *e, const char *name);
@@ -429,6 +432,26 @@ int vd_engine_version_status(struct vd_buf *out, vd_engine *e, const char *task,
 			     const char *data, const json_t *v);
 int vd_engine_run_json(json_t **out, vd_engine *e, const char *task, const char *data,
 		       const char *code);
+
+/* ---- engine_events.c ---- */
+/* Set up and tear down the ring (at open, before runs are loaded, and at
+ * close, after the threads that post are gone). */
+int vd_engine_events_open(vd_engine *e);
+void vd_engine_events_close(vd_engine *e);
+/* Every event wait returns -ESHUTDOWN from now on (vd_engine_wake_all). */
+void vd_engine_events_stop(vd_engine *e);
+/* Number ev, stamp it and keep it, waking the waiters. Never fails: the
+ * oldest event makes room. May be called with e->lock held (the events'
+ * lock is taken after it); calls nothing else of the engine. */
+void vd_engine_event_post(vd_engine *e, const struct vd_event *ev);
+/* One-call hooks, each an event_post. Strings are copied (cut to fit);
+ * NULL is "". */
+void vd_engine_event_unit(vd_engine *e, const struct vd_run *r);
+void vd_engine_event_run(vd_engine *e, const struct vd_run *r, const char *state);
+void vd_engine_event_version(vd_engine *e, const char *task, const char *data_id,
+			     const char *name, const char *what);
+void vd_engine_event_task(vd_engine *e, const char *task, const char *what);
+void vd_engine_event_executor(vd_engine *e, const char *name, const char *what);
 
 /* ---- engine_reduce.c ---- */
 /* Build the aggregated result of a finished run from its units' outputs

@@ -124,6 +124,7 @@ static int lease_unit(json_t *list, vd_catalog_batch *b, vd_engine *e,
 	if (!r->started) {
 		r->started = true;
 		r->started_ms = vd_now_ms();
+		vd_engine_event_run(e, r, "running");
 	}
 	if (copy) {
 		un->copied = true;
@@ -583,6 +584,7 @@ static int accept_result(vd_catalog_batch *b, vd_engine *e, struct vd_run *r,
 	r->done_ms_sum += ms;
 	r->done_ms_n++;
 	e->m_accepted++;
+	vd_engine_event_unit(e, r);
 	for (int i = 0; i < un->nvotes || i == 0; i++) {
 		const char *name = un->nvotes ? un->votes[i].executor : executor;
 		if (un->nvotes && strcmp(un->votes[i].blob, blob))

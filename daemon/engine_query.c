@@ -200,20 +200,90 @@ out:
 
 /* ---- GET /v1/tasks/<task>/log ---------------------------------------- */
 
+/* A version as the log first sees it: enough to sort and filter. */
+struct log_row {
+	const char *id;
+	json_t *v;              /* its record */
+	json_int_t time;
+};
+
 static int by_time_desc(const void *a, const void *b)
 {
-	json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "time"));
-	json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "time"));
-	return (x < y) - (x > y);
+	json_int_t x = ((const struct log_row *)a)->time, y = ((const struct log_row *)b)->time;
+	int c = (x < y) - (x > y);
+	/* Equal times (a script's burst) still list in one order. */
+	return c ? c : strcmp(((const struct log_row *)a)->id, ((const struct log_row *)b)->id);
+}
+
+static bool text_match(const struct log_row *r, const char *text)
+{
+	const char *name = json_string_value(json_object_get(r->v, "name"));
+
+	return !strncmp(r->id, text, strlen(text)) || (name && strstr(name, text));
+}
+
+/* Does status line st start with the word `state`? */
+static bool state_match(const char *st, const char *state)
+{
+	size_t n = strlen(state);
+
+	return !strncmp(st, state, n) && (st[n] == '\0' || st[n] == ' ' || st[n] == '\n' ||
+					 st[n] == ':' || st[n] == ',');
+}
+
+static void log_status(struct vd_buf *st, vd_engine *e, const char *task,
+		       const struct log_row *r)
+{
+	vd_buf_reset(st);
+	vd_engine_version_status(st, e, task, r->id, r->v);
+	if (st->len && st->data[st->len - 1] == '\n')
+		st->data[--st->len] = '\0';
+}
+
+/* The reply's row for r: what the log says about one version. */
+static json_t *log_entry(vd_engine *e, const char *task, const struct log_row *r,
+			 struct vd_buf *st)
+{
+	json_t *v = r->v, *rj = NULL;
+	char cbuf[VD_ID_SIZE];
+	const char *code = vd_engine_version_code(cbuf, e, task, v);
+
+	log_status(st, e, task, r);
+	json_t *row = json_pack("{s:s, s:O*, s:O*, s:s?, s:s, s:O*, s:O*, s:O*}", "data_id",
+		r->id, "name", json_object_get(v, "name"), "time", json_object_get(v, "time"),
+		"code_id", code, "status", vd_buf_cstr(st), "size", json_object_get(v, "size"),
+		"stored", json_object_get(v, "stored"), "submitted_by",
+		json_object_get(v, "submitted_by"));
+	if (row && code && !vd_engine_run_json(&rj, e, task, r->id, code)) {
+		json_int_t t0 = json_integer_value(json_object_get(rj, "started"));
+		json_int_t t1 = json_integer_value(json_object_get(rj, "finished"));
+		if (!t0)
+			t0 = json_integer_value(json_object_get(rj, "created"));
+		json_t *d = json_object_get(rj, "duration_ms");
+		if (d)
+			json_object_set(row, "duration_ms", d);
+		else if (t1)
+			json_object_set_new(row, "duration_ms", json_integer(t1 - t0));
+		if (json_object_get(rj, "units"))
+			json_object_set(row, "units", json_object_get(rj, "units"));
+	}
+	json_decref(rj);
+	return row;
 }
 
 int vd_engine_api_task_log(json_t **reply, struct vd_buf *why, vd_engine *e,
-			   const char *task)
+			   const char *task, const struct vd_log_filter *f)
 {
+	static const struct vd_log_filter all = { 0 };
 	struct vd_strv ids = { 0 };
-	json_t **rows = NULL, *arr = NULL;
-	size_t n = 0;
+	struct vd_buf st = VD_BUF_INIT(4096);
+	struct log_row *rows = NULL;
+	json_t *arr = NULL;
+	size_t n = 0, kept = 0, end;
 	int rc;
+
+	if (!f)
+		f = &all;
 	if (!vd_engine_task_exists(e, task)) {
 		vd_buf_addf(why, "no task '%s'", task);
 		return -ENOENT;
@@ -225,54 +295,97 @@ int vd_engine_api_task_log(json_t **reply, struct vd_buf *why, vd_engine *e,
 		goto out;
 	}
 	for (size_t i = 0; i < ids.n; i++) {
-		json_t *v = NULL, *rj = NULL;
-		struct vd_buf st = VD_BUF_INIT(4096);
-		if (vd_engine_version_json(&v, e, task, ids.v[i]))
+		struct log_row r = { .id = ids.v[i] };
+		if (vd_engine_version_json(&r.v, e, task, ids.v[i]))
 			continue;
-		char cbuf[VD_ID_SIZE];
-		const char *code = vd_engine_version_code(cbuf, e, task, v);
-		vd_engine_version_status(&st, e, task, ids.v[i], v);
-		if (st.len && st.data[st.len - 1] == '\n')
-			st.data[--st.len] = '\0';
-		json_t *row = json_pack("{s:s, s:O*, s:O*, s:s?, s:s, s:O*, s:O*}", "data_id",
-			ids.v[i], "name", json_object_get(v, "name"), "time",
-			json_object_get(v, "time"), "code_id", code, "status", vd_buf_cstr(&st),
-			"size", json_object_get(v, "size"), "stored", json_object_get(v, "stored"));
-		if (row && code && !vd_engine_run_json(&rj, e, task, ids.v[i], code)) {
-			json_int_t t0 = json_integer_value(json_object_get(rj, "started"));
-			json_int_t t1 = json_integer_value(json_object_get(rj, "finished"));
-			if (!t0)
-				t0 = json_integer_value(json_object_get(rj, "created"));
-			json_t *d = json_object_get(rj, "duration_ms");
-			if (d)
-				json_object_set(row, "duration_ms", d);
-			else if (t1)
-				json_object_set_new(row, "duration_ms", json_integer(t1 - t0));
-			if (json_object_get(rj, "units"))
-				json_object_set(row, "units", json_object_get(rj, "units"));
+		r.time = json_integer_value(json_object_get(r.v, "time"));
+		if (f->text && *f->text && !text_match(&r, f->text)) {
+			json_decref(r.v);
+			continue;
 		}
-		if (row)
-			rows[n++] = row;
-		json_decref(rj);
-		json_decref(v);
-		vd_buf_release(&st);
+		rows[n++] = r;
 	}
 	qsort(rows, n, sizeof *rows, by_time_desc);
-	for (size_t i = 0; i < n; i++) {
-		json_array_append_new(arr, rows[i]);
-		rows[i] = NULL;
+	/* A status filter must look at every version's status; without one
+	 * only the page's are worked out below (a task of 10,000 versions
+	 * lists a page of 100 in a hundredth of the time). */
+	if (f->state && *f->state) {
+		for (size_t i = 0; i < n; i++) {
+			log_status(&st, e, task, &rows[i]);
+			if (state_match(vd_buf_cstr(&st), f->state))
+				rows[kept++] = rows[i];
+			else
+				json_decref(rows[i].v);
+		}
+		n = kept;
+	}
+	end = f->limit && f->offset + f->limit < n ? f->offset + f->limit : n;
+	for (size_t i = f->offset; i < end; i++) {
+		json_t *row = log_entry(e, task, &rows[i], &st);
+		if (!row || json_array_append_new(arr, row)) {
+			rc = -ENOMEM;
+			goto out;
+		}
 	}
 	char latest[VD_ID_SIZE];
 	bool has_latest = vd_engine_version_latest(latest, e, task) == 0;
-	*reply = json_pack("{s:s, s:O, s:s?}", "task", task, "versions", arr, "latest",
-			   has_latest ? latest : NULL);
+	*reply = json_pack("{s:s, s:O, s:s?, s:I, s:I}", "task", task, "versions", arr,
+			   "latest", has_latest ? latest : NULL, "total", (json_int_t)n,
+			   "offset", (json_int_t)f->offset);
 	rc = *reply ? 0 : -ENOMEM;
 out:
 	for (size_t i = 0; rows && i < n; i++)
-		json_decref(rows[i]);
+		json_decref(rows[i].v);
 	free(rows);
 	json_decref(arr);
+	vd_buf_release(&st);
 	vd_strv_release(&ids);
+	return rc;
+}
+
+/* ---- GET /v1/tasks ------------------------------------------------------ */
+
+int vd_engine_api_task_list(json_t **reply, vd_engine *e)
+{
+	struct vd_strv tasks = { 0 };
+	struct vd_buf st = VD_BUF_INIT(4096);
+	json_t *arr = json_array();
+	int rc = arr ? vd_engine_task_list(&tasks, e) : -ENOMEM;
+
+	for (size_t i = 0; !rc && i < tasks.n; i++) {
+		char owner[VD_EXECUTOR_NAME_SIZE], latest[VD_ID_SIZE], cbuf[VD_ID_SIZE];
+		struct vd_strv ids = { 0 };
+		json_t *t, *v = NULL;
+
+		if (vd_engine_task_owner(owner, e, tasks.v[i]))
+			continue;   /* deleted meanwhile */
+		vd_engine_version_list(&ids, e, tasks.v[i]);
+		t = json_pack("{s:s, s:s, s:I}", "name", tasks.v[i], "owner", owner, "versions",
+			      (json_int_t)ids.n);
+		vd_strv_release(&ids);
+		if (t && vd_engine_version_latest(latest, e, tasks.v[i]) == 0) {
+			json_object_set_new(t, "latest", json_string(latest));
+			if (!vd_engine_version_json(&v, e, tasks.v[i], latest)) {
+				struct log_row r = { .id = latest, .v = v };
+				const char *code = vd_engine_version_code(cbuf, e, tasks.v[i], v);
+
+				log_status(&st, e, tasks.v[i], &r);
+				json_object_set(t, "latest_name", json_object_get(v, "name"));
+				json_object_set(t, "latest_time", json_object_get(v, "time"));
+				json_object_set_new(t, "latest_status", json_string(vd_buf_cstr(&st)));
+				if (code)
+					json_object_set_new(t, "code_id", json_string(code));
+				json_decref(v);
+			}
+		}
+		if (!t || json_array_append_new(arr, t))
+			rc = -ENOMEM;
+	}
+	if (!rc && !(*reply = json_pack("{s:O}", "tasks", arr)))
+		rc = -ENOMEM;
+	json_decref(arr);
+	vd_buf_release(&st);
+	vd_strv_release(&tasks);
 	return rc;
 }
 

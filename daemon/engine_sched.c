@@ -740,6 +740,7 @@ int vd_engine_run_activate(vd_engine *e, const char *task, const char *data,
 	while (*pp)
 		pp = &(*pp)->next;
 	*pp = r;
+	vd_engine_event_run(e, r, "queued");
 	if (r->ndone == r->nunits) {
 		r->finishing = true;
 		pthread_cond_broadcast(&e->tick);
@@ -840,6 +841,7 @@ int vd_engine_run_fail(vd_engine *e, struct vd_run *r, const char *error)
 		rc = vd_catalog_commit(e->cat, b, true);
 	}
 	vd_warn("run %s/%.8s code %.8s failed: %s", r->task, r->data, r->code, error);
+	vd_engine_event_run(e, r, "failed");
 	run_remove(e, r);
 	vd_catalog_batch_free(b);
 	return rc;
@@ -907,6 +909,7 @@ static void run_finish(vd_engine *e, struct vd_run *r)
 	vd_engine_disk_note(e, 0);
 	vd_info("run %s/%.8s code %.8s done: result %llu bytes", task, data, code,
 		(unsigned long long)result->size);
+	vd_engine_event_run(e, r, "done");
 	run_remove(e, r);
 	goto out;
 fail:

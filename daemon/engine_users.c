@@ -75,25 +75,15 @@ static int new_token(char token[2 * USER_TOKEN_BYTES + 1], char hash_hex[65])
 	return 0;
 }
 
-enum vd_role vd_engine_user_auth(char name[VD_EXECUTOR_NAME_SIZE], vd_engine *e,
-				 const char *token)
+enum vd_role vd_engine_user_auth_sha(char name[VD_EXECUTOR_NAME_SIZE], vd_engine *e,
+				     const unsigned char h[32])
 {
-	unsigned char h[32];
 	char hex[65], *val = NULL;
 	struct vd_buf k = VD_BUF_INIT(128);
 	enum vd_role role = VD_ROLE_NONE;
 	json_t *u = NULL;
 	size_t vlen;
-	if (vd_engine_token_sha256(h, token))
-		return VD_ROLE_NONE;
-	vd_engine_hex(hex, h, sizeof h);
-	vd_buf_addf(&k, "et/%s", hex);
-	if (vd_catalog_has(e->cat, vd_buf_cstr(&k)) == 1) {
-		role = VD_ROLE_ENROLL;
-		snprintf(name, VD_EXECUTOR_NAME_SIZE, "%s", "");
-		goto out;
-	}
-	vd_buf_reset(&k);
+	vd_engine_hex(hex, h, 32);
 	vd_buf_addf(&k, "ut/%s", hex);
 	if (vd_catalog_get(&val, &vlen, e->cat, vd_buf_cstr(&k)) || vlen >= VD_EXECUTOR_NAME_SIZE)
 		goto out;
@@ -109,6 +99,27 @@ enum vd_role vd_engine_user_auth(char name[VD_EXECUTOR_NAME_SIZE], vd_engine *e,
 out:
 	json_decref(u);
 	free(val);
+	vd_buf_release(&k);
+	return role;
+}
+
+enum vd_role vd_engine_user_auth(char name[VD_EXECUTOR_NAME_SIZE], vd_engine *e,
+				 const char *token)
+{
+	unsigned char h[32];
+	char hex[65];
+	struct vd_buf k = VD_BUF_INIT(128);
+	enum vd_role role;
+	if (vd_engine_token_sha256(h, token))
+		return VD_ROLE_NONE;
+	vd_engine_hex(hex, h, sizeof h);
+	vd_buf_addf(&k, "et/%s", hex);
+	if (vd_catalog_has(e->cat, vd_buf_cstr(&k)) == 1) {
+		snprintf(name, VD_EXECUTOR_NAME_SIZE, "%s", "");
+		role = VD_ROLE_ENROLL;
+	} else {
+		role = vd_engine_user_auth_sha(name, e, h);
+	}
 	vd_buf_release(&k);
 	return role;
 }

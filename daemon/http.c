@@ -65,6 +65,10 @@ enum route {
 	ROUTE_VERSIONS,        /* GET lists a task's versions, POST commits one */
 	ROUTE_FUNCTION,        /* GET, PUT a task's function */
 	ROUTE_CONFIG,          /* GET, PUT a task's config */
+	/* The dashboard (http_web.c, http_events.c). */
+	ROUTE_SESSION,         /* POST signs in, GET says who, DELETE signs out */
+	ROUTE_EVENTS,          /* the live event stream */
+	ROUTE_DIFF_LINES,      /* /v1/diff/<a>/<b>/lines: a unified diff */
 };
 
 /* Per-request state, owned by MHD's connection-class pointer and freed in
@@ -78,185 +82,15 @@ struct req {
 	char *rest;                        /* ROUTE_DOWNLOAD: what, after the ID (malloc'd) */
 	enum vd_role role;                 /* who the token says is asking */
 	char who[VD_EXECUTOR_NAME_SIZE];   /* VD_ROLE_EXECUTOR: its name */
+	/* Authenticated by the dashboard's session cookie, not a bearer
+	 * token: then `session` is the session (its CSRF token). */
+	bool by_cookie;
+	struct vd_session_info session;
 	struct vd_buf body;
 	/* The body went over its cap: the rest is read and dropped, and the
 	 * answer is 413 once the upload is done. */
 	bool too_big;
 };
-
-/* ---- the log throttle ------------------------------------------------- */
-
-/* Say how many lines were left out once their window is over (at once
- * with `force`). Returns when the current window ends if lines are
- * waiting to be counted there, else -1. */
-int64_t http_log_flush(vd_http *h, int64_t now, bool force)
-{
-	unsigned dropped = 0;
-	int64_t due = -1;
-
-	pthread_mutex_lock(&h->lock);
-	if (force || now - h->log_window >= HTTP_LOG_WINDOW_MS) {
-		dropped = h->log_dropped;
-		h->log_window = now;
-		h->log_lines = 0;
-		h->log_dropped = 0;
-	} else if (h->log_dropped) {
-		due = h->log_window + HTTP_LOG_WINDOW_MS;
-	}
-	pthread_mutex_unlock(&h->lock);
-	if (dropped)
-		vd_warn("http: %u more lines about refused or broken connections "
-			"were not logged", dropped);
-	return due;
-}
-
-/* May one more line about a stranger's connection be logged now? */
-bool http_log_allowed(vd_http *h)
-{
-	bool ok;
-
-	http_log_flush(h, vd_mono_ms(), false);
-	pthread_mutex_lock(&h->lock);
-	ok = h->log_lines < HTTP_LOG_BURST;
-	if (ok)
-		h->log_lines++;
-	else
-		h->log_dropped++;
-	pthread_mutex_unlock(&h->lock);
-	return ok;
-}
-
-/* ---- answers ---------------------------------------------------------- */
-
-/* Queue `len` bytes of malloc'd `data` (taken over, also on failure). */
-static enum MHD_Result reply_bytes(struct MHD_Connection *c, unsigned status,
-				   const char *ctype, char *data, size_t len)
-{
-	struct MHD_Response *r;
-	enum MHD_Result ret;
-
-	r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
-	if (!r) {
-		free(data);
-		vd_warn("http: cannot create a response (status %u)", status);
-		return MHD_NO;
-	}
-	if (ctype)
-		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-	ret = MHD_queue_response(c, status, r);
-	MHD_destroy_response(r);
-	return ret;
-}
-
-static enum MHD_Result reply_empty(struct MHD_Connection *c, unsigned status)
-{
-	struct MHD_Response *r;
-	enum MHD_Result ret;
-
-	r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-	if (!r)
-		return MHD_NO;
-	ret = MHD_queue_response(c, status, r);
-	MHD_destroy_response(r);
-	return ret;
-}
-
-static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status,
-				  const json_t *j)
-{
-	char *s = json_dumps(j, JSON_COMPACT);
-
-	if (!s) {
-		vd_warn("http: cannot encode a JSON reply");
-		return MHD_NO;
-	}
-	return reply_bytes(c, status, "application/json", s, strlen(s));
-}
-
-/* Answer {"error": why}, logged in one line unless `quiet`. Every refusal
- * goes through here, so each one is logged once at most. A 401 closes the
- * connection (only a token holder keeps one; see the top of this file),
- * and so do 411 and 413, whose bodies are left unread, and 503 (shutting
- * down). */
-static enum MHD_Result reply_error_q(struct MHD_Connection *c, unsigned status,
-				     const char *method, const char *url,
-				     const char *why, const char *allow, bool quiet)
-{
-	struct MHD_Response *r;
-	enum MHD_Result ret;
-	json_t *j;
-	char *s;
-
-	if (!quiet)
-		vd_warn("http: %s %s -> %u: %s", method, url, status, why);
-	j = json_pack("{s:s}", "error", why);
-	s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (!s)
-		return MHD_NO;
-	r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
-	if (!r) {
-		free(s);
-		return MHD_NO;
-	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-	if (allow)
-		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-	/* A full state disk is a wait, not a failure: say when to try again. */
-	if (status == MHD_HTTP_INSUFFICIENT_STORAGE)
-		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, HTTP_DISK_RETRY_S);
-	if (status == MHD_HTTP_UNAUTHORIZED || status == MHD_HTTP_LENGTH_REQUIRED ||
-	    status == MHD_HTTP_CONTENT_TOO_LARGE || status == MHD_HTTP_SERVICE_UNAVAILABLE)
-		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-	ret = MHD_queue_response(c, status, r);
-	MHD_destroy_response(r);
-	return ret;
-}
-
-static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status,
-				   const char *method, const char *url,
-				   const char *why, const char *allow)
-{
-	return reply_error_q(c, status, method, url, why, allow, false);
-}
-
-/* The mapping documented in engine.h. -EAGAIN (204) is handled by callers. */
-static unsigned status_of(int rc)
-{
-	switch (rc) {
-	case -EINVAL:
-		return MHD_HTTP_BAD_REQUEST;
-	case -EACCES:
-		return MHD_HTTP_UNAUTHORIZED;
-	case -EPERM:
-		return MHD_HTTP_FORBIDDEN;
-	case -ENOENT:
-		return MHD_HTTP_NOT_FOUND;
-	case -ESTALE:
-		return MHD_HTTP_CONFLICT;
-	case -EFBIG:
-		return MHD_HTTP_CONTENT_TOO_LARGE;
-	case -ESHUTDOWN:
-		return MHD_HTTP_SERVICE_UNAVAILABLE;
-	case -ENOSPC:
-	case -EDQUOT:
-		return MHD_HTTP_INSUFFICIENT_STORAGE;
-	case -EALREADY:
-	case -EBUSY:
-		return MHD_HTTP_CONFLICT;
-	default:
-		return MHD_HTTP_INTERNAL_SERVER_ERROR;
-	}
-}
-
-static enum MHD_Result reply_engine_error(struct MHD_Connection *c, int rc,
-					  const char *method, const char *url,
-					  const struct vd_buf *why)
-{
-	const char *msg = why && why->len ? vd_buf_cstr(why) : strerror(-rc);
-
-	return reply_error(c, status_of(rc), method, url, msg, NULL);
-}
 
 /* ---- request checks --------------------------------------------------- */
 
@@ -306,6 +140,10 @@ static const char *role_refusal(enum vd_role role, enum route r, const char *met
 		 * and only for itself (checked in handle). */
 		ok = role == VD_ROLE_EXECUTOR || op;
 		break;
+	case ROUTE_STATUS:
+	case ROUTE_SESSION:
+	case ROUTE_EVENTS:
+	case ROUTE_DIFF_LINES:
 	case ROUTE_VERSION:
 	case ROUTE_DOWNLOAD:
 	case ROUTE_LINEAGE:
@@ -338,7 +176,7 @@ static const char *role_refusal(enum vd_role role, enum route r, const char *met
 		ok = op || role == VD_ROLE_SUBMITTER;
 		break;
 	default:
-		/* status, metrics, gc, fsck, users, enrollment tokens */
+		/* metrics, gc, fsck, users, enrollment tokens */
 		ok = op;
 		break;
 	}
@@ -511,6 +349,9 @@ static int route_of(struct req *q, const char **allowed, const char *url)
 		{ "/v1/users", NULL, ROUTE_USERS, MHD_HTTP_METHOD_GET ", " MHD_HTTP_METHOD_POST },
 		{ "/v1/users/", "", ROUTE_USER_REVOKE, MHD_HTTP_METHOD_DELETE },
 		{ "/v1/tokens/executor", NULL, ROUTE_ENROLL_TOKEN, MHD_HTTP_METHOD_POST },
+		{ "/v1/session", NULL, ROUTE_SESSION,
+		  MHD_HTTP_METHOD_GET ", " MHD_HTTP_METHOD_POST ", " MHD_HTTP_METHOD_DELETE },
+		{ "/v1/events", NULL, ROUTE_EVENTS, MHD_HTTP_METHOD_GET },
 	};
 	size_t i;
 	int rc = 0;
@@ -518,12 +359,17 @@ static int route_of(struct req *q, const char **allowed, const char *url)
 	if (lifecycle_route(q, allowed, &rc, url))
 		return rc;
 
-	/* /v1/diff/<a>/<b>: the one route with two IDs. */
+	/* /v1/diff/<a>/<b>[/lines]: the routes with two IDs. */
 	if (!strncmp(url, "/v1/diff/", 9)) {
 		const char *a = url + 9;
+		size_t alen = strlen(a);
 		q->route = ROUTE_DIFF;
 		*allowed = MHD_HTTP_METHOD_GET;
-		if (strlen(a) != 2 * VD_ID_LEN + 1 || a[VD_ID_LEN] != '/')
+		if (alen == 2 * VD_ID_LEN + 7 && !strcmp(a + 2 * VD_ID_LEN + 1, "/lines")) {
+			q->route = ROUTE_DIFF_LINES;
+			alen -= 6;
+		}
+		if (alen != 2 * VD_ID_LEN + 1 || a[VD_ID_LEN] != '/')
 			return -EINVAL;
 		memcpy(q->id, a, VD_ID_LEN);
 		q->id[VD_ID_LEN] = '\0';
@@ -605,30 +451,32 @@ static size_t body_cap(enum route r)
 	}
 }
 
-/* GET /v1/tasks: every task with its owner and latest version. */
-static int tasks_list(json_t **reply, vd_engine *e)
+/* ?offset=K&limit=N&state=WORD&q=TEXT of GET /v1/tasks/<task>/versions
+ * (and /log). The strings stay MHD's, valid while the request is. */
+static int log_filter_of(struct vd_log_filter *f, struct vd_buf *why, struct MHD_Connection *c)
 {
-	struct vd_strv tasks = { 0 };
-	json_t *arr = json_array();
-	int rc = arr ? vd_engine_task_list(&tasks, e) : -ENOMEM;
+	static const char *const nums[] = { "offset", "limit" };
+	size_t *dst[] = { &f->offset, &f->limit };
 
-	for (size_t i = 0; !rc && i < tasks.n; i++) {
-		char owner[VD_EXECUTOR_NAME_SIZE], latest[VD_ID_SIZE];
-		json_t *t;
+	memset(f, 0, sizeof(*f));
+	for (size_t i = 0; i < 2; i++) {
+		const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, nums[i]);
+		unsigned long long n;
+		char *end;
 
-		if (vd_engine_task_owner(owner, e, tasks.v[i]))
-			continue;   /* deleted meanwhile */
-		t = json_pack("{s:s, s:s}", "name", tasks.v[i], "owner", owner);
-		if (t && vd_engine_version_latest(latest, e, tasks.v[i]) == 0)
-			json_object_set_new(t, "latest", json_string(latest));
-		if (!t || json_array_append_new(arr, t))
-			rc = -ENOMEM;
+		if (!v)
+			continue;
+		errno = 0;
+		n = strtoull(v, &end, 10);
+		if (errno || end == v || *end || *v == '-' || n > 1000000000ull) {
+			vd_buf_addf(why, "%s must be a number of versions", nums[i]);
+			return -EINVAL;
+		}
+		*dst[i] = (size_t)n;
 	}
-	if (!rc && !(*reply = json_pack("{s:O}", "tasks", arr)))
-		rc = -ENOMEM;
-	json_decref(arr);
-	vd_strv_release(&tasks);
-	return rc;
+	f->state = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
+	f->text = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "q");
+	return 0;
 }
 
 /* Parse a JSON object; on failure fill why with jansson's reason. */
@@ -712,6 +560,57 @@ static const char *submitter(const struct req *q)
 	return daemon_user_name;
 }
 
+/* GET /v1/diff/<a>/<b>/lines[?path=P][&result=1]: the unified diff as
+ * text, at most HTTP_DIFF_MAX bytes (cut at a line end, X-VDFS-Truncated). */
+static enum MHD_Result diff_lines(vd_http *h, struct MHD_Connection *c, const struct req *q,
+				  const char *method, const char *url)
+{
+	const char *path = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "path");
+	const char *res = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "result");
+	struct vd_buf text = VD_BUF_INIT(HTTP_DIFF_MAX), why = VD_BUF_INIT(4096);
+	struct MHD_Response *r = NULL;
+	enum MHD_Result ret;
+	bool truncated = false;
+	char *data = NULL;
+	size_t len;
+	int rc;
+
+	if (res && strcmp(res, "1") && strcmp(res, "0")) {
+		vd_buf_adds(&why, "'result' must be 1 or 0");
+		rc = -EINVAL;
+	} else {
+		/* Large inputs take seconds with nothing on the wire. */
+		http_door_patient(c, true);
+		rc = vd_engine_api_diff_lines(&text, &truncated, &why, h->e, q->id, q->id2, path,
+					      res && !strcmp(res, "1"), HTTP_DIFF_MAX);
+		http_door_patient(c, false);
+	}
+	if (rc < 0) {
+		ret = http_reply_engine_error(c, rc, method, url, &why);
+		goto out;
+	}
+	data = vd_buf_detach(&text, &len);
+	r = MHD_create_response_from_buffer(data ? len : 0, data ? data : (char *)"",
+					    data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	if (!r) {
+		free(data);
+		ret = MHD_NO;
+		goto out;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/x-diff; charset=utf-8");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	if (truncated)
+		MHD_add_response_header(r, "X-VDFS-Truncated", "1");
+	/* Users' bytes, like a download. */
+	http_web_untrusted_headers(r);
+	ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+out:
+	vd_buf_release(&text);
+	vd_buf_release(&why);
+	return ret;
+}
+
 /* The body is complete: run the route and queue the answer. */
 static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 			      struct req *q, const char *method, const char *url)
@@ -724,8 +623,27 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 	int rc;
 
 	if (atomic_load(&h->stopping)) {
-		ret = reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, method, url,
+		ret = http_reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, method, url,
 				  "the daemon is shutting down", NULL);
+		goto out;
+	}
+	if (q->route == ROUTE_SESSION) {
+		ret = http_web_session(h, c, method, url, q->role, q->who,
+				       q->by_cookie ? &q->session : NULL, q->body.data, q->body.len);
+		goto out;
+	}
+	if (q->route == ROUTE_DIFF_LINES) {
+		ret = diff_lines(h, c, q, method, url);
+		goto out;
+	}
+	if (q->route == ROUTE_EVENTS) {
+		uint64_t after;
+
+		if (http_events_after(&after, c))
+			ret = http_reply_error(c, MHD_HTTP_BAD_REQUEST, method, url,
+					       "Last-Event-ID and since must be event numbers", NULL);
+		else
+			ret = http_events_reply(h, c, after);
 		goto out;
 	}
 	if (q->route == ROUTE_DOWNLOAD || q->route == ROUTE_ARCHIVE) {
@@ -736,8 +654,9 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 			? http_archive(&r, &status, &why, h->e, c)
 			: http_download(&r, &status, &why, h->e, c, q->task, q->id, q->rest);
 		if (rc < 0) {
-			ret = reply_engine_error(c, rc, method, url, &why);
+			ret = http_reply_engine_error(c, rc, method, url, &why);
 		} else {
+			http_web_untrusted_headers(r);
 			ret = MHD_queue_response(c, status, r);
 			MHD_destroy_response(r);
 		}
@@ -837,7 +756,7 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 	case ROUTE_USERS:
 	case ROUTE_ENROLL_TOKEN:
 		if (q->route == ROUTE_TASKS && !strcmp(method, MHD_HTTP_METHOD_GET)) {
-			rc = tasks_list(&reply, h->e);
+			rc = vd_engine_api_task_list(&reply, h->e);
 			break;
 		}
 		if (q->route == ROUTE_USERS && !strcmp(method, MHD_HTTP_METHOD_GET)) {
@@ -870,9 +789,13 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 	case ROUTE_DU:
 		rc = vd_engine_api_du(&reply, h->e);
 		break;
-	case ROUTE_TASK_LOG:
-		rc = vd_engine_api_task_log(&reply, &why, h->e, q->task);
+	case ROUTE_TASK_LOG: {
+		struct vd_log_filter f;
+		rc = log_filter_of(&f, &why, c);
+		if (!rc)
+			rc = vd_engine_api_task_log(&reply, &why, h->e, q->task, &f);
 		break;
+	}
 	case ROUTE_DIFF:
 		rc = vd_engine_api_diff(&reply, &why, h->e, q->id, q->id2);
 		break;
@@ -935,7 +858,10 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 	case ROUTE_VERSIONS:
 		if (!strcmp(method, MHD_HTTP_METHOD_GET)) {
 			/* The versions: what /log lists. */
-			rc = vd_engine_api_task_log(&reply, &why, h->e, q->task);
+			struct vd_log_filter f;
+			rc = log_filter_of(&f, &why, c);
+			if (!rc)
+				rc = vd_engine_api_task_log(&reply, &why, h->e, q->task, &f);
 			break;
 		}
 		if (!(body = parse_object(&why, q->body.data, q->body.len))) {
@@ -977,14 +903,14 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 	}
 
 	if (rc == -EAGAIN) {
-		ret = reply_empty(c, MHD_HTTP_NO_CONTENT);
+		ret = http_reply_empty(c, MHD_HTTP_NO_CONTENT);
 	} else if (rc < 0 && json_is_object(reply)) {
 		/* A refusal with details (a commit's missing chunks). */
-		vd_warn("http: %s %s -> %u: %s", method, url, status_of(rc), vd_buf_cstr(&why));
+		vd_warn("http: %s %s -> %u: %s", method, url, http_status_of(rc), vd_buf_cstr(&why));
 		json_object_set_new(reply, "error", json_string(vd_buf_cstr(&why)));
-		ret = reply_json(c, status_of(rc), reply);
+		ret = http_reply_json(c, http_status_of(rc), reply);
 	} else if (rc < 0) {
-		ret = reply_engine_error(c, rc, method, url, &why);
+		ret = http_reply_engine_error(c, rc, method, url, &why);
 	} else if (q->route == ROUTE_CODE || q->route == ROUTE_CHUNK ||
 		   q->route == ROUTE_METRICS ||
 		   ((q->route == ROUTE_FUNCTION || q->route == ROUTE_CONFIG) &&
@@ -992,12 +918,12 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 		size_t len;
 		char *data = vd_buf_detach(&out, &len);
 
-		ret = data ? reply_bytes(c, MHD_HTTP_OK, ctype, data, len) : MHD_NO;
+		ret = data ? http_reply_bytes(c, MHD_HTTP_OK, ctype, data, len) : MHD_NO;
 	} else if (reply) {
-		ret = reply_json(c, MHD_HTTP_OK, reply);
+		ret = http_reply_json(c, MHD_HTTP_OK, reply);
 	} else {
 		/* An engine call that succeeded without a reply: still JSON. */
-		ret = reply_bytes(c, MHD_HTTP_OK, "application/json", strdup("{}"), 2);
+		ret = http_reply_bytes(c, MHD_HTTP_OK, "application/json", strdup("{}"), 2);
 	}
 out:
 	json_decref(body);
@@ -1014,13 +940,33 @@ void http_door_authed(vd_http *h, struct MHD_Connection *c);
 static bool first_call(vd_http *h, struct MHD_Connection *c, struct req *q,
 		       const char *method, const char *url, enum MHD_Result *ret)
 {
-	const char *allowed = NULL, *cl;
+	const char *allowed = NULL, *cl, *tok;
+	bool sign_in = !strcmp(url, "/v1/session") && !strcmp(method, MHD_HTTP_METHOD_POST);
 	int rc;
 
-	q->role = vd_engine_auth(q->who, h->e, bearer(c));
+	/* The dashboard's pages and scripts are public (the page itself
+	 * checks for a session), and signing in brings its token in the
+	 * body: the only requests taken without a token. */
+	if (http_web_is_page(url)) {
+		*ret = http_web_page(h, c, method, url);
+		return true;
+	}
+	if (sign_in) {
+		q->route = ROUTE_SESSION;
+		goto length;
+	}
+	/* A bearer token, else the dashboard's session cookie. A request
+	 * that brings a wrong token is refused even with a good cookie: it
+	 * meant the token. */
+	tok = bearer(c);
+	q->role = vd_engine_auth(q->who, h->e, tok);
+	if (q->role == VD_ROLE_NONE && !tok) {
+		q->role = http_web_cookie_auth(q->who, &q->session, h, c);
+		q->by_cookie = q->role != VD_ROLE_NONE;
+	}
 	if (q->role == VD_ROLE_NONE) {
 		/* Anyone can make these by the thousand: throttled. */
-		*ret = reply_error_q(c, MHD_HTTP_UNAUTHORIZED, method, url,
+		*ret = http_reply_error_q(c, MHD_HTTP_UNAUTHORIZED, method, url,
 				     "missing or wrong bearer token", NULL, !http_log_allowed(h));
 		return true;
 	}
@@ -1029,23 +975,23 @@ static bool first_call(vd_http *h, struct MHD_Connection *c, struct req *q,
 	 * so a body must say its length up front (see the top of the file). */
 	if (MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 					MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
-		*ret = reply_error(c, MHD_HTTP_LENGTH_REQUIRED, method, url,
+		*ret = http_reply_error(c, MHD_HTTP_LENGTH_REQUIRED, method, url,
 				   "send the body with a Content-Length; chunked "
 				   "request bodies are not accepted", NULL);
 		return true;
 	}
 	rc = route_of(q, &allowed, url);
 	if (rc == -ENOENT) {
-		*ret = reply_error(c, MHD_HTTP_NOT_FOUND, method, url, "no such path", NULL);
+		*ret = http_reply_error(c, MHD_HTTP_NOT_FOUND, method, url, "no such path", NULL);
 		return true;
 	}
 	if (!method_allowed(method, allowed)) {
-		*ret = reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, method, url,
+		*ret = http_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, method, url,
 				   "method not allowed here", allowed);
 		return true;
 	}
 	if (rc == -EINVAL) {
-		*ret = reply_error(c, MHD_HTTP_BAD_REQUEST, method, url,
+		*ret = http_reply_error(c, MHD_HTTP_BAD_REQUEST, method, url,
 				   q->route == ROUTE_REVOKE ? "bad executor name"
 				   : "bad ID: want 32 lowercase hex digits", NULL);
 		return true;
@@ -1054,10 +1000,13 @@ static bool first_call(vd_http *h, struct MHD_Connection *c, struct req *q,
 	char nobuf[512];
 	if (!no)
 		no = owner_refusal(nobuf, sizeof(nobuf), h, q, method);
+	if (!no && q->by_cookie)
+		no = http_web_csrf_refusal(h, c, method, &q->session);
 	if (no) {
-		*ret = reply_error(c, MHD_HTTP_FORBIDDEN, method, url, no, NULL);
+		*ret = http_reply_error(c, MHD_HTTP_FORBIDDEN, method, url, no, NULL);
 		return true;
 	}
+length:
 	/* A declared length over the cap is refused before a byte is read. */
 	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 					 MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -1068,7 +1017,7 @@ static bool first_call(vd_http *h, struct MHD_Connection *c, struct req *q,
 		errno = 0;
 		n = strtoull(cl, &end, 10);
 		if (errno || end == cl || *end || n > body_cap(q->route)) {
-			*ret = reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, method, url,
+			*ret = http_reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, method, url,
 					   "body over the limit", NULL);
 			return true;
 		}
@@ -1118,7 +1067,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		return MHD_YES;
 	}
 	if (q->too_big)
-		return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, method, url,
+		return http_reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, method, url,
 				   "body over the limit", NULL);
 	return handle(h, c, q, method, url);
 }
@@ -1254,6 +1203,7 @@ static void http_free(vd_http *h)
 
 	if (h->d)
 		MHD_stop_daemon(h->d);
+	vd_sessions_free(h->sessions);
 	while ((gc = h->handed)) {
 		h->handed = gc->next;
 		free(gc);
@@ -1304,6 +1254,8 @@ int vd_http_start_opts(vd_http **out, int *bound_port, vd_engine *e,
 	h->e = e;
 	h->listen_fd = h->epoll_fd = h->wake_fd = -1;
 	pthread_mutex_init(&h->lock, NULL);
+	if ((rc = vd_sessions_new(&h->sessions)))
+		goto fail;
 	atomic_init(&h->stopping, false);
 	atomic_init(&h->in_lease, 0);
 	atomic_init(&h->received, 0);

@@ -31,6 +31,7 @@
 #include <microhttpd.h>
 
 #include "http.h"
+#include "http_session.h"
 
 /* Retry-After, in seconds, of a 507 (the state disk is full). */
 #define HTTP_DISK_RETRY_S "5"
@@ -46,6 +47,7 @@
 /* What a code or chunk download may be; the engine's own caps are smaller. */
 #define HTTP_BLOB_MAX ((size_t)1 << 30)
 #define HTTP_METRICS_MAX ((size_t)16 << 20)
+#define HTTP_DIFF_MAX ((size_t)1 << 20)      /* GET /v1/diff/A/B/lines */
 /* Idle time a connection is allowed once a request on it presented a
  * valid token: executors keep theirs open between polls and uploads. */
 #define HTTP_AUTH_TIMEOUT_S 120
@@ -125,6 +127,12 @@ struct vd_http {
 	 * over the network, uploads above all. */
 	atomic_uint_fast64_t received;
 
+	/* Sign-in sessions of the dashboard (http_session.h has its own lock). */
+	vd_sessions *sessions;
+	/* GET /v1/events streams open now (http_events.c), at most
+	 * HTTP_EVENT_STREAMS_MAX: each holds a connection thread. */
+	atomic_int event_streams;
+
 	/* Settings, fixed after start. */
 	bool tls;
 	unsigned idle_s, max_conns, max_per_ip, reserve;
@@ -157,9 +165,67 @@ struct vd_http {
 	int64_t accept_paused_until;
 };
 
-/* The log throttle (http.c): lines about strangers' connections. */
+/* The log throttle (http_reply.c): lines about strangers' connections. */
 int64_t http_log_flush(vd_http *h, int64_t now, bool force);
 bool http_log_allowed(vd_http *h);
+
+/* Answers (http_reply.c). Each queues the response on c and returns what
+ * MHD_queue_response did (MHD_NO when it could not be made). */
+/* `len` bytes of malloc'd `data`, taken over (also on failure). */
+enum MHD_Result http_reply_bytes(struct MHD_Connection *c, unsigned status,
+				 const char *ctype, char *data, size_t len);
+enum MHD_Result http_reply_empty(struct MHD_Connection *c, unsigned status);
+enum MHD_Result http_reply_json(struct MHD_Connection *c, unsigned status, const json_t *j);
+/* {"error": why}, logged once unless quiet; `allow` fills Allow (405).
+ * 401, 411, 413 and 503 close the connection; 507 says Retry-After. */
+enum MHD_Result http_reply_error_q(struct MHD_Connection *c, unsigned status,
+				   const char *method, const char *url,
+				   const char *why, const char *allow, bool quiet);
+enum MHD_Result http_reply_error(struct MHD_Connection *c, unsigned status,
+				 const char *method, const char *url,
+				 const char *why, const char *allow);
+/* The HTTP status for an engine -errno (the mapping in engine.h). */
+unsigned http_status_of(int rc);
+/* An engine refusal: its status, and why (or strerror) as the error. */
+enum MHD_Result http_reply_engine_error(struct MHD_Connection *c, int rc,
+					const char *method, const char *url,
+					const struct vd_buf *why);
+
+/* The dashboard (http_web.c). */
+/* A file of web/, compiled in (http_web_assets.c, generated). */
+struct vd_web_asset {
+	const char *name;               /* "index.html": served as /ui/<name> */
+	const unsigned char *data;
+	size_t len;
+	const char *etag;               /* "\"<16 hex of its SHA-256>\"" */
+};
+extern const struct vd_web_asset vd_web_assets[];
+extern const size_t vd_web_assets_n;
+/* Is url one of the pages or assets (/, /signin, /ui/...), which need no
+ * token? (/ itself wants a session, and redirects to /signin without.) */
+bool http_web_is_page(const char *url);
+enum MHD_Result http_web_page(vd_http *h, struct MHD_Connection *c, const char *method,
+			      const char *url);
+/* The role of the request's session cookie (who: the user), with the
+ * session in *info; NONE when there is no live session. */
+enum vd_role http_web_cookie_auth(char who[VD_EXECUTOR_NAME_SIZE],
+				  struct vd_session_info *info, vd_http *h,
+				  struct MHD_Connection *c);
+/* NULL when a cookie-authenticated request may go on, else why not (403):
+ * a method other than GET and HEAD needs the session's X-VDFS-CSRF and
+ * no foreign Origin. */
+const char *http_web_csrf_refusal(vd_http *h, struct MHD_Connection *c, const char *method,
+				  const struct vd_session_info *info);
+/* NULL, or why the request comes from another site (Origin, Sec-Fetch-Site). */
+const char *http_web_cross_site(vd_http *h, struct MHD_Connection *c);
+/* /v1/session: POST signs in (body {"token"}; no other auth), GET says who
+ * the caller is (info: the session, NULL for a bearer token), DELETE signs
+ * out. */
+enum MHD_Result http_web_session(vd_http *h, struct MHD_Connection *c, const char *method,
+				 const char *url, enum vd_role role, const char *who,
+				 const struct vd_session_info *info, const char *body, size_t len);
+/* CSP sandbox and nosniff, for answers that carry a user's bytes. */
+void http_web_untrusted_headers(struct MHD_Response *r);
 
 /* The door (http_door.c). */
 /* A request on c presented a valid token: its address is known, and c
@@ -182,6 +248,18 @@ int http_download(struct MHD_Response **resp, unsigned *status, struct vd_buf *w
  * -errno with the reason in why (400 bad query, 404 unknown ID...). */
 int http_archive(struct MHD_Response **resp, unsigned *status, struct vd_buf *why,
 		 vd_engine *e, struct MHD_Connection *c);
+/* http_events.c: GET /v1/events, the live event stream (docs/protocol.md,
+ * "Events"). */
+#define HTTP_EVENT_STREAMS_MAX 64
+/* `after` for a client that names no event: only what comes from now on. */
+#define HTTP_EVENTS_NOW UINT64_MAX
+/* Where the client resumes: the Last-Event-ID header, else ?since=, else
+ * HTTP_EVENTS_NOW. -EINVAL when the one given is not a decimal number. */
+int http_events_after(uint64_t *after, struct MHD_Connection *c);
+/* Queue the stream (200 text/event-stream) of the events after `after`,
+ * or 503 with Retry-After when HTTP_EVENT_STREAMS_MAX are open. It ends
+ * when the client goes, or within half a second of h->stopping. */
+enum MHD_Result http_events_reply(vd_http *h, struct MHD_Connection *c, uint64_t after);
 /* MHD_OPTION_NOTIFY_CONNECTION: counts a connection MHD starts or closes. */
 void http_door_notify(void *cls, struct MHD_Connection *c, void **socket_context,
 		      enum MHD_ConnectionNotificationCode toe);

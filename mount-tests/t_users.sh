@@ -5,7 +5,7 @@
 #   - a reader browses (GET) but cannot create a task or run gc: 403 with
 #     the role named;
 #   - a submitter creates a task it owns (POST /v1/tasks), cancels and
-#     deletes on it, but gets 403 on a task it does not own, on status and
+#     deletes on it, but gets 403 on a task it does not own, on metrics and
 #     on adding or revoking users; vdfs rm with its token says why (exit 1);
 #   - an operator does gc and revokes a user, whose token is refused (401)
 #     from its next request; a revoked name may be added again;
@@ -75,7 +75,8 @@ grep -q 'own tasks' "$VD_WORK/body" || vd_fail "the 403 does not say why: $(cat 
 expect 200 "carol creates a task" POST /v1/tasks "$CAROL" '{"name":"carols"}'
 expect 403 "a submitter deletes another submitter's task" DELETE /v1/tasks/carols "$ALICE"
 grep -q 'owned by carol' "$VD_WORK/body" || vd_fail "the 403 does not name the owner: $(cat "$VD_WORK/body")"
-expect 403 "a submitter reads status" GET /v1/status "$ALICE"
+expect 200 "a submitter reads status (the dashboard shows it to every user)" GET /v1/status "$ALICE"
+expect 403 "a submitter reads metrics" GET /metrics "$ALICE"
 expect 403 "a submitter adds a user" POST /v1/users "$ALICE" '{"name":"eve","role":"operator"}'
 expect 403 "a submitter revokes a user" DELETE /v1/users/bob "$ALICE"
 echo "$ALICE" >"$VD_WORK/alice.tokfile"
@@ -86,7 +87,7 @@ grep -q 'owned by carol' "$VD_WORK/rm.err" || vd_fail "vdfs rm does not say why:
 [ -d "$VD_MNT/tasks/carols" ] || vd_fail "the refused delete removed the task"
 "$VDFS" rm --task alices --server "$VD_URL" --token-file "$VD_WORK/alice.tokfile" >/dev/null ||
 	vd_fail "the owner could not delete its own task"
-vd_ok "a submitter creates and deletes its own tasks; another's task, status and users are 403"
+vd_ok "a submitter creates and deletes its own tasks; another's task, metrics and users are 403"
 
 # From "another machine": only a URL and a token, from the environment or
 # from ~/.config/vdfs/client.conf, no --state.

@@ -1,12 +1,12 @@
 /*
- * Unit tests for tools/diff.c: vd_diff_seq against a dynamic-programming
+ * Unit tests for lib/diff.c: vd_diff_seq against a dynamic-programming
  * LCS, and vd_diff_files on files cut into chunks held in memory, against
  * GNU `diff -u` on the same two files (identical output, headers aside),
  * against an independent LCS (the number of changed lines is minimal), and
  * by applying the printed hunks to the first file (which must give the
  * second). Also: chunks shared in order are never fetched, small windows
  * still give a correct patch, missing newline counts, chunks cut inside
- * lines, binary data.
+ * lines, binary data, and a limit on the output that stops the work.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -785,6 +785,151 @@ static void test_binary(void **state)
 	text_free(&b);
 }
 
+/* The last hunk header of a unified diff, whose counts must match the body
+ * lines after it (to the end of s). */
+static const char *check_last_hunk(const char *s)
+{
+	const char *h = NULL, *p = s;
+	unsigned long ca = 1, cb = 1, na = 0, nb = 0;
+	char *q;
+	while ((p = strstr(p, "@@ -"))) {
+		if (p == s || p[-1] == '\n')
+			h = p;
+		p += 4;
+	}
+	assert_non_null(h);
+	/* "@@ -A[,N] +B[,M] @@" */
+	strtoul(h + 4, &q, 10);
+	if (*q == ',')
+		ca = strtoul(q + 1, &q, 10);
+	assert_true(q[0] == ' ' && q[1] == '+');
+	strtoul(q + 2, &q, 10);
+	if (*q == ',')
+		cb = strtoul(q + 1, &q, 10);
+	for (p = strchr(h, '\n') + 1; *p; p = strchr(p, '\n') + 1) {
+		na += *p == ' ' || *p == '-';
+		nb += *p == ' ' || *p == '+';
+	}
+	assert_int_equal(na, ca);
+	assert_int_equal(nb, cb);
+	return h;
+}
+
+/* A diff printed with opts.limit against the whole one: at most limit
+ * bytes, the whole diff's beginning up to its last hunk header, that
+ * hunk's lines the beginning of the whole diff's same hunk, with a range
+ * that counts them. */
+static void check_limited(const char *out, size_t len, const char *full, uint64_t limit)
+{
+	assert_true(len <= limit);
+	assert_int_equal(strlen(out), len);
+	if (!len)
+		return;
+	assert_int_equal(out[len - 1], '\n');
+	const char *h = check_last_hunk(out);
+	size_t at = (size_t)(h - out);
+	assert_memory_equal(out, full, at);
+	const char *ob = strchr(h, '\n') + 1, *fb = strchr(full + at, '\n') + 1;
+	assert_memory_equal(ob, fb, len - (size_t)(ob - out));
+}
+
+/* opts.limit: the diff stops before the first line that would not fit,
+ * with -ENOBUFS, and what it printed is consistent (check_limited). Two
+ * completely different 3 MB files stop after a few chunks. */
+static void test_limit(void **state)
+{
+	struct text a, b;
+	struct result full;
+	struct vd_diff_opts o;
+	size_t na, nb, len;
+	(void)state;
+	gen_unique(&a, 20000);
+	gen_edited(&b, &a, 400, 0);
+	run_diff(&full, &a, &b, CUT_LINES, 32, true, NULL);
+	assert_true(full.len > 20000);
+	for (uint64_t limit = 1; limit < full.len; limit = limit * 3 + 100) {
+		FILE *f = tmpfile();
+		struct vd_diff_stats st = { 0 };
+		nstore = 0;
+		struct vd_diff_extent *xa = chunk_text(&na, &a, CUT_LINES, 32, true);
+		struct vd_diff_extent *xb = chunk_text(&nb, &b, CUT_LINES, 32, true);
+		vd_diff_opts_default(&o);
+		o.fetch = fake_fetch;
+		o.out = f;
+		o.limit = limit;
+		assert_int_equal(vd_diff_files(&st, &o, "a", xa, na, "b", xb, nb), -ENOBUFS);
+		char *out = slurp(f, &len);
+		check_limited(out, len, full.out, limit);
+		/* Stopped at the line that did not fit: with the context it
+		 * brings and a new hunk's header, at most about 300 bytes. */
+		if (limit > 1000)
+			assert_true(len + 300 > limit);
+		free(out);
+		fclose(f);
+		free(xa);
+		free(xb);
+	}
+	/* A limit the diff fits in exactly changes nothing; a byte less
+	 * stops it before its last line. */
+	vd_diff_opts_default(&o);
+	o.limit = full.len;
+	struct result r;
+	run_diff(&r, &a, &b, CUT_LINES, 32, true, &o);
+	assert_string_equal(r.out, full.out);
+	free(r.out);
+	{
+		FILE *f = tmpfile();
+		struct vd_diff_stats st = { 0 };
+		nstore = 0;
+		struct vd_diff_extent *xa = chunk_text(&na, &a, CUT_LINES, 32, true);
+		struct vd_diff_extent *xb = chunk_text(&nb, &b, CUT_LINES, 32, true);
+		o.fetch = fake_fetch;
+		o.out = f;
+		o.limit = full.len - 1;
+		assert_int_equal(vd_diff_files(&st, &o, "a", xa, na, "b", xb, nb), -ENOBUFS);
+		char *out = slurp(f, &len);
+		check_limited(out, len, full.out, o.limit);
+		assert_true(len + 200 > full.len);
+		free(out);
+		fclose(f);
+		free(xa);
+		free(xb);
+	}
+	free(full.out);
+	text_free(&a);
+	text_free(&b);
+
+	/* Nothing in common: the work stops with the output. */
+	gen_unique(&a, 70000);
+	gen_unique(&b, 70000);
+	vd_diff_opts_default(&o);
+	o.window = 65536;
+	run_diff(&full, &a, &b, CUT_LINES, 64, true, &o);
+	FILE *f = tmpfile();
+	struct vd_diff_stats st = { 0 };
+	nstore = 0;
+	struct vd_diff_extent *xa = chunk_text(&na, &a, CUT_LINES, 64, true);
+	struct vd_diff_extent *xb = chunk_text(&nb, &b, CUT_LINES, 64, true);
+	vd_diff_opts_default(&o);
+	o.fetch = fake_fetch;
+	o.out = f;
+	o.window = 65536;
+	o.limit = 100000;
+	fetches = 0;
+	assert_int_equal(vd_diff_files(&st, &o, "a", xa, na, "b", xb, nb), -ENOBUFS);
+	char *out = slurp(f, &len);
+	assert_true(len > 99000);
+	check_limited(out, len, full.out, o.limit);
+	assert_true(fetches < (na + nb) / 10);
+	free(out);
+	free(full.out);
+	fclose(f);
+	free(xa);
+	free(xb);
+	text_free(&a);
+	text_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -803,6 +948,7 @@ int main(void)
 		cmocka_unit_test(test_huge_hunk),
 		cmocka_unit_test(test_context_sizes),
 		cmocka_unit_test(test_binary),
+		cmocka_unit_test(test_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,7 @@
  * byte and unit (GET /v1/diff/A/B). --lines: a unified line diff of the two
  * inputs; --result: the same for the two versions' newest results. The line
  * diffs work from the manifests (GET /v1/versions/<id>) and fetch only the
- * chunks that differ (GET /v1/chunks/<id>): see tools/diff.h for how, and
+ * chunks that differ (GET /v1/chunks/<id>): see lib/diff.h for how, and
  * for why memory stays bounded whatever the files' sizes.
  */
 #include <errno.h>

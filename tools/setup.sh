@@ -41,11 +41,15 @@ done
 # rsync, nano, vim-tiny: t_editors and t_posix save and sync into data/ with
 # them, as users do. libarchive-dev: the daemon's zip archives; unzip:
 # t_archive checks them with unzip -t. man-db (with groff-base and col): t_cli_help renders
-# the manual pages and looks them up.
+# the manual pages and looks them up. libjs-cryptojs: vdfsd embeds its SHA-256
+# at build time, the dashboard's fallback where crypto.subtle is missing.
+# chromium, chromium-driver, python3-selenium: t_web and tools/bench-web.sh
+# drive the dashboard in headless Chromium through chromedriver.
 packages=(libfuse3-dev fuse3 librocksdb-dev libxxhash-dev libcurl4-openssl-dev
 	libmicrohttpd-dev libjansson-dev libcmocka-dev cmake pkg-config gcc make curl
 	libgnutls28-dev bubblewrap openssl libpari-dev pari-gp
-	graphviz time rsync nano vim-tiny man-db libarchive-dev unzip)
+	graphviz time rsync nano vim-tiny man-db libarchive-dev unzip
+	libjs-cryptojs chromium chromium-driver python3-selenium)
 
 missing=()
 for p in "${packages[@]}"; do

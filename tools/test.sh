@@ -62,6 +62,12 @@ if [ "$sanitize" != 0 ]; then
 	if [ -f "$root/tools/lsan.supp" ]; then
 		export LSAN_OPTIONS="suppressions=$root/tools/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 	fi
+	# The sanitized pass looks for memory and undefined-behaviour errors,
+	# which the same code paths show at smaller sizes: it runs the longest
+	# tests shorter (the normal pass keeps the issue sizes). Set one of
+	# these to run it at full size.
+	export VD_GC_CRASH_N="${VD_GC_CRASH_N:-8}" VD_CHAOS_S="${VD_CHAOS_S:-30}"
+	export VD_VERSIONS_MB="${VD_VERSIONS_MB:-64}" VD_GC_ONLINE_MB="${VD_GC_ONLINE_MB:-100}"
 	if [ "$failed" = 0 ]; then
 		run_pass "asan+ubsan" "$build_san"
 	else

@@ -353,13 +353,17 @@ struct hunker {
 	int ring_n, ring_head;
 	struct vd_diff_stats *st;
 	int err;                      /* first error, sticky */
+	uint64_t limit;               /* opts.limit (0: none) */
+	uint64_t made;                /* bytes printed and in the open hunk's body */
+	bool stop;                    /* a line did not fit the limit: take no more */
 };
 
 static void hunker_init(struct hunker *h, FILE *out, int k, struct vd_diff_stats *st,
-			size_t max_line)
+			size_t max_line, uint64_t limit)
 {
 	memset(h, 0, sizeof *h);
 	h->out = out;
+	h->limit = limit;
 	h->k = k < 0 ? 0 : k > RING_MAX ? RING_MAX : k;
 	h->st = st;
 	vd_buf_init(&h->body, BODY_CAP);
@@ -396,33 +400,93 @@ static void body_add(struct hunker *h, const void *p, size_t n)
 		h->err = -EIO;
 }
 
-/* One line of the body: its mark, its bytes, and GNU's note when the line
- * has no newline (the last line of a file). */
+/* GNU's note after a line that has no newline (the last line of a file). */
+static const char NO_NEWLINE[] = "\n\\ No newline at end of file\n";
+
+/* One line of the body: its mark, its bytes, and the note when due. */
 static void body_line(struct hunker *h, char mark, const char *p, size_t n)
 {
 	body_add(h, &mark, 1);
 	body_add(h, p, n);
-	static const char note[] = "\n\\ No newline at end of file\n";
-	if (!n || p[n - 1] != '\n')
-		body_add(h, note, sizeof note - 1);
+	h->made += 1 + n;
+	if (!n || p[n - 1] != '\n') {
+		body_add(h, NO_NEWLINE, sizeof NO_NEWLINE - 1);
+		h->made += sizeof NO_NEWLINE - 1;
+	}
 }
 
-static void print_range(FILE *f, uint64_t start, uint64_t count)
+/* What body_line adds for a line of n bytes ending in last. */
+static uint64_t line_bytes(size_t n, char last)
+{
+	return 1 + (uint64_t)n + (!n || last != '\n' ? sizeof NO_NEWLINE - 1 : 0);
+}
+
+static uint64_t digits(uint64_t v)
+{
+	uint64_t n = 1;
+	while (v >= 10) {
+		v /= 10;
+		n++;
+	}
+	return n;
+}
+
+/* The length of what print_range prints. */
+static uint64_t range_len(uint64_t start, uint64_t count)
+{
+	if (count == 0)
+		return digits(start) + 2;
+	if (count == 1)
+		return digits(start + 1);
+	return digits(start + 1) + 1 + digits(count);
+}
+
+/*
+ * Would `more` bytes of hunk lines, which make the hunk they go to start
+ * at lines (ha, hb) and hold (ca, cb) lines, keep the output within the
+ * limit? Counted with that hunk's header as it would be printed if it
+ * closed right after (later lines are checked with their own counts, so
+ * the header printed in the end was counted exactly) and, before the
+ * first hunk, the file's two header lines. No: the diff stops here.
+ */
+static bool fits(struct hunker *h, uint64_t more, uint64_t ha, uint64_t hb, uint64_t ca,
+		 uint64_t cb)
+{
+	uint64_t need = h->made + more + 4 + range_len(ha, ca) + 2 + range_len(hb, cb) + 4;
+
+	if (!h->limit)
+		return true;
+	if (!h->header_done)
+		need += strlen(h->label_a) + strlen(h->label_b) + 10;
+	if (need <= h->limit)
+		return true;
+	h->stop = true;
+	return false;
+}
+
+/* Bytes printed by one fprintf, for the limit (0 on an error, which
+ * ferror reports at the end). */
+static uint64_t printed(int n)
+{
+	return n > 0 ? (uint64_t)n : 0;
+}
+
+static uint64_t print_range(FILE *f, uint64_t start, uint64_t count)
 {
 	/* GNU diff: an empty range names the line before it; a one-line range
 	 * has no count. */
 	if (count == 0)
-		fprintf(f, "%llu,0", (unsigned long long)start);
-	else if (count == 1)
-		fprintf(f, "%llu", (unsigned long long)start + 1);
-	else
-		fprintf(f, "%llu,%llu", (unsigned long long)start + 1, (unsigned long long)count);
+		return printed(fprintf(f, "%llu,0", (unsigned long long)start));
+	if (count == 1)
+		return printed(fprintf(f, "%llu", (unsigned long long)start + 1));
+	return printed(fprintf(f, "%llu,%llu", (unsigned long long)start + 1,
+			       (unsigned long long)count));
 }
 
 static void hunker_header(struct hunker *h)
 {
 	if (!h->header_done) {
-		fprintf(h->out, "--- %s\n+++ %s\n", h->label_a, h->label_b);
+		h->made += printed(fprintf(h->out, "--- %s\n+++ %s\n", h->label_a, h->label_b));
 		h->header_done = true;
 	}
 }
@@ -433,10 +497,11 @@ static void hunk_close(struct hunker *h)
 		return;
 	hunker_header(h);
 	fputs("@@ -", h->out);
-	print_range(h->out, h->ha, h->hca);
+	h->made += 4 + print_range(h->out, h->ha, h->hca);
 	fputs(" +", h->out);
-	print_range(h->out, h->hb, h->hcb);
+	h->made += 2 + print_range(h->out, h->hb, h->hcb);
 	fputs(" @@\n", h->out);
+	h->made += 4;
 	if (h->spill) {
 		char buf[65536];
 		size_t n;
@@ -490,6 +555,11 @@ static void ring_flush(struct hunker *h)
 
 static void h_equal(struct hunker *h, const char *p, size_t n)
 {
+	if (h->stop)
+		return;
+	if (h->open && h->eq_run < (uint64_t)h->k &&
+	    !fits(h, line_bytes(n, n ? p[n - 1] : 0), h->ha, h->hb, h->hca + 1, h->hcb + 1))
+		return;
 	if (h->open && h->eq_run < (uint64_t)h->k) {
 		body_line(h, ' ', p, n);
 		h->hca++;
@@ -508,6 +578,23 @@ static void h_equal(struct hunker *h, const char *p, size_t n)
 
 static void h_change(struct hunker *h, bool added, const char *p, size_t n)
 {
+	if (h->stop)
+		return;
+	/* The line and the context it brings from the ring fit whole, or the
+	 * diff stops before them: a hunk's range always counts what it shows. */
+	uint64_t more = line_bytes(n, n ? p[n - 1] : 0), ctx = 0;
+	uint64_t ha = h->open ? h->ha : h->na - (uint64_t)h->ring_n;
+	uint64_t hb = h->open ? h->hb : h->nb - (uint64_t)h->ring_n;
+	uint64_t ca = h->open ? h->hca : 0, cb = h->open ? h->hcb : 0;
+	if (!h->open || h->eq_run > (uint64_t)h->k) {
+		for (int i = 0; i < h->ring_n; i++) {
+			const struct vd_buf *b = ring_at(h, i);
+			more += line_bytes(b->len, b->len ? b->data[b->len - 1] : 0);
+		}
+		ctx = (uint64_t)h->ring_n;
+	}
+	if (!fits(h, more, ha, hb, ca + ctx + !added, cb + ctx + added))
+		return;
 	if (!h->open) {
 		h->open = true;
 		h->ha = h->na - (uint64_t)h->ring_n;
@@ -932,7 +1019,9 @@ static int window_step(struct ctx *c, struct reader *ra, struct reader *rb, bool
 	drop_front(&ra->w, ca ? c->la[ca - 1].off + c->la[ca - 1].len : 0);
 	drop_front(&rb->w, cb ? c->lb[cb - 1].off + c->lb[cb - 1].len : 0);
 	*done = ra->pos == ra->end && rb->pos == rb->end && !ra->w.len && !rb->w.len;
-	rc = c->h.err;
+	/* At the limit: any error ends the region and the walk at once;
+	 * vd_diff_files tells the two apart by h.stop. */
+	rc = c->h.err ? c->h.err : c->h.stop ? -ENOBUFS : 0;
 out:
 	intern_free(&it);
 	free(sa);
@@ -1119,7 +1208,7 @@ int vd_diff_files(struct vd_diff_stats *st, const struct vd_diff_opts *o,
 	c.st = st;
 	c.label_a = label_a;
 	c.label_b = label_b;
-	hunker_init(&c.h, o->out, o->context, st, o->max_line);
+	hunker_init(&c.h, o->out, o->context, st, o->max_line, o->limit);
 	c.h.label_a = label_a;
 	c.h.label_b = label_b;
 	rc = -ENOMEM;
@@ -1131,17 +1220,20 @@ int vd_diff_files(struct vd_diff_stats *st, const struct vd_diff_opts *o,
 		goto out;
 	if ((rc = chunk_runs(&runs, &nr, &A, &B)))
 		goto out;
-	if ((rc = walk(&c, &A, &B, runs, nr)))
+	if ((rc = walk(&c, &A, &B, runs, nr)) && !c.h.stop)
 		goto out;
-	if (c.binary) {
+	/* Stopped at the limit, the hunk being built is printed as far as it
+	 * got: its range counts the lines it shows. */
+	hunk_close(&c.h);
+	if (c.binary && !c.h.stop &&
+	    (!o->limit || c.h.made + strlen(label_a) + strlen(label_b) + 26 <= o->limit)) {
 		/* What has been printed stays; the rest is not line data. */
-		hunk_close(&c.h);
 		fprintf(o->out, "Binary files %s and %s differ\n", label_a, label_b);
 		st->files_binary++;
-	} else {
-		hunk_close(&c.h);
+	} else if (c.binary && !c.h.stop) {
+		c.h.stop = true;
 	}
-	rc = c.h.err;
+	rc = c.h.err ? c.h.err : c.h.stop ? -ENOBUFS : 0;
 	if (!rc && ferror(o->out))
 		rc = -EIO;
 out:

@@ -2,7 +2,9 @@
  * diff.h - unified line diffs of two stored files without reading them whole.
  *
  * A stored file is a list of extents (chunk ID, length, newline count), as
- * GET /v1/versions/<id> gives them. vd_diff_files aligns the two lists by
+ * GET /v1/versions/<id> gives them (`vdfs diff --lines`, over HTTP) or the
+ * engine's manifests hold them (vdfsd's GET /v1/diff/A/B/lines, from the
+ * store). vd_diff_files aligns the two lists by
  * chunk ID first (a longest common subsequence over chunk IDs: n and m are
  * about 1,000 for a 1 GB file), skips the chunks shared in order without
  * fetching them (their newline counts keep the line numbers right), and
@@ -51,6 +53,8 @@ struct vd_diff_opts {
 	size_t max_line;      /* a longer line makes the file binary (16 MiB) */
 	size_t cache;         /* bytes of fetched chunks kept (32 MiB; one
 				 chunk is always kept, whatever its size) */
+	uint64_t limit;       /* print at most this many bytes (0: no limit;
+				 see vd_diff_files) */
 	vd_diff_fetch_fn fetch;
 	void *fetch_arg;
 	FILE *out;
@@ -77,6 +81,16 @@ void vd_diff_opts_default(struct vd_diff_opts *o);
  * differ" instead (after any hunks already printed). Extents whose newline
  * count is unknown are fetched and counted first (one at a time). Returns 0
  * or -errno (-EIO: a chunk's bytes disagree with its extent).
+ *
+ * With o->limit, the output stays within limit bytes: the diff stops
+ * before the first line that would not fit (counted with the header its
+ * hunk would then have), the hunk being built is printed with the lines
+ * it got, its range counting them, and -ENOBUFS is returned. So what is
+ * printed is the whole diff's beginning, every hunk consistent, and a
+ * caller that keeps only that much (the daemon's GET /v1/diff/A/B/lines)
+ * does not pay for the rest, however much the files differ. A diff that
+ * fits the limit exactly is printed whole (0 returned); nothing is printed
+ * when even the first hunk's first lines do not fit.
  */
 int vd_diff_files(struct vd_diff_stats *st, const struct vd_diff_opts *o,
 		  const char *label_a, const struct vd_diff_extent *a, size_t na,

@@ -155,6 +155,7 @@ fi
 url="$(head -n 1 "$state/url")"
 echo "${url##*:}" >"$state/port"
 echo "demo: vdfsd is serving $(show "$mnt") (executors reach it at $url)"
+echo "demo: the dashboard is at $url/ (sign in with the token in $(show "$state/token"))"
 
 for n in 1 2; do
 	setsid "$bin/vdfs-executor" --server "$url" --token-file "$state/token" \

@@ -14,7 +14,10 @@
  * routes (runs, deletes, pins, gc, fsck), and reading code and chunks. An
  * executor's own token (from registration) leases, heartbeats and posts
  * results, only for its own leases (403 otherwise), and reads code and
- * chunks. A missing or unknown token is 401.
+ * chunks. Users' roles are in role_refusal (docs/users.md). A missing or
+ * unknown token is 401. The dashboard's session cookie stands in for a
+ * bearer token (http_web.c, which also checks CSRF); its pages and the
+ * sign-in are the only requests taken without one.
  *
  * Connections, admission and the front door that answers malformed
  * requests in JSON are in http_door.c.

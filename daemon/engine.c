@@ -1067,6 +1067,8 @@ int vd_engine_open(vd_engine **out, const struct vd_engine_opts *o)
 		goto fail;
 	if ((rc = load_chunking(e, o->chunk_avg)))
 		goto fail;
+	if ((rc = vd_engine_order_migrate(e)))
+		goto fail;
 	vd_buf_reset(&p);
 	vd_buf_addf(&p, "%s/packs", e->state);
 	if ((rc = vd_store_open(&e->store, vd_buf_cstr(&p), e->cat, &e->key)))

@@ -275,6 +275,13 @@ uint64_t vd_engine_versions_seq(vd_engine *e);
 uint64_t vd_engine_deletes_seq(vd_engine *e);
 /* Data IDs of the task's versions, sorted. */
 int vd_engine_version_list(struct vd_strv *out, vd_engine *e, const char *task);
+/* Data IDs of the task's versions newest first (by seal time; the same
+ * millisecond by ascending ID), from the offset'th, at most limit of them
+ * (0: all). With total, also how many the task has (that goes through the
+ * whole index: keys only, no record is read); out NULL: only that count.
+ * engine_order.c. */
+int vd_engine_version_page(struct vd_strv *out, size_t *total, vd_engine *e,
+			   const char *task, size_t offset, size_t limit);
 int vd_engine_version_get(struct vd_version_info *out, vd_engine *e,
 			  const char *task, const char *data_id);   /* -ENOENT */
 /* The most recently sealed version of the task. -ENOENT when none. */

@@ -2,7 +2,7 @@
  * engine_delete.c - deleting versions and tasks, pins, and retention.
  *
  * Deleting is a catalog change only: one write batch takes away the
- * version's records (v/, its runs r/ with their result index ri/, its run
+ * version's records (v/ and its time-order key vo/, its runs r/ with their result index ri/, its run
  * log lg/, the vi/ index, the data names dn/ that point to it, leftover
  * lease records l/, and its manifest m/ when no other task has the same
  * content) and puts a tombstone vt/<data-id>/<task> in their place, so that
@@ -172,6 +172,7 @@ static int delete_into(vd_catalog_batch *b, vd_engine *e, const char *task,
 		vd_catalog_batch_del(b, keys.v[j]);
 	vd_engine_key(&k, "v", task, data, NULL);
 	vd_catalog_batch_del(b, vd_buf_cstr(&k));
+	vd_engine_order_del(b, task, data, json_integer_value(json_object_get(v, "time")));
 	vd_engine_key(&k, "vi", data, task, NULL);
 	vd_catalog_batch_del(b, vd_buf_cstr(&k));
 	pin_key(&k, task, data);
@@ -203,27 +204,20 @@ out:
 	return rc;
 }
 
-/* The newest version of task other than `except` (by seal time), or ""
- * when none is left. Lock held. */
+/* The newest version of task other than `except` (by seal time, from the
+ * time-order index), or "" when none is left. Lock held. */
 static int newest_other(char out[VD_ID_SIZE], vd_engine *e, const char *task,
 			const char *except)
 {
 	struct vd_strv ids = { 0 };
-	json_int_t best = -1;
-	int rc = vd_engine_version_list(&ids, e, task);
+	int rc = vd_engine_version_page(&ids, NULL, e, task, 0, 2);
+
 	out[0] = '\0';
-	for (size_t i = 0; !rc && i < ids.n; i++) {
-		json_t *v = NULL;
-		if (!strcmp(ids.v[i], except) || !vd_id_valid(ids.v[i]) ||
-		    vd_engine_version_json(&v, e, task, ids.v[i]))
-			continue;
-		json_int_t t = json_integer_value(json_object_get(v, "time"));
-		if (t > best || (t == best && strcmp(ids.v[i], out) > 0)) {
-			best = t;
+	for (size_t i = 0; !rc && i < ids.n; i++)
+		if (strcmp(ids.v[i], except) && vd_id_valid(ids.v[i])) {
 			memcpy(out, ids.v[i], VD_ID_SIZE);
+			break;
 		}
-		json_decref(v);
-	}
 	vd_strv_release(&ids);
 	return rc;
 }
@@ -438,19 +432,6 @@ out:
 
 /* ---- retention ------------------------------------------------------- */
 
-struct aged {
-	char id[VD_ID_SIZE];
-	json_int_t time;
-};
-
-static int by_time_newest(const void *a, const void *b)
-{
-	const struct aged *x = a, *y = b;
-	if (x->time != y->time)
-		return (x->time < y->time) - (x->time > y->time);
-	return -strcmp(x->id, y->id);
-}
-
 /*
  * The versions of task that its `keep` rule lets go (lock held), appended
  * to out as "<task>/<data-id>": beyond the newest keep_n, or older than
@@ -460,46 +441,40 @@ static int task_expired(struct vd_strv *out, vd_engine *e, const char *task, int
 {
 	struct vd_config cfg;
 	struct vd_strv ids = { 0 };
-	struct aged *v = NULL;
 	struct vd_buf why = VD_BUF_INIT(1024), k = VD_BUF_INIT(1024);
 	char latest[VD_ID_SIZE] = "";
 	char *text = NULL;
-	size_t n = 0;
 	int rc;
 	if ((rc = vd_engine_task_config(&cfg, &text, e, task)))
 		goto out;
 	if (!cfg.keep_n && !cfg.keep_ms)
 		goto out;
 	vd_engine_version_latest(latest, e, task);
-	if ((rc = vd_engine_version_list(&ids, e, task)))
+	/* Newest first: with keep_n the first keep_n stay whatever their age. */
+	if ((rc = vd_engine_version_page(&ids, NULL, e, task, cfg.keep_n ? cfg.keep_n : 0, 0)))
 		goto out;
-	if (!(v = calloc(ids.n + 1, sizeof *v))) {
-		rc = -ENOMEM;
-		goto out;
-	}
 	for (size_t i = 0; i < ids.n; i++) {
-		json_t *vj = NULL;
-		if (!vd_id_valid(ids.v[i]) || vd_engine_version_json(&vj, e, task, ids.v[i]))
+		const char *id = ids.v[i];
+		if (!vd_id_valid(id) || !strcmp(id, latest) || vd_engine_version_pinned(e, task, id))
 			continue;
-		memcpy(v[n].id, ids.v[i], VD_ID_SIZE);
-		v[n++].time = json_integer_value(json_object_get(vj, "time"));
-		json_decref(vj);
-	}
-	qsort(v, n, sizeof *v, by_time_newest);
-	for (size_t i = 0; i < n; i++) {
-		bool old = cfg.keep_n ? i >= (size_t)cfg.keep_n : now - v[i].time > cfg.keep_ms;
-		if (!old || !strcmp(v[i].id, latest) || vd_engine_version_pinned(e, task, v[i].id))
-			continue;
+		if (!cfg.keep_n) {
+			json_t *vj = NULL;
+			if (vd_engine_version_json(&vj, e, task, id))
+				continue;
+			bool old = now - json_integer_value(json_object_get(vj, "time")) > cfg.keep_ms;
+			json_decref(vj);
+			if (!old)
+				continue;
+		}
 		vd_buf_reset(&why);
-		if (version_busy(&why, e, task, v[i].id))
+		if (version_busy(&why, e, task, id))
 			continue;
 		vd_buf_reset(&k);
-		vd_buf_addf(&k, "%s/%s", task, v[i].id);
+		vd_buf_addf(&k, "%s/%s", task, id);
 		if ((rc = vd_strv_push(out, vd_buf_cstr(&k))))
 			goto out;
 	}
 out:
-	free(v);
 	free(text);
 	vd_strv_release(&ids);
 	vd_buf_release(&why);

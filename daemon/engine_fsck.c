@@ -413,6 +413,8 @@ static bool owned(struct fsck *f, const char *prefix, const char *rest, size_t n
 	}
 	if (!strcmp(prefix, "v/"))
 		return fields(x, 2, rest, n) == 2 && exists(f, "t/%s", x[0]);
+	if (!strcmp(prefix, "vo/"))
+		return fields(x, 3, rest, n) == 3 && exists(f, "v/%s/%s", x[0], x[2]);
 	if (!strcmp(prefix, "l/")) {
 		json_t *j = json_loadb(val, vlen, 0, NULL);
 		const char *t = json_string_value(json_object_get(j, "task"));
@@ -472,7 +474,8 @@ static int orphan_one(void *ctx, const char *key, size_t klen, const char *val, 
 static int find_orphans(struct fsck *f)
 {
 	static const char *const prefixes[] = { "r/", "lg/", "pin/", "vi/", "dn/", "ri/",
-						 "m/", "l/", "v/", "res/", "ch/", "fp/" };
+						 "m/", "l/", "v/", "vo/", "res/", "ch/",
+						 "fp/" };
 	int rc = 0;
 	for (size_t i = 0; !rc && i < sizeof prefixes / sizeof *prefixes; i++) {
 		struct orphan_ctx c = { f, prefixes[i] };

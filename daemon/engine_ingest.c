@@ -604,6 +604,7 @@ int vd_engine_seal(struct vd_version_info *out, vd_engine *e, const char *task,
 	vd_engine_key(&k, "v", task, data_id, NULL);
 	if ((rc = vd_catalog_batch_put_json(b, vd_buf_cstr(&k), v)))
 		goto unlock;
+	vd_engine_order_put(b, task, data_id, now);
 	json_object_set_new(t, "latest", json_string(data_id));
 	json_object_set_new(t, "latest_time", json_integer((json_int_t)now));
 	vd_engine_key(&k, "t", task, NULL, NULL);

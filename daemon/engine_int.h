@@ -418,6 +418,17 @@ int vd_engine_run_new(struct vd_run **out, vd_engine *e, const char *task, const
 int vd_engine_run_plan(struct vd_run *r, vd_engine *e);
 void vd_engine_run_discard(struct vd_run *r);
 
+/* ---- engine_order.c ---- */
+/* Index the version sealed at `time` (ms) in its task's time order, or take
+ * it out: in the batch that writes or deletes its record. */
+void vd_engine_order_put(vd_catalog_batch *b, const char *task, const char *data_id,
+			 int64_t time);
+void vd_engine_order_del(vd_catalog_batch *b, const char *task, const char *data_id,
+			 int64_t time);
+/* At open: index every version of a catalog written before the index
+ * existed (once; meta/version_order says it is done). */
+int vd_engine_order_migrate(vd_engine *e);
+
 /* ---- engine_delete.c ---- */
 /* Delete (unless dry_run) the versions that their task's `keep` rule lets
  * go, appending {"task","data_id"} for each to expired. */

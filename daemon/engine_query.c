@@ -200,20 +200,11 @@ out:
 
 /* ---- GET /v1/tasks/<task>/log ---------------------------------------- */
 
-/* A version as the log first sees it: enough to sort and filter. */
+/* A version as the log first sees it: enough to filter. */
 struct log_row {
 	const char *id;
 	json_t *v;              /* its record */
-	json_int_t time;
 };
-
-static int by_time_desc(const void *a, const void *b)
-{
-	json_int_t x = ((const struct log_row *)a)->time, y = ((const struct log_row *)b)->time;
-	int c = (x < y) - (x > y);
-	/* Equal times (a script's burst) still list in one order. */
-	return c ? c : strcmp(((const struct log_row *)a)->id, ((const struct log_row *)b)->id);
-}
 
 static bool text_match(const struct log_row *r, const char *text)
 {
@@ -271,72 +262,72 @@ static json_t *log_entry(vd_engine *e, const char *task, const struct log_row *r
 	return row;
 }
 
+/*
+ * The versions come from the time-order index (engine_order.c), newest
+ * first. Without a filter only the page's records are read, so a page of
+ * 100 costs the same for a task of 10,000 versions as for one of 100; a
+ * filter has to look at every record (the text filter at names, the state
+ * filter at each version's status) and costs what the task's size does.
+ */
 int vd_engine_api_task_log(json_t **reply, struct vd_buf *why, vd_engine *e,
 			   const char *task, const struct vd_log_filter *f)
 {
 	static const struct vd_log_filter all = { 0 };
 	struct vd_strv ids = { 0 };
 	struct vd_buf st = VD_BUF_INIT(4096);
-	struct log_row *rows = NULL;
 	json_t *arr = NULL;
-	size_t n = 0, kept = 0, end;
+	size_t total = 0, matched = 0;
+	bool filtered;
 	int rc;
 
 	if (!f)
 		f = &all;
+	filtered = (f->text && *f->text) || (f->state && *f->state);
 	if (!vd_engine_task_exists(e, task)) {
 		vd_buf_addf(why, "no task '%s'", task);
 		return -ENOENT;
 	}
-	if ((rc = vd_engine_version_list(&ids, e, task)))
-		return rc;
-	if (!(rows = calloc(ids.n + 1, sizeof *rows)) || !(arr = json_array())) {
-		rc = -ENOMEM;
+	if (!(arr = json_array()))
+		return -ENOMEM;
+	rc = filtered ? vd_engine_version_page(&ids, NULL, e, task, 0, 0)
+		      : vd_engine_version_page(&ids, &total, e, task, f->offset, f->limit);
+	if (rc)
 		goto out;
-	}
 	for (size_t i = 0; i < ids.n; i++) {
 		struct log_row r = { .id = ids.v[i] };
+		json_t *row = NULL;
+
 		if (vd_engine_version_json(&r.v, e, task, ids.v[i]))
-			continue;
-		r.time = json_integer_value(json_object_get(r.v, "time"));
-		if (f->text && *f->text && !text_match(&r, f->text)) {
-			json_decref(r.v);
-			continue;
+			continue;   /* deleted since the index was read */
+		if (filtered) {
+			bool keep = !(f->text && *f->text) || text_match(&r, f->text);
+			if (keep && f->state && *f->state) {
+				log_status(&st, e, task, &r);
+				keep = state_match(vd_buf_cstr(&st), f->state);
+			}
+			size_t at = matched;
+			matched += keep;
+			if (!keep || at < f->offset || (f->limit && at >= f->offset + f->limit)) {
+				json_decref(r.v);
+				continue;
+			}
 		}
-		rows[n++] = r;
-	}
-	qsort(rows, n, sizeof *rows, by_time_desc);
-	/* A status filter must look at every version's status; without one
-	 * only the page's are worked out below (a task of 10,000 versions
-	 * lists a page of 100 in a hundredth of the time). */
-	if (f->state && *f->state) {
-		for (size_t i = 0; i < n; i++) {
-			log_status(&st, e, task, &rows[i]);
-			if (state_match(vd_buf_cstr(&st), f->state))
-				rows[kept++] = rows[i];
-			else
-				json_decref(rows[i].v);
-		}
-		n = kept;
-	}
-	end = f->limit && f->offset + f->limit < n ? f->offset + f->limit : n;
-	for (size_t i = f->offset; i < end; i++) {
-		json_t *row = log_entry(e, task, &rows[i], &st);
+		row = log_entry(e, task, &r, &st);
+		json_decref(r.v);
 		if (!row || json_array_append_new(arr, row)) {
 			rc = -ENOMEM;
 			goto out;
 		}
 	}
+	if (filtered)
+		total = matched;
 	char latest[VD_ID_SIZE];
 	bool has_latest = vd_engine_version_latest(latest, e, task) == 0;
 	*reply = json_pack("{s:s, s:O, s:s?, s:I, s:I}", "task", task, "versions", arr,
-			   "latest", has_latest ? latest : NULL, "total", (json_int_t)n,
+			   "latest", has_latest ? latest : NULL, "total", (json_int_t)total,
 			   "offset", (json_int_t)f->offset);
 	rc = *reply ? 0 : -ENOMEM;
 out:
-	for (size_t i = 0; rows && i < n; i++)
-		json_decref(rows[i].v);
-	free(rows);
 	json_decref(arr);
 	vd_buf_release(&st);
 	vd_strv_release(&ids);
@@ -354,15 +345,14 @@ int vd_engine_api_task_list(json_t **reply, vd_engine *e)
 
 	for (size_t i = 0; !rc && i < tasks.n; i++) {
 		char owner[VD_EXECUTOR_NAME_SIZE], latest[VD_ID_SIZE], cbuf[VD_ID_SIZE];
-		struct vd_strv ids = { 0 };
+		size_t nv = 0;
 		json_t *t, *v = NULL;
 
 		if (vd_engine_task_owner(owner, e, tasks.v[i]))
 			continue;   /* deleted meanwhile */
-		vd_engine_version_list(&ids, e, tasks.v[i]);
+		vd_engine_version_page(NULL, &nv, e, tasks.v[i], 0, 0);
 		t = json_pack("{s:s, s:s, s:I}", "name", tasks.v[i], "owner", owner, "versions",
-			      (json_int_t)ids.n);
-		vd_strv_release(&ids);
+			      (json_int_t)nv);
 		if (t && vd_engine_version_latest(latest, e, tasks.v[i]) == 0) {
 			json_object_set_new(t, "latest", json_string(latest));
 			if (!vd_engine_version_json(&v, e, tasks.v[i], latest)) {

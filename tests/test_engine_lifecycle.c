@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "catalog.h"
 #include "engine.h"
 
 struct fx {
@@ -97,6 +98,13 @@ static json_t *fsck(vd_engine *e, bool full, bool repair)
 	json_decref(body);
 	vd_buf_release(&why);
 	return r;
+}
+
+static int collect(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	(void)val;
+	(void)vlen;
+	return vd_strv_pushn(ctx, key, klen);
 }
 
 static json_int_t num(const json_t *o, const char *k)
@@ -388,6 +396,114 @@ static void test_retention(void **state)
 	vd_buf_release(&why);
 }
 
+/* The time-order index (engine_order.c): newest first, paged, kept by
+ * seal and delete, and built at open for a catalog that lacks it. */
+static void test_version_order(void **state)
+{
+	struct fx *f = *state;
+	vd_engine *e = f->e;
+	struct vd_version_info v[5];
+	struct vd_buf why = VD_BUF_INIT(1024);
+	struct vd_strv ids = { 0 };
+	size_t n, total = 0;
+	assert_int_equal(vd_engine_task_create(e, "t"), 0);
+	/* "t2" sorts right after "t": its keys must not leak into t's. */
+	assert_int_equal(vd_engine_task_create(e, "t2"), 0);
+	for (unsigned i = 0; i < 5; i++) {
+		char *t = make_text(300, 10 + i, &n);
+		submit(&v[i], e, "t", "x.txt", t, n);
+		if (i == 2)
+			submit(&(struct vd_version_info){ 0 }, e, "t2", "y.txt", t, n);
+		free(t);
+		usleep(2000);   /* distinct seal times */
+	}
+	assert_int_equal(vd_engine_version_page(&ids, &total, e, "t", 0, 0), 0);
+	assert_int_equal(total, 5);
+	assert_int_equal(ids.n, 5);
+	for (size_t i = 0; i < 5; i++)
+		assert_string_equal(ids.v[i], v[4 - i].data_id);
+	vd_strv_release(&ids);
+	assert_int_equal(vd_engine_version_page(&ids, &total, e, "t", 1, 2), 0);
+	assert_int_equal(total, 5);
+	assert_int_equal(ids.n, 2);
+	assert_string_equal(ids.v[0], v[3].data_id);
+	assert_string_equal(ids.v[1], v[2].data_id);
+	vd_strv_release(&ids);
+	/* Without a total the scan stops at the page's end, not before it. */
+	assert_int_equal(vd_engine_version_page(&ids, NULL, e, "t", 2, 0), 0);
+	assert_int_equal(ids.n, 3);
+	assert_string_equal(ids.v[0], v[2].data_id);
+	vd_strv_release(&ids);
+	assert_int_equal(vd_engine_version_page(&ids, NULL, e, "t", 0, 1), 0);
+	assert_int_equal(ids.n, 1);
+	vd_strv_release(&ids);
+
+	/* The log API pages the same way, and says how many there are. */
+	struct vd_log_filter lf = { .offset = 3, .limit = 10 };
+	json_t *log = NULL;
+	assert_int_equal(vd_engine_api_task_log(&log, &why, e, "t", &lf), 0);
+	assert_int_equal(num(log, "total"), 5);
+	json_t *rows = json_object_get(log, "versions");
+	assert_int_equal(json_array_size(rows), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 0), "data_id")),
+			    v[1].data_id);
+	json_decref(log);
+	/* A text filter (an ID prefix) counts only what matches. */
+	char prefix[9];
+	memcpy(prefix, v[2].data_id, 8);
+	prefix[8] = '\0';
+	lf = (struct vd_log_filter){ .text = prefix, .limit = 10 };
+	assert_int_equal(vd_engine_api_task_log(&log, &why, e, "t", &lf), 0);
+	assert_int_equal(num(log, "total"), 1);
+	json_decref(log);
+
+	/* Deleting a version takes its key; deleting latest moves latest to
+	 * the next newest. */
+	char latest[VD_ID_SIZE];
+	assert_int_equal(vd_engine_version_delete(&why, e, "t", v[4].data_id), 0);
+	assert_int_equal(vd_engine_version_latest(latest, e, "t"), 0);
+	assert_string_equal(latest, v[3].data_id);
+	assert_int_equal(vd_engine_version_page(&ids, &total, e, "t", 0, 1), 0);
+	assert_int_equal(total, 4);
+	assert_string_equal(ids.v[0], v[3].data_id);
+	vd_strv_release(&ids);
+	assert_clean(e);
+
+	/* A catalog from before the index: take it away, and the next open
+	 * builds it again. */
+	vd_engine_close(e);
+	f->e = NULL;
+	char cdir[128];
+	snprintf(cdir, sizeof cdir, "%s/catalog", f->dir);
+	vd_catalog *cat = NULL;
+	vd_catalog_batch *b = NULL;
+	struct vd_strv keys = { 0 };
+	assert_int_equal(vd_catalog_open(&cat, cdir), 0);
+	assert_int_equal(vd_catalog_scan(cat, "vo/", collect, &keys), 0);
+	assert_int_equal(keys.n, 5);
+	assert_int_equal(vd_catalog_batch_new(&b), 0);
+	for (size_t i = 0; i < keys.n; i++)
+		vd_catalog_batch_del(b, keys.v[i]);
+	vd_catalog_batch_del(b, "meta/version_order");
+	assert_int_equal(vd_catalog_commit(cat, b, true), 0);
+	vd_catalog_batch_free(b);
+	vd_catalog_close(cat);
+	vd_strv_release(&keys);
+	struct vd_engine_opts o = { .state_dir = f->dir, .lease_ms = 300, .chunk_avg = 4096 };
+	assert_int_equal(vd_engine_open(&f->e, &o), 0);
+	e = f->e;
+	assert_int_equal(vd_engine_version_page(&ids, &total, e, "t", 0, 0), 0);
+	assert_int_equal(total, 4);
+	for (size_t i = 0; i < 4; i++)
+		assert_string_equal(ids.v[i], v[3 - i].data_id);
+	vd_strv_release(&ids);
+	assert_int_equal(vd_engine_version_page(&ids, &total, e, "t2", 0, 0), 0);
+	assert_int_equal(total, 1);
+	vd_strv_release(&ids);
+	assert_clean(e);
+	vd_buf_release(&why);
+}
+
 /* A pack most of whose bytes are dead is rewritten with its live ones. */
 static void test_compaction(void **state)
 {
@@ -480,6 +596,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_gc_spares_open_writer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fsck_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_version_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_punch, setup, teardown),
 	};

@@ -68,8 +68,11 @@ if [ "$sanitize" != 0 ]; then
 	# these to run it at full size.
 	export VD_GC_CRASH_N="${VD_GC_CRASH_N:-8}" VD_CHAOS_S="${VD_CHAOS_S:-30}"
 	export VD_VERSIONS_MB="${VD_VERSIONS_MB:-64}" VD_GC_ONLINE_MB="${VD_GC_ONLINE_MB:-100}"
+	# The benchmark tools' smokes (label bench-smoke) check shell and
+	# python scripts, which the normal pass has run; under the sanitizers
+	# they would only drive again daemon paths the other tests drive.
 	if [ "$failed" = 0 ]; then
-		run_pass "asan+ubsan" "$build_san"
+		run_pass "asan+ubsan" "$build_san" -LE bench-smoke
 	else
 		echo "=== the normal pass failed: the sanitized pass runs the unit tests only"
 		run_pass "asan+ubsan (unit only)" "$build_san" -L unit

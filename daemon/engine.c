@@ -6,6 +6,8 @@
  *   token      the enrollment token executors present (0600)
  *   catalog/   the RocksDB database (docs/catalog.md)
  *   packs/     the chunk store's pack files
+ *   spill/     reduce = sum's temporary files (engine_reduce_sum.c),
+ *              emptied at open
  * Everything else (the mount's staging area, the url file) belongs to vdfsd.
  */
 #include <errno.h>
@@ -1073,6 +1075,11 @@ int vd_engine_open(vd_engine **out, const struct vd_engine_opts *o)
 	vd_buf_addf(&p, "%s/packs", e->state);
 	if ((rc = vd_store_open(&e->store, vd_buf_cstr(&p), e->cat, &e->key)))
 		goto fail;
+	if (o->compress_level)
+		vd_store_set_level(e->store, o->compress_level < 0 ? 0 : o->compress_level);
+	/* What a reduce that spilled left when the daemon died (logged;
+	 * spilling works without it). Before runs are loaded and finished. */
+	vd_engine_reduce_sweep(e);
 	/* Before the runs are loaded: loading one posts that it is queued. */
 	if ((rc = vd_engine_events_open(e)))
 		goto fail;

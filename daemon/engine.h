@@ -44,6 +44,8 @@ struct vd_engine_opts {
 				  * two (0 = 1 MiB); an existing store keeps its own */
 	int64_t upload_keep_ms;  /* how long gc keeps uploaded chunks no version
 				  * uses yet; 0 = a day */
+	int compress_level;      /* zstd level of new chunks, 1 to 19; 0 = the
+				  * store's default (3); -1 = none */
 };
 
 int vd_engine_open(vd_engine **out, const struct vd_engine_opts *o);
@@ -407,6 +409,15 @@ int vd_engine_api_heartbeat(json_t **reply, struct vd_buf *why, vd_engine *e,
 int vd_engine_api_result(json_t **reply, struct vd_buf *why, vd_engine *e,
 			 const char *lease_id, const json_t *meta,
 			 const void *out, size_t outlen);
+/* The same for an output that came as a zstd frame, frame[0..n), of
+ * outlen raw bytes whose chunk ID the executor says is out_id (meta's
+ * "encoding": "zstd", docs/protocol.md). A wanted result's frame is
+ * decoded, at most outlen bytes, into the hash before anything is kept:
+ * -EINVAL (400) when it is not that output; then it is stored as it came
+ * (vd_store_writer_put_zstd). */
+int vd_engine_api_result_zstd(json_t **reply, struct vd_buf *why, vd_engine *e,
+			      const char *lease_id, const json_t *meta,
+			      const void *frame, size_t n, size_t outlen, const char *out_id);
 int vd_engine_api_code(struct vd_buf *out, struct vd_buf *why, vd_engine *e,
 		       const char *code_id);
 /* The executor a lease was granted to (in memory or, after a restart, in
@@ -429,6 +440,11 @@ int vd_engine_api_leave(json_t **reply, struct vd_buf *why, vd_engine *e,
 			const char *name);
 int vd_engine_api_chunk(struct vd_buf *out, struct vd_buf *why, vd_engine *e,
 			const char *chunk_id);
+/* The chunk as the store holds it, for a client that takes zstd: a frame
+ * (*zstd) of *raw_len bytes, or the raw bytes; appended to out. Not
+ * verified here: the executor verifies it after decompressing. */
+int vd_engine_api_chunk_stored(struct vd_buf *out, bool *zstd, uint64_t *raw_len,
+			       struct vd_buf *why, vd_engine *e, const char *chunk_id);
 int vd_engine_api_status(json_t **reply, vd_engine *e);
 int vd_engine_api_metrics(struct vd_buf *out, vd_engine *e);
 

@@ -497,9 +497,12 @@ int vd_engine_api_register(json_t **reply, struct vd_buf *why, vd_engine *e,
 			"back in the queue, %d kept for the results it has spooled", name,
 			dropped, kept);
 	vd_key_to_hex(keyhex, &e->key);
-	*reply = json_pack("{s:s, s:s, s:s, s:i, s:i}", "executor", name, "token", token,
-			   "hash_key", keyhex, "lease_ms", e->lease_ms, "heartbeat_ms",
-			   e->heartbeat_ms);
+	/* result_encodings: results may come as zstd frames
+	 * (vd_engine_api_result_zstd); an executor sends them so only to a
+	 * daemon that says it takes them. */
+	*reply = json_pack("{s:s, s:s, s:s, s:i, s:i, s:[s]}", "executor", name, "token",
+			   token, "hash_key", keyhex, "lease_ms", e->lease_ms, "heartbeat_ms",
+			   e->heartbeat_ms, "result_encodings", "zstd");
 	rc = *reply ? 0 : -ENOMEM;
 out:
 	explicit_bzero(token, sizeof token);

@@ -49,7 +49,8 @@
 struct chunk {
 	char id[VD_ID_SIZE];
 	char pack[17];
-	uint64_t off, len;
+	uint64_t off, len;         /* len: bytes in the pack */
+	uint64_t raw_len;          /* the chunk's own length (differs when compressed) */
 };
 
 struct fsck {
@@ -110,7 +111,7 @@ static int list_pack(void *ctx, const char *pack, int64_t size, int64_t alloc)
 }
 
 static int list_chunk(void *ctx, const char *id, const char *pack, uint64_t off,
-		      uint64_t len)
+		      uint64_t len, uint64_t raw_len)
 {
 	struct fsck *f = ctx;
 	if (!id) {
@@ -151,6 +152,7 @@ static int list_chunk(void *ctx, const char *id, const char *pack, uint64_t off,
 	snprintf(c->pack, sizeof c->pack, "%s", pack);
 	c->off = off;
 	c->len = len;
+	c->raw_len = raw_len;
 	return 0;
 }
 
@@ -169,7 +171,8 @@ static int read_all(struct fsck *f)
 		qsort(f->c, f->nc, sizeof *f->c, by_place);
 	for (size_t i = 0; i < f->nc; i++) {
 		struct chunk *c = &f->c[i];
-		int rc = vd_store_check(f->e->store, &scratch, c->id, c->pack, c->off, c->len);
+		int rc = vd_store_check(f->e->store, &scratch, c->id, c->pack, c->off, c->len,
+					c->raw_len);
 		f->chunks_checked++;
 		if (rc == -EIO) {
 			problem(f, "corrupt_chunk", c->id, NULL, "chunk %s in pack %s at %llu does "
@@ -179,7 +182,7 @@ static int read_all(struct fsck *f)
 			vd_buf_release(&scratch);
 			return rc;
 		} else {
-			f->bytes_checked += c->len;
+			f->bytes_checked += c->raw_len;
 		}
 	}
 	vd_buf_release(&scratch);

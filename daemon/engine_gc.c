@@ -59,7 +59,7 @@
 struct cand {
 	char id[VD_ID_SIZE];
 	char pack[17];
-	uint64_t off, len;
+	uint64_t off, len;         /* len: bytes in the pack (compressed or not) */
 	bool dead;
 };
 
@@ -148,8 +148,9 @@ static int list_pack(void *ctx, const char *pack, int64_t size, int64_t alloc)
 }
 
 static int list_chunk(void *ctx, const char *id, const char *pack, uint64_t off,
-		      uint64_t len)
+		      uint64_t len, uint64_t raw_len)
 {
+	(void)raw_len;   /* gc counts what chunks take in their packs */
 	struct gc *g = ctx;
 	if (!id)
 		return 0;

@@ -586,10 +586,13 @@ int vd_engine_seal(struct vd_version_info *out, vd_engine *e, const char *task,
 	for (size_t i = 0; i < m->nfiles; i++)
 		size += m->files[i].size;
 	int64_t now = vd_now_ms();
-	v = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:[], s:[]}", "name", name,
+	/* stored: the raw bytes of the chunks this version brought (after
+	 * dedup); compressed: what they take in the store. */
+	v = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:[], s:[]}", "name", name,
 		      "data_id", data_id, "kind", m->kind == VD_KIND_TREE ? "tree" : "file",
 		      "size", (json_int_t)size, "files", (json_int_t)m->nfiles,
-		      "stored", (json_int_t)vd_store_writer_new_bytes(w), "time",
+		      "stored", (json_int_t)vd_store_writer_new_bytes(w), "compressed",
+		      (json_int_t)vd_store_writer_stored_bytes(w), "time",
 		      (json_int_t)now, "runs", "parents");
 	if (!v) {
 		rc = -ENOMEM;

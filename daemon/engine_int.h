@@ -226,6 +226,13 @@ struct vd_engine {
 	int lease_ms, heartbeat_ms;
 	int quarantine_ms;         /* how long a quarantine lasts */
 	int64_t upload_keep_ms;    /* gc keeps uploaded chunks this long (fixed) */
+	/* What reduce = sum's key table may take before it spills; 0: its
+	 * default (engine_reduce_sum.c). Tests make it tiny, before any run
+	 * finishes; nothing changes it after. */
+	size_t reduce_mem;
+	/* Times a reduce = sum split its keys into partitions (logged; the
+	 * tests check that a tiny reduce_mem makes it spill). */
+	atomic_uint_fast64_t reduce_splits;
 	int64_t started_mono;
 
 	pthread_mutex_t lock;
@@ -467,9 +474,20 @@ void vd_engine_event_executor(vd_engine *e, const char *name, const char *what);
 /* ---- engine_reduce.c ---- */
 /* Build the aggregated result of a finished run from its units' outputs
  * (blobs in the store, in unit order). The result's bytes are stored with
- * a writer whose index entries go into b; *out lists them. */
+ * a writer whose index entries go into b (concat: with the outputs
+ * gathered into its pack); *out lists them. */
 int vd_engine_reduce(struct vd_file **out, char data_id[VD_ID_SIZE],
 		     vd_catalog_batch *b, vd_engine *e, enum vd_reduce how,
 		     const struct vd_extent *outs, size_t n);
+/* Newlines in p[0..n). */
+uint64_t vd_engine_count_lines(const char *p, size_t n);
+
+/* ---- engine_reduce_sum.c ---- */
+/* reduce = sum of the outputs into f's extents (stored with w, hashed
+ * into h), in e->reduce_mem of memory, spilling under STATE/spill/. */
+int vd_engine_reduce_sum(struct vd_file *f, vd_hasher *h, vd_store_writer *w,
+			 vd_engine *e, const struct vd_extent *outs, size_t n);
+/* At open: remove what a crash left in STATE/spill/. */
+int vd_engine_reduce_sweep(vd_engine *e);
 
 #endif

@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "engine_int.h"
+#include "zframe.h"
 
 /* Pending units looked at for ones whose chunks the executor holds. */
 #define LOCALITY_WINDOW 256
@@ -657,10 +658,20 @@ static int add_vote(vd_catalog_batch *b, vd_engine *e, struct vd_lease *l,
 	return rc;
 }
 
-int vd_engine_api_result(json_t **reply, struct vd_buf *why, vd_engine *e,
-			 const char *lease_id, const json_t *meta,
-			 const void *out, size_t outlen)
+/* A result's output as it came: raw bytes (zstd false: out, outlen), or
+ * a zstd frame of outlen raw bytes whose ID the executor says is id. */
+struct result_out {
+	const void *p;
+	size_t n;
+	bool zstd;
+	const char *id;
+};
+
+static int take_result(json_t **reply, struct vd_buf *why, vd_engine *e,
+		       const char *lease_id, const json_t *meta, const struct result_out *o,
+		       size_t outlen)
 {
+	const void *out = o->p;
 	struct result_meta m;
 	struct vd_lease *l;
 	struct vd_run *r;
@@ -721,10 +732,27 @@ int vd_engine_api_result(json_t **reply, struct vd_buf *why, vd_engine *e,
 	memcpy(code, r->code, VD_ID_SIZE);
 	pthread_mutex_unlock(&e->lock);
 
+	/* A frame must be the output it claims to be before it is kept as
+	 * it is: decoded (at most outlen bytes) into the hash here, once the
+	 * result is known to be wanted. The store checks it again as it
+	 * puts it; a failure there is then the disk's, not the sender's. */
+	if (o->zstd) {
+		uint64_t got_len = 0;
+		rc = vd_zframe_id(blob, &got_len, &e->key, o->p, o->n, outlen);
+		if (rc == -ENOMEM)
+			goto out;
+		if (rc || got_len != outlen || strcmp(blob, o->id)) {
+			vd_buf_addf(why, "the zstd output does not decompress to the out_bytes "
+				    "(%zu) bytes with the ID out_id", outlen);
+			rc = -EINVAL;
+			goto out;
+		}
+	}
 	/* Store the output outside the lock; then check again that nobody
 	 * else's result for the unit got in first. */
 	if ((rc = vd_catalog_batch_new(&b)) || (rc = vd_store_writer_new(&w, e->store)) ||
-	    (rc = vd_store_writer_put(blob, w, out, outlen)) ||
+	    (rc = o->zstd ? vd_store_writer_put_zstd(w, o->id, o->p, o->n, outlen)
+			  : vd_store_writer_put(blob, w, out, outlen)) ||
 	    (rc = vd_store_writer_commit(w, b))) {
 		vd_engine_disk_note(e, rc);
 		goto out;
@@ -772,6 +800,26 @@ out:
 	return rc;
 }
 
+int vd_engine_api_result(json_t **reply, struct vd_buf *why, vd_engine *e,
+			 const char *lease_id, const json_t *meta,
+			 const void *out, size_t outlen)
+{
+	struct result_out o = { out, outlen, false, NULL };
+	return take_result(reply, why, e, lease_id, meta, &o, outlen);
+}
+
+int vd_engine_api_result_zstd(json_t **reply, struct vd_buf *why, vd_engine *e,
+			      const char *lease_id, const json_t *meta,
+			      const void *frame, size_t n, size_t outlen, const char *out_id)
+{
+	struct result_out o = { frame, n, true, out_id };
+	if (!vd_id_valid(out_id)) {
+		vd_buf_adds(why, "out_id must be the output's ID (32 lowercase hex digits)");
+		return -EINVAL;
+	}
+	return take_result(reply, why, e, lease_id, meta, &o, outlen);
+}
+
 /* ---- downloads ----------------------------------------------------------- */
 
 int vd_engine_api_code(struct vd_buf *out, struct vd_buf *why, vd_engine *e,
@@ -793,6 +841,21 @@ int vd_engine_api_code(struct vd_buf *out, struct vd_buf *why, vd_engine *e,
 		vd_buf_adds(why, "unknown code ID");
 	free(val);
 	vd_buf_release(&k);
+	return rc;
+}
+
+int vd_engine_api_chunk_stored(struct vd_buf *out, bool *zstd, uint64_t *raw_len,
+			       struct vd_buf *why, vd_engine *e, const char *chunk_id)
+{
+	if (!vd_id_valid(chunk_id)) {
+		vd_buf_adds(why, "not a valid chunk ID");
+		return -EINVAL;
+	}
+	int rc = vd_store_read_stored(out, zstd, raw_len, e->store, chunk_id);
+	if (rc == -ENOENT)
+		vd_buf_adds(why, "unknown chunk ID");
+	else if (rc)
+		vd_buf_addf(why, "cannot read the chunk: %s", strerror(-rc));
 	return rc;
 }
 

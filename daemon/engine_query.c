@@ -694,31 +694,63 @@ out:
 
 /* ---- GET /v1/du -------------------------------------------------------- */
 
+struct du_chunks {
+	json_int_t n, raw, stored;
+};
+
+static int du_chunk(void *ctx, const char *id, const char *pack, uint64_t off,
+		    uint64_t stored_len, uint64_t raw_len)
+{
+	struct du_chunks *c = ctx;
+	(void)pack;
+	(void)off;
+	if (id) {
+		c->n++;
+		c->raw += (json_int_t)raw_len;
+		c->stored += (json_int_t)stored_len;
+	}
+	return 0;
+}
+
 int vd_engine_api_du(json_t **reply, vd_engine *e)
 {
 	struct vd_strv tasks = { 0 };
+	struct du_chunks ch = { 0 };
 	json_t *arr = json_array();
-	json_int_t all_logical = 0, all_stored = 0, packs = 0, pack_bytes = 0;
+	json_int_t all_logical = 0, all_stored = 0, all_compressed = 0, packs = 0, pack_bytes = 0;
 	int rc = vd_engine_task_list(&tasks, e);
 	for (size_t i = 0; !rc && i < tasks.n; i++) {
 		struct vd_strv ids = { 0 };
-		json_int_t logical = 0, stored = 0;
+		json_int_t logical = 0, stored = 0, compressed = 0;
 		rc = vd_engine_version_list(&ids, e, tasks.v[i]);
 		for (size_t j = 0; !rc && j < ids.n; j++) {
 			json_t *v = NULL;
 			if (vd_engine_version_json(&v, e, tasks.v[i], ids.v[j]))
 				continue;
+			/* stored: the raw bytes of the new chunks a version brought
+			 * (after dedup); compressed: what they take in the store. A
+			 * version sealed before compression has no "compressed":
+			 * its chunks were stored raw. */
+			json_int_t st = json_integer_value(json_object_get(v, "stored"));
+			json_t *c = json_object_get(v, "compressed");
 			logical += json_integer_value(json_object_get(v, "size"));
-			stored += json_integer_value(json_object_get(v, "stored"));
+			stored += st;
+			compressed += json_is_integer(c) ? json_integer_value(c) : st;
 			json_decref(v);
 		}
-		json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:I}", "name", tasks.v[i],
-				      "versions", (json_int_t)ids.n, "logical", logical,
-				      "stored", stored));
+		json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:I, s:I}", "name",
+						     tasks.v[i], "versions", (json_int_t)ids.n,
+						     "logical", logical, "stored", stored,
+						     "compressed", compressed));
 		all_logical += logical;
 		all_stored += stored;
+		all_compressed += compressed;
 		vd_strv_release(&ids);
 	}
+	/* Every distinct chunk in the index, results and what gc has yet to
+	 * take included: raw, and as stored. */
+	if (!rc)
+		rc = vd_store_chunks(e->store, du_chunk, &ch);
 	/* What is really on disk: every pack file, results included. */
 	char dir[PATH_MAX];
 	snprintf(dir, sizeof dir, "%s/packs", e->state);
@@ -739,9 +771,10 @@ int vd_engine_api_du(json_t **reply, vd_engine *e)
 	if (d)
 		closedir(d);
 	if (!rc) {
-		*reply = json_pack("{s:O, s:{s:I, s:I, s:I, s:I}}", "tasks", arr, "store",
-				   "logical", all_logical, "stored", all_stored, "packs", packs,
-				   "pack_bytes", pack_bytes);
+		*reply = json_pack("{s:O, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}", "tasks", arr,
+				   "store", "logical", all_logical, "stored", all_stored,
+				   "compressed", all_compressed, "chunks", ch.n, "chunks_raw", ch.raw,
+				   "chunks_stored", ch.stored, "packs", packs, "pack_bytes", pack_bytes);
 		rc = *reply ? 0 : -ENOMEM;
 	}
 	/* What gc would free now: its dry run, retention included. */

@@ -20,7 +20,8 @@
  * sign-in are the only requests taken without one.
  *
  * Connections, admission and the front door that answers malformed
- * requests in JSON are in http_door.c.
+ * requests in JSON are in http_door.c; chunks and results on the wire,
+ * zstd-compressed where both ends can, in http_transfer.c.
  *
  * TLS (vd_http_start_tls) is libmicrohttpd's, over GnuTLS.
  */
@@ -649,6 +650,12 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 			ret = http_events_reply(h, c, after);
 		goto out;
 	}
+	if (q->route == ROUTE_CHUNK) {
+		/* Raw, or the stored zstd frame with its own headers. */
+		ret = http_chunk(h, c, method, url, q->id,
+				 q->role == VD_ROLE_EXECUTOR ? q->who : NULL);
+		goto out;
+	}
 	if (q->route == ROUTE_DOWNLOAD || q->route == ROUTE_ARCHIVE) {
 		struct MHD_Response *r = NULL;
 		unsigned status;
@@ -703,43 +710,20 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 		rc = vd_engine_api_heartbeat(&reply, &why, h->e, q->id);
 		break;
 	case ROUTE_RESULT: {
-		const char *p = q->body.data ? q->body.data : "";
-		const char *nl = memchr(p, '\n', q->body.len);
-		size_t outlen;
-		json_t *ob;
+		/* The metadata line, then the output, raw or a zstd frame
+		 * (http_transfer.c). */
+		struct http_result res;
 
-		if (!nl) {
-			vd_buf_adds(&why, "result body needs a JSON line, a newline, then the output");
-			rc = -EINVAL;
+		if ((rc = http_result_parse(&res, &why, q->body.data, q->body.len)))
 			break;
-		}
-		body = parse_object(&why, p, (size_t)(nl - p));
-		if (!body) {
-			rc = -EINVAL;
-			break;
-		}
-		outlen = q->body.len - (size_t)(nl + 1 - p);
-		ob = json_object_get(body, "out_bytes");
-		if (!json_is_integer(ob) || json_integer_value(ob) < 0 ||
-		    (uint64_t)json_integer_value(ob) != (uint64_t)outlen) {
-			vd_buf_addf(&why, "out_bytes must be the %zu bytes that follow the JSON line",
-				    outlen);
-			rc = -EINVAL;
-			break;
-		}
+		body = res.meta;
 		if ((rc = check_owner(h, q, &why)))
 			break;
-		rc = vd_engine_api_result(&reply, &why, h->e, q->id, body, nl + 1,
-					  outlen);
+		rc = http_result_take(&reply, &why, h, q->id, &res);
 		break;
 	}
 	case ROUTE_CODE:
 		rc = vd_engine_api_code(&out, &why, h->e, q->id);
-		break;
-	case ROUTE_CHUNK:
-		rc = vd_engine_api_chunk(&out, &why, h->e, q->id);
-		if (!rc && q->role == VD_ROLE_EXECUTOR)
-			vd_engine_note_chunk(h->e, q->who, q->id);
 		break;
 	case ROUTE_REVOKE:
 		if (q->role != VD_ROLE_EXECUTOR) {
@@ -849,6 +833,8 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 				"# TYPE vdfs_http_received_bytes_total counter\n"
 				"vdfs_http_received_bytes_total %llu\n",
 				(unsigned long long)atomic_load(&h->received));
+		if (!rc)
+			rc = http_transfer_metrics(&out, h);
 		ctype = "text/plain; version=0.0.4; charset=utf-8";
 		break;
 	case ROUTE_UPLOAD_INFO:
@@ -914,8 +900,7 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 		ret = http_reply_json(c, http_status_of(rc), reply);
 	} else if (rc < 0) {
 		ret = http_reply_engine_error(c, rc, method, url, &why);
-	} else if (q->route == ROUTE_CODE || q->route == ROUTE_CHUNK ||
-		   q->route == ROUTE_METRICS ||
+	} else if (q->route == ROUTE_CODE || q->route == ROUTE_METRICS ||
 		   ((q->route == ROUTE_FUNCTION || q->route == ROUTE_CONFIG) &&
 		    !strcmp(method, MHD_HTTP_METHOD_GET))) {
 		size_t len;
@@ -1262,6 +1247,10 @@ int vd_http_start_opts(vd_http **out, int *bound_port, vd_engine *e,
 	atomic_init(&h->stopping, false);
 	atomic_init(&h->in_lease, 0);
 	atomic_init(&h->received, 0);
+	atomic_init(&h->chunk_sent, 0);
+	atomic_init(&h->chunk_raw_sent, 0);
+	atomic_init(&h->result_received, 0);
+	atomic_init(&h->result_raw_received, 0);
 	h->tls = o->cert_pem != NULL;
 	h->idle_s = o->idle_timeout_s ? o->idle_timeout_s : VD_HTTP_IDLE_TIMEOUT_S;
 	h->max_conns = fit_conns(o->max_conns ? o->max_conns : VD_HTTP_MAX_CONNS,

@@ -126,6 +126,11 @@ struct vd_http {
 	/* Request body bytes received, for /metrics: what clients sent
 	 * over the network, uploads above all. */
 	atomic_uint_fast64_t received;
+	/* http_transfer.c, for /metrics: chunk bytes sent by GET
+	 * /v1/chunks as sent (frames or raw) and the raw length they stand
+	 * for; output bytes of accepted results as received, and theirs. */
+	atomic_uint_fast64_t chunk_sent, chunk_raw_sent;
+	atomic_uint_fast64_t result_received, result_raw_received;
 
 	/* Sign-in sessions of the dashboard (http_session.h has its own lock). */
 	vd_sessions *sessions;
@@ -260,6 +265,32 @@ int http_events_after(uint64_t *after, struct MHD_Connection *c);
  * or 503 with Retry-After when HTTP_EVENT_STREAMS_MAX are open. It ends
  * when the client goes, or within half a second of h->stopping. */
 enum MHD_Result http_events_reply(vd_http *h, struct MHD_Connection *c, uint64_t after);
+/* http_transfer.c: chunks and results on the wire, zstd where both ends
+ * can (docs/protocol.md). GET /v1/chunks/<id>: the stored frame to a
+ * client whose Accept-Encoding names zstd, else the raw bytes; executor
+ * (NULL for other roles) is remembered as holding the chunk. */
+enum MHD_Result http_chunk(vd_http *h, struct MHD_Connection *c, const char *method,
+			   const char *url, const char *id, const char *executor);
+/* A PUT /v1/results/<lease> body, split: meta (owned; json_decref it),
+ * the n bytes that follow at out, a zstd frame (zstd, with id the
+ * executor's out_id) or raw, raw_len the output's length. */
+struct http_result {
+	json_t *meta;
+	const char *out;
+	size_t n;
+	bool zstd;
+	size_t raw_len;
+	const char *id;    /* in meta */
+};
+/* -EINVAL (400) for a malformed body (why says what), -EFBIG (413) for
+ * out_bytes over the result cap; meta is NULL then. */
+int http_result_parse(struct http_result *res, struct vd_buf *why, const char *body,
+		      size_t n);
+/* Hand the result to the engine (and count its bytes when accepted). */
+int http_result_take(json_t **reply, struct vd_buf *why, vd_http *h, const char *lease,
+		     const struct http_result *res);
+/* The byte counters, in Prometheus text, appended to out. */
+int http_transfer_metrics(struct vd_buf *out, vd_http *h);
 /* MHD_OPTION_NOTIFY_CONNECTION: counts a connection MHD starts or closes. */
 void http_door_notify(void *cls, struct MHD_Connection *c, void **socket_context,
 		      enum MHD_ConnectionNotificationCode toe);

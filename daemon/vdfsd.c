@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@
 #include "doc.h"
 #include "engine.h"
 #include "http.h"
+#include "store.h"
 #include "view.h"
 
 struct opts {
@@ -52,6 +54,7 @@ struct opts {
 	int lease_ms, heartbeat_ms, quarantine_ms;
 	int64_t upload_keep_ms;
 	size_t chunk_avg;
+	int compress_level;      /* vd_engine_opts.compress_level */
 	const char *tls_cert, *tls_key;
 	bool insecure;
 	bool allow_other;
@@ -97,6 +100,9 @@ static const struct vd_doc_opt opt_doc[] = {
 	  "valid token in the last hour (1 to 65536, default " STR(VD_HTTP_MAX_PER_IP) ")", 0 },
 	{ "chunk-size", 'c', "N", "the average chunk size of a new store, a power of two of "
 	  "at least 4096 (default 1048576); an existing store keeps its own", 0 },
+	{ "compress", 'Z', "zstd:N|none", "compress new chunks with zstd at level N (1 to 19; "
+	  "default zstd:3), each kept only when it saves at least 3 %, or store them raw "
+	  "(none); what is stored already stays as it is", 0 },
 	{ "allow-other", 'A', NULL, "let other local users (and Samba or NFS re-exports) use "
 	  "the mount, with owners and modes enforced as on any file system: a task is its "
 	  "maker's, and only its owner and root change it (as a user other than root, needs "
@@ -237,6 +243,29 @@ static int parse_count(unsigned *out, const char *name, const char *arg, long lo
 	return 0;
 }
 
+/* "zstd:N" (1 to VD_STORE_ZSTD_MAX) or "none" (-1, as vd_engine_opts
+ * says); "zstd" alone is the default level. */
+static int parse_compress(int *out, const char *arg)
+{
+	char *end;
+
+	if (strcmp(arg, "none") == 0) {
+		*out = -1;
+		return 0;
+	}
+	if (strcmp(arg, "zstd") == 0) {
+		*out = 0;
+		return 0;
+	}
+	if (strncmp(arg, "zstd:", 5) != 0)
+		return -EINVAL;
+	long v = strtol(arg + 5, &end, 10);
+	if (*end || end == arg + 5 || v < 1 || v > VD_STORE_ZSTD_MAX)
+		return -EINVAL;
+	*out = (int)v;
+	return 0;
+}
+
 static int parse_args(struct opts *o, int argc, char **argv)
 {
 	struct vd_doc_getopt g;
@@ -311,6 +340,13 @@ static int parse_args(struct opts *o, int argc, char **argv)
 			o->chunk_avg = (size_t)strtoull(optarg, &end, 10);
 			if (*end || o->chunk_avg < 4096 || (o->chunk_avg & (o->chunk_avg - 1))) {
 				fprintf(stderr, "vdfsd: --chunk-size wants a power of two >= 4096\n");
+				return 2;
+			}
+			break;
+		case 'Z':
+			if (parse_compress(&o->compress_level, optarg)) {
+				fprintf(stderr, "vdfsd: --compress wants zstd:N (N 1 to 19) or none, "
+					"not '%s'\n", optarg);
 				return 2;
 			}
 			break;
@@ -538,6 +574,21 @@ int main(int argc, char **argv)
 	}
 	/* A dead executor connection must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
+	/* The daemon's large buffers (a unit's output as it arrives, a
+	 * result's chunk read for the mount or for reduce, up to tens of
+	 * MiB) come and go from many threads. glibc would serve them from
+	 * mmap, but after the first one is freed it raises its mmap
+	 * threshold to that size and serves the next ones from the threads'
+	 * heaps, which keep up to twice that free: a cold read of a 1 GiB
+	 * concat result left vdfsd at 250 MB. So the threshold is fixed just
+	 * above the largest chunk the chunker cuts (4 MiB): anything bigger
+	 * is an mmap of its own, returned when freed. Fixing it also fixes
+	 * the trim threshold, at 128 KiB unless set: every free at the top
+	 * of a heap would then hand pages back that the next chunk buffer
+	 * faults in again (cold reads of an input ran 4 times slower), so a
+	 * heap keeps up to 8 MiB, a few chunk buffers. */
+	mallopt(M_MMAP_THRESHOLD, (4 << 20) + (64 << 10));
+	mallopt(M_TRIM_THRESHOLD, 8 << 20);
 	raise_nofile();
 	if ((lock_fd = state_lock(o.state)) < 0 || mountpoint_check(o.mountpoint) < 0) {
 		rc = -EBUSY;
@@ -547,7 +598,7 @@ int main(int argc, char **argv)
 	struct vd_engine_opts eo = {
 		.state_dir = o.state, .lease_ms = o.lease_ms, .chunk_avg = o.chunk_avg,
 		.heartbeat_ms = o.heartbeat_ms, .quarantine_ms = o.quarantine_ms,
-		.upload_keep_ms = o.upload_keep_ms,
+		.upload_keep_ms = o.upload_keep_ms, .compress_level = o.compress_level,
 	};
 	if (o.tls_cert) {
 		if ((rc = vd_read_file(&cert, o.tls_cert)) || (rc = vd_read_file(&key, o.tls_key))) {

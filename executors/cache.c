@@ -5,6 +5,11 @@
  * costs nothing until the cap is crossed; eviction then lists both
  * directories, sorts by modification time and unlinks the oldest files
  * that no running unit has pinned. One eviction runs at a time.
+ *
+ * A chunk is one file under either of two names, <id> (raw) or <id>.zst
+ * (the daemon's zstd frame): putting one removes the other, so the pair
+ * never both count against the cap, and a pin is taken on the raw name and
+ * holds both (the caller pins before it knows which it will get).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +23,9 @@
 #include "cache.h"
 #include "id.h"
 #include "runner.h"
+#include "zframe.h"
+
+#define ZST_SUFFIX ".zst"
 
 struct vd_cache {
 	char *root;
@@ -192,10 +200,15 @@ void vd_cache_forget(struct vd_cache *c, uint64_t size)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* lock held. path, or path without ".zst", is pinned. */
 static bool is_pinned(struct vd_cache *c, const char *path)
 {
+	size_t n = strlen(path), k = strlen(ZST_SUFFIX);
+
+	if (n > k && !strcmp(path + n - k, ZST_SUFFIX))
+		n -= k;
 	for (size_t i = 0; i < c->pinned.n; i++)
-		if (!strcmp(c->pinned.v[i], path))
+		if (strlen(c->pinned.v[i]) == n && !memcmp(c->pinned.v[i], path, n))
 			return true;
 	return false;
 }
@@ -269,8 +282,16 @@ int vd_cache_chunk_ids(struct vd_strv *out, struct vd_cache *c, size_t max)
 		qsort(ents, n, sizeof(*ents), by_age);
 	for (size_t i = n; i-- > 0 && !rc && out->n < max;) {
 		const char *slash = strrchr(ents[i].path, '/');
-		const char *id = slash ? slash + 1 : ents[i].path;
+		const char *name = slash ? slash + 1 : ents[i].path;
+		char id[VD_ID_SIZE];
+		size_t len = strlen(name);
 
+		/* <id> or <id>.zst: the daemon needs only the ID. */
+		if (len != VD_ID_LEN && !(len == VD_ID_LEN + strlen(ZST_SUFFIX) &&
+					!strcmp(name + VD_ID_LEN, ZST_SUFFIX)))
+			continue;
+		memcpy(id, name, VD_ID_LEN);
+		id[VD_ID_LEN] = '\0';
 		if (strstr(ents[i].path, "/chunks/") && vd_id_valid(id))
 			rc = vd_strv_push(out, id);
 	}
@@ -284,4 +305,108 @@ uint64_t vd_cache_bytes(struct vd_cache *c)
 	uint64_t b = c->bytes;
 	pthread_mutex_unlock(&c->lock);
 	return b;
+}
+
+/* ---- chunks, raw or framed ---------------------------------------------- */
+
+/* The file at path (zstd: a frame) hashes to id: 0 with *raw_len;
+ * -EBADMSG when it does not; other -errno when it cannot be read. */
+static int verify_file(uint64_t *raw_len, uint64_t *disk, const struct vd_key *k,
+		       const char *id, const char *path, bool zstd, uint64_t max)
+{
+	struct vd_buf data = VD_BUF_INIT(max);
+	char got[VD_ID_SIZE];
+	int rc = vd_read_file(&data, path);
+
+	*disk = data.len;
+	if (rc == -EFBIG) {
+		struct stat st;
+
+		*disk = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+		rc = -EBADMSG;   /* larger than any chunk: not one */
+	}
+	if (rc)
+		goto out;
+	if (zstd) {
+		rc = vd_zframe_id(got, raw_len, k, data.data ? data.data : "", data.len, max);
+	} else {
+		vd_id_of(got, k, data.data ? data.data : "", data.len);
+		*raw_len = data.len;
+	}
+	if (!rc && strcmp(got, id) != 0)
+		rc = -EBADMSG;
+out:
+	vd_buf_release(&data);
+	return rc;
+}
+
+int vd_cache_chunk_find(struct vd_buf *path, bool *zstd, uint64_t *raw_len,
+			struct vd_cache *c, const struct vd_key *k, const char *id,
+			uint64_t max)
+{
+	int rc = -ENOENT;
+
+	for (int z = 0; z < 2; z++) {
+		uint64_t disk = 0;
+		int e;
+
+		vd_buf_reset(path);
+		e = vd_buf_addf(path, "%s/chunks/%s%s", c->root, id, z ? ZST_SUFFIX : "");
+		if (e)
+			return e;
+		e = verify_file(raw_len, &disk, k, id, path->data, z, max);
+		if (e == -ENOENT)
+			continue;
+		if (e == 0) {
+			*zstd = z;
+			vd_cache_touch(c, path->data);
+			return 0;
+		}
+		if (e != -EBADMSG)
+			return e;
+		vd_warn("cache: %s does not %s to its name; fetching again", path->data,
+			z ? "decompress and hash" : "hash");
+		if (unlink(path->data) == 0)
+			vd_cache_forget(c, disk);
+		rc = -ENOENT;
+	}
+	vd_buf_reset(path);
+	return rc;
+}
+
+int vd_cache_chunk_put(struct vd_buf *path, uint64_t *raw_len, struct vd_cache *c,
+		       const struct vd_key *k, const char *id, const void *p, size_t n,
+		       bool zstd, uint64_t max)
+{
+	struct vd_buf other = VD_BUF_INIT(8192);
+	char got[VD_ID_SIZE];
+	struct stat st;
+	int rc;
+
+	if (zstd) {
+		rc = vd_zframe_id(got, raw_len, k, p, n, max);
+		if (rc == -EBADMSG)
+			got[0] = '\0';
+		else if (rc)
+			return rc;
+	} else {
+		vd_id_of(got, k, p, n);
+		*raw_len = n;
+	}
+	if (strcmp(got, id) != 0)
+		return -EBADMSG;
+	vd_buf_reset(path);
+	rc = vd_buf_addf(path, "%s/chunks/%s%s", c->root, id, zstd ? ZST_SUFFIX : "");
+	if (!rc)
+		rc = vd_buf_addf(&other, "%s/chunks/%s%s", c->root, id, zstd ? "" : ZST_SUFFIX);
+	if (rc)
+		goto out;
+	/* A copy under the other name (a chunk fetched raw before the
+	 * daemon stored it compressed, or the reverse) would count twice. */
+	if (stat(other.data, &st) == 0 && unlink(other.data) == 0)
+		vd_cache_forget(c, (uint64_t)st.st_size);
+	rc = vd_cache_put(c, path->data, p, n, 0644);
+out:
+	vd_buf_release(&other);
+	return rc;
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "client.h"
 #include "util.h"
@@ -214,9 +215,31 @@ static void explain(struct vd_client *c, CURLcode cc)
 	}
 }
 
-int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
-		 const char *method, const char *path, const char *ctype,
-		 const struct vd_client_piece *body, size_t nbody, long timeout_ms)
+/* The answer's Content-Encoding is zstd, and its X-VDFS-Length. */
+static void read_encoding(struct vd_client *c)
+{
+	struct curl_header *h = NULL;
+
+	if (curl_easy_header(c->curl, "Content-Encoding", 0, CURLH_HEADER, -1, &h) ==
+	    CURLHE_OK && h && !strcasecmp(h->value, "zstd"))
+		c->resp_zstd = true;
+	h = NULL;
+	if (curl_easy_header(c->curl, "X-VDFS-Length", 0, CURLH_HEADER, -1, &h) ==
+	    CURLHE_OK && h) {
+		char *end;
+		unsigned long long v;
+
+		errno = 0;
+		v = strtoull(h->value, &end, 10);
+		if (!errno && end != h->value && !*end && *h->value != '-')
+			c->resp_raw_len = v;
+	}
+}
+
+static int request(long *status, struct vd_buf *resp, struct vd_client *c,
+		   const char *method, const char *path, const char *ctype,
+		   const char *extra, const struct vd_client_piece *body, size_t nbody,
+		   long timeout_ms)
 {
 	struct vd_buf url = VD_BUF_INIT(8192), ct = VD_BUF_INIT(512);
 	struct curl_slist *hdrs = NULL, *last;
@@ -229,6 +252,8 @@ int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
 
 	*status = 0;
 	c->retry_after_s = 0;
+	c->resp_zstd = false;
+	c->resp_raw_len = 0;
 	c->err[0] = '\0';
 	c->curl_err[0] = '\0';
 	c->resp_too_big = false;
@@ -244,6 +269,8 @@ int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
 	last = curl_slist_append(NULL, c->auth->data);
 	if (last && ctype)
 		last = curl_slist_append(last, ct.data);
+	if (last && extra)
+		last = curl_slist_append(last, extra);
 	hdrs = last;
 	if (!hdrs) {
 		rc = -ENOMEM;
@@ -312,6 +339,8 @@ int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
 		if (curl_easy_getinfo(c->curl, CURLINFO_RETRY_AFTER, &after) == CURLE_OK &&
 		    after > 0)
 			c->retry_after_s = after > 86400 ? 86400 : (long)after;
+		if (extra)
+			read_encoding(c);
 		rc = 0;
 		break;
 	}
@@ -349,6 +378,23 @@ out:
 	vd_buf_release(&url);
 	vd_buf_release(&ct);
 	return rc;
+}
+
+int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
+		 const char *method, const char *path, const char *ctype,
+		 const struct vd_client_piece *body, size_t nbody, long timeout_ms)
+{
+	return request(status, resp, c, method, path, ctype, NULL, body, nbody,
+		       timeout_ms);
+}
+
+int vd_client_get_zstd(long *status, struct vd_buf *resp, struct vd_client *c,
+		       const char *path, long timeout_ms)
+{
+	/* Only the header, not CURLOPT_ACCEPT_ENCODING: libcurl would then
+	 * decode the frame, and the point is to keep it (cache.h). */
+	return request(status, resp, c, "GET", path, NULL, "Accept-Encoding: zstd",
+		       NULL, 0, timeout_ms);
 }
 
 int vd_client_json(long *status, json_t **reply, struct vd_buf *why,

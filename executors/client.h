@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -38,6 +39,11 @@ struct vd_client {
 	 * it had none. The daemon sends one with 507 (its disk is full) and
 	 * with 503 when its connection limits turn a request away. */
 	long retry_after_s;
+	/* The last vd_client_get_zstd answer came as a zstd frame
+	 * (Content-Encoding: zstd), of resp_raw_len bytes decompressed
+	 * (X-VDFS-Length; 0 when it did not say). */
+	bool resp_zstd;
+	uint64_t resp_raw_len;
 };
 
 /* A request body: the concatenation of n pieces, sent without copying.
@@ -71,6 +77,12 @@ int vd_client_set_token(struct vd_client *c, const char *token);
 int vd_client_do(long *status, struct vd_buf *resp, struct vd_client *c,
 		 const char *method, const char *path, const char *ctype,
 		 const struct vd_client_piece *body, size_t nbody, long timeout_ms);
+
+/* GET path saying that a zstd frame will do (Accept-Encoding: zstd): the
+ * body comes as the daemon sends it, undecoded, and c->resp_zstd says
+ * whether it is a frame. Returns like vd_client_do. */
+int vd_client_get_zstd(long *status, struct vd_buf *resp, struct vd_client *c,
+		       const char *path, long timeout_ms);
 
 /*
  * JSON round trip: req (NULL: empty body) is sent as application/json; a

@@ -33,6 +33,7 @@
 #include "runner.h"
 #include "spool.h"
 #include "util.h"
+#include "zframe.h"
 
 #define EX_LEASE_WAIT_MS 20000
 /* The long-poll may be held wait_ms by the server; allow for transfer. */
@@ -105,6 +106,15 @@ struct exec {
 	struct vd_key key;    /* from registration: verifies downloads */
 	int lease_ms;
 	int heartbeat_ms;
+	/* The daemon takes results as zstd frames: its registration reply
+	 * lists "zstd" in result_encodings (an older daemon does not, and
+	 * would refuse them). Set at each registration. */
+	atomic_bool result_zstd;
+	/* Bytes over the wire and what they stand for, for the line logged
+	 * at exit: chunks received (as sent: frames or raw) and their raw
+	 * length; results sent (the output part of the body) and theirs. */
+	atomic_uint_fast64_t chunk_bytes_in, chunk_raw_in;
+	atomic_uint_fast64_t result_bytes_out, result_raw_out;
 
 	pthread_mutex_t lock;
 	/* Signalled when a unit is queued, a slot is freed, or on stop. */

@@ -95,8 +95,11 @@ void send_result(struct exec *x, struct vd_client *c, struct lease *l,
 			const struct vd_run_result *r)
 {
 	struct vd_client_piece pieces[2];
+	struct vd_buf frame = VD_BUF_INIT(r->out.len);
+	const char *body = r->out.data ? r->out.data : "";
+	size_t body_len = r->out.len;
 	json_t *meta;
-	char *line = NULL, fail[512], what[160];
+	char *line = NULL, fail[512], what[160], out_id[VD_ID_SIZE];
 	int tries, rc, retry_ms = 0, wait = EX_BACKOFF_MIN_MS;
 	enum sent sent;
 
@@ -105,6 +108,22 @@ void send_result(struct exec *x, struct vd_client *c, struct lease *l,
 			 "ms", (json_int_t)r->ms,
 			 "stderr", vd_ex_json_text(r->err, r->errlen),
 			 "out_bytes", (json_int_t)r->out.len);
+	/* Compressed when the daemon takes it so (it said at registration)
+	 * and it saves enough; out_bytes stays the raw length, and out_id
+	 * is the ID the daemon checks the frame's bytes against and keeps
+	 * the frame under, as it came (docs/protocol.md). */
+	if (meta && atomic_load(&x->result_zstd) &&
+	    vd_zframe_compress(&frame, body, body_len, VD_ZFRAME_RESULT_LEVEL) == 1) {
+		vd_id_of(out_id, &x->key, body, body_len);
+		if (json_object_set_new(meta, "encoding", json_string("zstd")) ||
+		    json_object_set_new(meta, "body_bytes", json_integer((json_int_t)frame.len)) ||
+		    json_object_set_new(meta, "out_id", json_string(out_id))) {
+			json_decref(meta);
+			meta = NULL;
+		}
+		body = frame.data;
+		body_len = frame.len;
+	}
 	line = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
 	if (!line) {
 		vd_err("lease %s: cannot build the result", l->id);
@@ -123,12 +142,20 @@ void send_result(struct exec *x, struct vd_client *c, struct lease *l,
 		line[n] = '\n';
 		line[n + 1] = '\0';
 	}
-	snprintf(what, sizeof(what), "%.60s unit %lld/%lld: exit %d, %zu bytes, %lld ms",
-		 jstr(l->j, "task"), (long long)jint(l->j, "unit", 0),
-		 (long long)jint(l->j, "units", 0), r->exit, r->out.len, (long long)r->ms);
+	atomic_fetch_add(&x->result_bytes_out, body_len);
+	atomic_fetch_add(&x->result_raw_out, r->out.len);
+	if (frame.len)
+		snprintf(what, sizeof(what), "%.60s unit %lld/%lld: exit %d, %zu bytes "
+			 "(%zu zstd), %lld ms", jstr(l->j, "task"),
+			 (long long)jint(l->j, "unit", 0), (long long)jint(l->j, "units", 0),
+			 r->exit, r->out.len, frame.len, (long long)r->ms);
+	else
+		snprintf(what, sizeof(what), "%.60s unit %lld/%lld: exit %d, %zu bytes, "
+			 "%lld ms", jstr(l->j, "task"), (long long)jint(l->j, "unit", 0),
+			 (long long)jint(l->j, "units", 0), r->exit, r->out.len,
+			 (long long)r->ms);
 	pieces[0] = (struct vd_client_piece){ line, strlen(line) };
-	pieces[1] = (struct vd_client_piece){ r->out.data ? r->out.data : "",
-					      r->out.len };
+	pieces[1] = (struct vd_client_piece){ body, body_len };
 	sent = put_result(x, c, l->id, what, pieces, 2, fail, sizeof(fail), &retry_ms);
 	if (sent != SENT_AGAIN)
 		goto out;
@@ -162,6 +189,7 @@ void send_result(struct exec *x, struct vd_client *c, struct lease *l,
 out:
 	free(line);
 	json_decref(meta);
+	vd_buf_release(&frame);
 }
 
 /*

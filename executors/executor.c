@@ -132,44 +132,31 @@ int client_open(struct vd_client *c, const struct exec *x, const char *token,
 /* ---- cache ------------------------------------------------------------ */
 
 /*
- * Make the cache file `path` (of <kind>/<id>) hold the verified bytes of
- * id, downloading them from /v1/<kind>/<id> if the cache lacks them or
- * holds something else. -ENOENT: the server does not know the ID;
- * -EBADMSG: it sent other bytes; -EACCES: 401; -EIO and other: transport
- * trouble after retries. The caller has pinned path.
+ * GET /v1/<kind>/<id> into data (reset first), retried on transport
+ * trouble and 5xx. Chunks are asked for with Accept-Encoding: zstd: *zstd
+ * then says whether they came as the daemon's frame, and *raw_len what
+ * the daemon says it decodes to (X-VDFS-Length; 0: it did not say).
+ * -ENOENT: the server does not know the ID; -EACCES: 401; -EIO and other:
+ * transport trouble after retries.
  */
-static int cache_ensure(uint64_t *size, struct exec *x, struct vd_client *c,
-			const char *kind, const char *id, bool executable,
-			const char *path)
+static int fetch(struct vd_buf *data, bool *zstd, uint64_t *raw_len, struct exec *x,
+		 struct vd_client *c, const char *kind, const char *id)
 {
-	struct vd_buf data = VD_BUF_INIT(EX_BLOB_MAX);
 	struct vd_buf url = VD_BUF_INIT(256);
-	char got[VD_ID_SIZE], fail[512];
+	bool chunk = !strcmp(kind, "chunks");
+	char fail[512];
 	int rc, tries, wait = EX_BACKOFF_MIN_MS;
 	long status = 0;
 
-	/* Cached files are re-hashed on use: a cache entry torn by a crash
-	 * (they are not fsync'd) or altered must not reach a function. */
-	if (vd_read_file(&data, path) == 0) {
-		vd_id_of(got, &x->key, data.data ? data.data : "", data.len);
-		if (strcmp(got, id) == 0) {
-			*size = data.len;
-			vd_cache_touch(x->store, path);
-			rc = 0;
-			goto out;
-		}
-		vd_warn("cache: %s does not hash to its name; fetching again", path);
-		if (unlink(path) == 0)
-			vd_cache_forget(x->store, data.len);
-	}
-	vd_buf_reset(&data);
+	*zstd = false;
+	*raw_len = 0;
 	rc = vd_buf_addf(&url, "/v1/%s/%s", kind, id);
 	if (rc)
 		goto out;
 	for (tries = 0; tries < EX_FETCH_TRIES; tries++) {
-		vd_buf_reset(&data);
-		rc = vd_client_do(&status, &data, c, "GET", url.data, NULL, NULL, 0,
-				  0);
+		vd_buf_reset(data);
+		rc = chunk ? vd_client_get_zstd(&status, data, c, url.data, 0)
+			   : vd_client_do(&status, data, c, "GET", url.data, NULL, NULL, 0, 0);
 		if ((rc == 0 && status < 500) || rc == -EKEYREJECTED)
 			break;
 		vd_warn("GET %s: %s; retrying in %.1f s", url.data,
@@ -187,24 +174,98 @@ static int cache_ensure(uint64_t *size, struct exec *x, struct vd_client *c,
 		vd_warn("GET %s: HTTP %ld", url.data, status);
 		rc = -EIO;
 	}
+	if (!rc && chunk) {
+		*zstd = c->resp_zstd;
+		*raw_len = c->resp_raw_len;
+		atomic_fetch_add(&x->chunk_bytes_in, data->len);
+	}
+out:
+	vd_buf_release(&url);
+	return rc;
+}
+
+/*
+ * Make the cache file `path` (of code/<id>) hold the verified bytes of
+ * the code id, downloading them if the cache lacks them or holds something
+ * else. -EBADMSG: the server sent other bytes; else as fetch. The caller
+ * has pinned path.
+ */
+static int code_ensure(struct exec *x, struct vd_client *c, const char *id,
+		       const char *path)
+{
+	struct vd_buf data = VD_BUF_INIT(EX_BLOB_MAX);
+	char got[VD_ID_SIZE];
+	uint64_t said;
+	bool zstd;
+	int rc;
+
+	/* Cached files are re-hashed on use: a cache entry torn by a crash
+	 * (they are not fsync'd) or altered must not reach a function. */
+	if (vd_read_file(&data, path) == 0) {
+		vd_id_of(got, &x->key, data.data ? data.data : "", data.len);
+		if (strcmp(got, id) == 0) {
+			vd_cache_touch(x->store, path);
+			rc = 0;
+			goto out;
+		}
+		vd_warn("cache: %s does not hash to its name; fetching again", path);
+		if (unlink(path) == 0)
+			vd_cache_forget(x->store, data.len);
+	}
+	rc = fetch(&data, &zstd, &said, x, c, "code", id);
 	if (rc)
 		goto out;
 	vd_id_of(got, &x->key, data.data ? data.data : "", data.len);
 	if (strcmp(got, id) != 0) {
-		vd_warn("GET %s: the bytes hash to %s", url.data, got);
+		vd_warn("GET /v1/code/%s: the bytes hash to %s", id, got);
 		rc = -EBADMSG;
 		goto out;
 	}
-	rc = vd_cache_put(x->store, path, data.data ? data.data : "", data.len,
-			  executable ? 0755 : 0644);
-	if (rc) {
+	rc = vd_cache_put(x->store, path, data.data ? data.data : "", data.len, 0755);
+	if (rc)
 		vd_warn("cache: cannot write %s: %s", path, strerror(-rc));
-		goto out;
-	}
-	*size = data.len;
 out:
 	vd_buf_release(&data);
-	vd_buf_release(&url);
+	return rc;
+}
+
+/*
+ * The chunk id in the cache, verified: *file the cache file (raw, or the
+ * daemon's zstd frame as it came, *zstd), *size the chunk's length. A
+ * chunk the cache lacks, or holds torn or altered, is downloaded, verified
+ * (a frame by decompressing it into the hash) and kept. -EBADMSG: the
+ * server sent bytes that are not the chunk; else as fetch. The caller has
+ * pinned the chunk's raw name (cache.h).
+ */
+static int chunk_ensure(struct vd_buf *file, bool *zstd, uint64_t *size, struct exec *x,
+			struct vd_client *c, const char *id)
+{
+	struct vd_buf data = VD_BUF_INIT(EX_BLOB_MAX);
+	uint64_t said = 0;
+	int rc = vd_cache_chunk_find(file, zstd, size, x->store, &x->key, id, EX_BLOB_MAX);
+
+	if (rc != -ENOENT)
+		goto out;
+	rc = fetch(&data, zstd, &said, x, c, "chunks", id);
+	if (rc)
+		goto out;
+	/* A frame decodes to what the daemon said, not a byte more. */
+	rc = vd_cache_chunk_put(file, size, x->store, &x->key, id,
+				data.data ? data.data : "", data.len, *zstd,
+				said && said < EX_BLOB_MAX ? said : EX_BLOB_MAX);
+	if (rc == -EBADMSG) {
+		vd_warn("GET /v1/chunks/%s: %s", id,
+			*zstd ? "the frame does not decompress to bytes that hash to the ID"
+			      : "the bytes do not hash to the ID");
+	} else if (rc) {
+		vd_warn("cache: cannot write chunk %s: %s", id, strerror(-rc));
+	} else {
+		atomic_fetch_add(&x->chunk_raw_in, *size);
+		vd_debug("chunk %s: %zu bytes on the wire%s, %llu raw", id, data.len,
+			 *zstd ? " (zstd)" : "", (unsigned long long)*size);
+	}
+out:
+	vd_buf_release(&data);
 	return rc;
 }
 
@@ -267,7 +328,7 @@ static void run_unit(struct exec *x, struct vd_client *c, struct lease *l)
 	const char *code_id = jstr(l->j, "code_id");
 	const char *header = jstr(l->j, "header");
 	struct vd_buf codepath = VD_BUF_INIT(PATH_MAX);
-	struct vd_strv chunkpaths = { 0 }, env = { 0 };
+	struct vd_strv chunkpaths = { 0 }, infiles = { 0 }, env = { 0 };
 	struct vd_run_input *in = NULL;
 	struct vd_run_spec spec;
 	struct vd_run_result r;
@@ -290,7 +351,7 @@ static void run_unit(struct exec *x, struct vd_client *c, struct lease *l)
 	if (!rc && !(rc = vd_cache_pin(x->store, codepath.data)))
 		code_pinned = true;
 	if (!rc)
-		rc = cache_ensure(&size, x, c, "code", code_id, true, codepath.data);
+		rc = code_ensure(x, c, code_id, codepath.data);
 	if (rc) {
 		input_failed(x, c, l, "code", code_id, rc);
 		goto out;
@@ -305,7 +366,8 @@ static void run_unit(struct exec *x, struct vd_client *c, struct lease *l)
 	skip = (uint64_t)jint(l->j, "skip", 0);
 	for (i = 0; i < nchunks; i++) {
 		const char *cid = jstr(json_array_get(chunks, i), "id");
-		struct vd_buf p = VD_BUF_INIT(PATH_MAX);
+		struct vd_buf p = VD_BUF_INIT(PATH_MAX), file = VD_BUF_INIT(PATH_MAX);
+		bool zstd = false;
 
 		if (atomic_load(&l->cancel))
 			goto out;
@@ -322,8 +384,12 @@ static void run_unit(struct exec *x, struct vd_client *c, struct lease *l)
 			chunkpaths.v[chunkpaths.n] = NULL;
 		}
 		if (!rc)
-			rc = cache_ensure(&size, x, c, "chunks", cid, false,
-					  chunkpaths.v[chunkpaths.n - 1]);
+			rc = chunk_ensure(&file, &zstd, &size, x, c, cid);
+		/* The input names the file it reads: the pinned raw name, or
+		 * the frame's beside it, which that pin holds too. */
+		if (!rc)
+			rc = vd_strv_push(&infiles, file.data);
+		vd_buf_release(&file);
 		if (rc) {
 			input_failed(x, c, l, "chunk", cid, rc);
 			goto out;
@@ -333,8 +399,9 @@ static void run_unit(struct exec *x, struct vd_client *c, struct lease *l)
 			skip -= size;
 			continue;
 		}
-		in[nin++] = (struct vd_run_input){ .file = chunkpaths.v[chunkpaths.n - 1],
-						   .off = skip, .len = size - skip };
+		in[nin++] = (struct vd_run_input){ .file = infiles.v[infiles.n - 1],
+						   .off = skip, .len = size - skip,
+						   .zstd = zstd };
 		skip = 0;
 	}
 
@@ -469,6 +536,7 @@ out:
 	if (code_pinned)
 		vd_cache_unpin(x->store, codepath.data);
 	vd_strv_release(&chunkpaths);
+	vd_strv_release(&infiles);
 	vd_buf_release(&codepath);
 	free(in);
 }
@@ -711,6 +779,12 @@ static int do_register(struct exec *x, struct vd_client *c)
 			fprintf(stderr, "vdfs-executor: out of memory\n");
 			break;
 		}
+		bool zr = false;
+		size_t ei;
+		json_t *ev;
+		json_array_foreach(json_object_get(reply, "result_encodings"), ei, ev)
+			zr = zr || !strcmp(json_string_value(ev) ? json_string_value(ev) : "", "zstd");
+		atomic_store(&x->result_zstd, zr);
 		x->lease_ms = (int)jint(reply, "lease_ms", 30000);
 		x->heartbeat_ms = (int)jint(reply, "heartbeat_ms", x->lease_ms / 3);
 		if (x->heartbeat_ms < 100)
@@ -1042,8 +1116,10 @@ static const struct vd_doc_sect doc_sections[] = {
 	  "results (those the daemon cannot take stay in the spool), tell the daemon "
 	  "that this executor leaves, then exit 0." },
 	{ "FILES",
-	  "CACHE/code and CACHE/chunks: the cache. CACHE/spool/NAME: results the "
-	  "daemon could not take yet (it was down, restarting, or its disk full), one "
+	  "CACHE/code and CACHE/chunks: the cache (a chunk that came compressed is "
+	  "kept as the zstd frame it came as, CACHE/chunks/ID.zst). CACHE/spool/NAME: "
+	  "results the daemon could not take yet (it was down, restarting, or its disk "
+	  "full), one "
 	  "file each, sent again until it takes them; an executor started again with "
 	  "the same --cache and --name sends what an earlier one left there. CACHE is "
 	  "--cache." },
@@ -1343,7 +1419,12 @@ int main(int argc, char **argv)
 	if (hb_started)
 		pthread_join(hb, NULL);
 	say_leaving(&x);
-	vd_info("stopped");
+	vd_info("stopped; chunks: %llu bytes received for %llu raw, results: %llu "
+		"bytes sent for %llu raw",
+		(unsigned long long)atomic_load(&x.chunk_bytes_in),
+		(unsigned long long)atomic_load(&x.chunk_raw_in),
+		(unsigned long long)atomic_load(&x.result_bytes_out),
+		(unsigned long long)atomic_load(&x.result_raw_out));
 out_curl:
 	if (client_ok)
 		vd_client_release(&c);

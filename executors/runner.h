@@ -29,12 +29,17 @@
 #define VD_RUN_ERR_TAIL 4096
 
 /* One piece of the function's stdin: `len` bytes at `mem`, or, when mem is
- * NULL, `len` bytes of the file `file` from offset `off`. */
+ * NULL, `len` bytes of the file `file` from offset `off`. With `zstd` the
+ * file is a zstd frame (a chunk cached as the daemon stored it, cache.h)
+ * and off and len count its decompressed bytes: it is decompressed as it
+ * is fed (zframe.h), through a small window; a frame that does not give
+ * those bytes cuts the unit's stdin short (logged), as a short file does. */
 struct vd_run_input {
 	const void *mem;
 	const char *file;
 	uint64_t off;
 	uint64_t len;
+	bool zstd;
 };
 
 struct vd_run_spec {

@@ -7,7 +7,9 @@
  * One file per result, DIR/<lease-id>.result: a header line of JSON
  * ({"lease", "what", "body"}: the lease, a few words for the log, and the
  * body's length), then the body of PUT /v1/results/<lease> exactly as it
- * is sent (the metadata line and the output). Each is written to a
+ * is sent (the metadata line and the output, which may be a zstd frame:
+ * the line says so, and the daemon takes either, so a spool written before
+ * results were compressed sends as it is). Each is written to a
  * temporary name, fsync'd, renamed into place and the directory fsync'd,
  * so a crash leaves either the whole file or none; temporary files found
  * at open are what a crash cut short and are removed.

@@ -80,9 +80,12 @@ static struct vfh *fh_new(struct vd_view *v, struct vnode *n, enum fh_kind kind)
 	fh->kind = kind;
 	fh->fd = -1;
 	fh->cached = SIZE_MAX;
+	fh->loading = SIZE_MAX;
 	pthread_mutex_init(&fh->lock, NULL);
+	pthread_cond_init(&fh->loaded, NULL);
 	vd_buf_init(&fh->buf, 0);
 	vd_buf_init(&fh->chunk, 0);
+	vd_buf_init(&fh->spare, 0);
 	pthread_mutex_lock(&v->nlock);
 	fh->node = n;
 	if (n)
@@ -142,6 +145,8 @@ static void fh_free(struct vd_view *v, struct vfh *fh)
 	dlist_free(&fh->list);
 	vd_buf_release(&fh->buf);
 	vd_buf_release(&fh->chunk);
+	vd_buf_release(&fh->spare);
+	pthread_cond_destroy(&fh->loaded);
 	pthread_mutex_destroy(&fh->lock);
 	if (fh->node)
 		node_unref(v, fh->node);

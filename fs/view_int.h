@@ -269,6 +269,15 @@ struct vfh {
 	const struct vd_file *file;
 	size_t cached;               /* index of the extent in chunk, or SIZE_MAX */
 	struct vd_buf chunk;
+	struct vd_buf spare;         /* lock: the buffer of the chunk before,
+				      * which the next load reuses */
+	/* lock: the extent a request is loading for this handle, or
+	 * SIZE_MAX; one at a time, the others wait on loaded (chunk_read). */
+	size_t loading;
+	pthread_cond_t loaded;       /* lock: a load ended (or failed) */
+	/* lock: extents up to this one were handed to the disk ahead of
+	 * the reader (chunk_read), 0 before any. */
+	size_t ahead;
 	/* FH_STAGE, FH_TREEFILE */
 	struct stage *st;
 	int fd;                      /* FH_TREEFILE: its own descriptor */

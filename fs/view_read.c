@@ -2,9 +2,12 @@
  * view_read.c - immutable content: sealed files and trees, results.
  *
  * A stored file is a list of extents, each one whole chunk (about 1 MiB,
- * up to the chunker's hard cap). The kernel reads 128 KiB at a time, so a
- * handle keeps the last chunk it read: a sequential read costs one chunk
- * read and verification per chunk, not per request.
+ * up to the chunker's hard cap; a result's can be a unit's whole output).
+ * The kernel reads 128 KiB at a time, so a handle keeps the last chunk it
+ * read: a sequential read costs one chunk read and verification per chunk,
+ * not per request. A handle loads one chunk at a time, into the buffer of
+ * the one before, and asks the disk for the next READ_AHEAD bytes of
+ * chunks while it hands one out.
  *
  * Manifests are immutable, so they are cached by data ID (a few dozen, least
  * recently used first out) and shared between lookups and open handles.
@@ -267,14 +270,16 @@ static size_t ext_find(const struct vd_file *f, uint64_t pos)
 	return lo == 0 ? 0 : lo - 1;
 }
 
-/* Read one extent's chunk, checking that it is as long as the manifest
- * says (the engine verifies the bytes against the ID). */
+/* Read one extent's chunk into out (emptied first; an allocation it has
+ * is used), checking that it is as long as the manifest says (the engine
+ * verifies the bytes against the ID). */
 static int ext_load(struct vd_buf *out, struct vd_view *v, const struct vd_extent *x)
 {
 	int rc;
 	if (x->len > SIZE_MAX / 2)
 		return -EIO;
-	vd_buf_init(out, (size_t)x->len);
+	vd_buf_reset(out);
+	out->max = (size_t)x->len;
 	rc = vd_engine_chunk_read(out, v->e, x->id);
 	if (rc >= 0 && out->len != x->len) {
 		vd_warn("chunk %s: %zu bytes where the manifest says %llu", x->id,
@@ -289,6 +294,25 @@ static int ext_load(struct vd_buf *out, struct vd_view *v, const struct vd_exten
 	if (rc < 0)
 		vd_buf_release(out);
 	return rc < 0 ? rc : 0;
+}
+
+/*
+ * How far ahead of extent i a reader asks the disk for (the last extent to
+ * prefetch): at least the next one and READ_AHEAD bytes. A result's
+ * extents are whole unit outputs of up to tens of MiB, often each in a
+ * pack of its own, where the kernel's readahead (which follows one file)
+ * does not reach; asking only for the next one left the disk idle while
+ * each chunk was verified and handed out.
+ */
+#define READ_AHEAD ((uint64_t)16 << 20)
+
+static size_t ahead_end(const struct vd_file *f, size_t i)
+{
+	uint64_t bytes = 0;
+	size_t k = i + 1;
+	while (k < f->n && (bytes += f->ext[k].len) < READ_AHEAD)
+		k++;
+	return k;
 }
 
 int chunk_read(size_t *got, struct vd_view *v, struct vfh *fh, char *dst,
@@ -316,27 +340,51 @@ int chunk_read(size_t *got, struct vd_view *v, struct vfh *fh, char *dst,
 		size_t take = x->len - in < want - done ? (size_t)(x->len - in) : want - done;
 
 		pthread_mutex_lock(&fh->lock);
+		/* One chunk at a time is loaded for a handle: a request that
+		 * finds a load under way waits for it (its bytes may be the
+		 * ones wanted; if not, this request loads next). The kernel
+		 * sends a file's reads several at a time, and a result's
+		 * extent can be a unit's whole output, tens of MiB: each
+		 * request loading on its own would read and verify the same
+		 * chunk into a buffer of its own. */
+		while (fh->loading != SIZE_MAX && fh->cached != i)
+			pthread_cond_wait(&fh->loaded, &fh->lock);
 		if (fh->cached == i) {
 			memcpy(dst + done, fh->chunk.data + in, take);
 			pthread_mutex_unlock(&fh->lock);
 		} else {
-			/* Load without the lock so that a slow chunk does not
-			 * hold up another read on the same handle. */
+			/* Load without the lock, so that reads of the chunk
+			 * in hand go on meanwhile, into the buffer of the
+			 * chunk before: its pages are there already (a fresh
+			 * buffer of many MiB costs a page fault per 4 KiB,
+			 * which in a VM cost more than reading the bytes). */
+			struct vd_buf b = fh->spare;
+			fh->loading = i;
+			vd_buf_init(&fh->spare, 0);
 			pthread_mutex_unlock(&fh->lock);
-			struct vd_buf b;
 			rc = ext_load(&b, v, x);
+			if (rc == 0)
+				memcpy(dst + done, b.data + in, take);
+			pthread_mutex_lock(&fh->lock);
+			if (rc == 0) {
+				fh->spare = fh->chunk;
+				fh->chunk = b;
+				fh->cached = i;
+			}
+			fh->loading = SIZE_MAX;
+			pthread_cond_broadcast(&fh->loaded);
+			/* Reads come in order: have the disk fetch what
+			 * follows while this chunk is handed out (after the
+			 * waiters are let go: they need nothing of it). */
+			size_t from = fh->ahead > i ? fh->ahead + 1 : i + 1;
+			size_t to = rc ? 0 : ahead_end(f, i);
+			if (to > fh->ahead)
+				fh->ahead = to;
+			pthread_mutex_unlock(&fh->lock);
+			for (size_t k = from; k <= to && k < f->n; k++)
+				vd_engine_chunk_prefetch(v->e, f->ext[k].id);
 			if (rc < 0)
 				goto out;
-			/* Reads come in order: have the disk fetch the next
-			 * chunk while this one is handed out. */
-			if (i + 1 < f->n)
-				vd_engine_chunk_prefetch(v->e, f->ext[i + 1].id);
-			memcpy(dst + done, b.data + in, take);
-			pthread_mutex_lock(&fh->lock);
-			vd_buf_release(&fh->chunk);
-			fh->chunk = b;
-			fh->cached = i;
-			pthread_mutex_unlock(&fh->lock);
 		}
 		done += take;
 	}
@@ -349,7 +397,7 @@ int copy_file_to_fd(struct vd_view *v, const struct vd_file *f, int fd)
 {
 	int rc = 0;
 	for (size_t i = 0; i < f->n; i++) {
-		struct vd_buf b;
+		struct vd_buf b = VD_BUF_INIT(0);
 		rc = ext_load(&b, v, &f->ext[i]);
 		if (rc < 0)
 			goto out;
@@ -536,7 +584,10 @@ int fh_chunk_init_man(struct vfh *fh, struct mc_ent *ent, size_t idx)
 	fh->ment = ent;
 	fh->file = &ent->m->files[idx];
 	fh->cached = SIZE_MAX;
+	fh->loading = SIZE_MAX;
+	fh->ahead = 0;
 	vd_buf_init(&fh->chunk, 0);
+	vd_buf_init(&fh->spare, 0);
 	return 0;
 }
 
@@ -546,5 +597,8 @@ void fh_chunk_init_own(struct vfh *fh, struct vd_file *f)
 	fh->own = f;
 	fh->file = f;
 	fh->cached = SIZE_MAX;
+	fh->loading = SIZE_MAX;
+	fh->ahead = 0;
 	vd_buf_init(&fh->chunk, 0);
+	vd_buf_init(&fh->spare, 0);
 }

@@ -183,9 +183,12 @@ for pair in vdfsd:vdfsd.8 vdfs-executor:vdfs-executor.1; do
 	same_flags "$page names the options $p --help names" \
 		"$(flags_of <"$VD_WORK/$p.help")" "$(flags_of <"$VD_WORK/$page.txt")"
 	missing=""
+	# grep -q reads a here-string, not a pipe: under pipefail a writer that
+	# grep -q left early (SIGPIPE) would fail the check at random.
+	opts_sect="$(section "$VD_WORK/$page.txt" '^OPTIONS')"
 	while read -r name arg; do
-		section "$VD_WORK/$page.txt" '^OPTIONS' |
-			grep -q -E -- "^ {7}(-[A-Za-z], )?--$name( |$)" || missing="$missing --$name"
+		grep -q -E -- "^ {7}(-[A-Za-z], )?--$name( |$)" <<<"$opts_sect" ||
+			missing="$missing --$name"
 	done < <(option_rows "$VD_WORK/$p.help")
 	check "every option of $p --help is an entry in $page's OPTIONS${missing:+ (missing:$missing)}" \
 		[ -z "$missing" ]
@@ -216,12 +219,12 @@ check "vdfs help config lists keys ($(echo $KEYS))" [ "$(echo "$KEYS" | wc -w)" 
 if [ -s "$VD_WORK/vdfs-config.5.txt" ]; then
 	keys_sect="$(section "$VD_WORK/vdfs-config.5.txt" '^KEYS')"
 	for k in $KEYS; do
-		printf '%s\n' "$keys_sect" | grep -q -E "^ {7}$k = " ||
+		grep -q -E "^ {7}$k = " <<<"$keys_sect" ||
 			bad "vdfs-config(5) KEYS has an entry for $k"
 	done
 	planned_sect="$(section "$VD_WORK/vdfs-config.5.txt" '^NOT ACCEPTED YET')"
 	for k in $PLANNED; do
-		printf '%s\n' "$planned_sect" | grep -q -E "^ {7}$k( |$)" ||
+		grep -q -E "^ {7}$k( |$)" <<<"$planned_sect" ||
 			bad "vdfs-config(5) lists $k as not accepted yet"
 	done
 	vd_ok "vdfs-config(5) has every key vdfs help config lists"
@@ -230,7 +233,7 @@ fi
 # the other; the list is DESIGN.md's, written here so that this test does
 # not depend on a file outside the repository.
 for k in level reduce format timeout retries replicas settle rerun keep mode input; do
-	echo "$KEYS $PLANNED" | tr ' ' '\n' | grep -q -x -E "$k(\.NAME)?" ||
+	grep -q -x -E "$k(\.NAME)?" <<<"$(echo "$KEYS $PLANNED" | tr ' ' '\n')" ||
 		bad "DESIGN.md's config key $k is documented (as accepted or not yet)"
 done
 vd_start_daemon

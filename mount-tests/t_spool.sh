@@ -150,7 +150,9 @@ for e in A B; do
 done
 vd_ok "both spools are empty"
 
-# A spool cap smaller than one result: at the cap, no new work.
+# A spool cap smaller than one result: at the cap, no new work. Results
+# are spooled as they are sent, zstd-compressed: units of 64K make each
+# one's output (20 copies of its lines) some 35K as a frame, over 4K.
 vd_kill_executor A TERM
 vd_kill_executor B TERM
 rm -f "$MARKS"/started.*
@@ -159,8 +161,8 @@ touch "$HOLD"
 T1="$VD_MNT/tasks/capped"
 mkdir "$T1"
 cp "$IN/fn20.sh" "$T1/function"
-printf 'reduce = concat\nunit_size = 16K\n' >"$T1/config"
-head -c 60000 "$IN/lines.txt" >"$IN/some.txt"
+printf 'reduce = concat\nunit_size = 64K\n' >"$T1/config"
+head -c 200000 "$IN/lines.txt" >"$IN/some.txt"
 awk '{ for (k = 0; k < 20; k++) print length($0) "," $0 }' "$IN/some.txt" >"$IN/some.csv"
 cp "$IN/some.txt" "$T1/data/some.txt"
 id1="$(vd_new_version "$T1" "")"

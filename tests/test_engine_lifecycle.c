@@ -552,6 +552,13 @@ static void test_punch(void **state)
 	struct vd_version_info a, b;
 	struct vd_buf why = VD_BUF_INIT(1024), got = VD_BUF_INIT(1 << 26);
 	size_t na;
+	/* Raw chunks: the 64 KiB below are then 64 KiB of pack, whole blocks
+	 * of it (compressed they would be a third of that). */
+	vd_engine_close(e);
+	struct vd_engine_opts o = { .state_dir = f->dir, .lease_ms = 300, .chunk_avg = 4096,
+				    .compress_level = -1 };
+	assert_int_equal(vd_engine_open(&f->e, &o), 0);
+	e = f->e;
 	assert_int_equal(vd_engine_task_create(e, "t"), 0);
 	char *ta = make_text(40000, 8, &na);
 	submit(&a, e, "t", "a.txt", ta, na);

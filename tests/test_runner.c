@@ -4,7 +4,9 @@
  * stderr tail, exec failure, cancellation, stragglers, the memory, CPU,
  * file size and open-file limits, a wrapper (sandbox) command, and
  * processes that leave the unit's process group (setsid, double fork,
- * SIGTERM ignored) killed when the unit ends, but not while it runs.
+ * SIGTERM ignored) killed when the unit ends, but not while it runs;
+ * pieces from zstd frames (a chunk cached compressed), as a file and
+ * through the pipe.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,6 +29,7 @@
 
 #include "runner.h"
 #include "util.h"
+#include "zframe.h"
 
 struct fixture {
 	char dir[64];
@@ -206,6 +209,79 @@ static void test_stdin_file(void **state)
 	in[1].len = 60;
 	assert_int_equal(vd_runner_run(&r, &s), -EIO);
 	vd_run_result_release(&r);
+}
+
+/* A piece that is a zstd frame (a chunk cached compressed) arrives
+ * decompressed, from its raw offset on, across many of the decoder's
+ * windows, as a file and through the pipe; a frame cut short fails the
+ * file's set-up like a short file, and cuts the pipe's stdin short. */
+static void test_stdin_zstd(void **state)
+{
+	struct fixture *f = *state;
+	size_t n = 3u << 20, i;
+	char *raw = malloc(n), file[256], dir[256], want[256];
+	struct vd_buf z = VD_BUF_INIT(n);
+	struct vd_run_input in[3];
+	struct vd_run_spec s;
+	struct vd_run_result r;
+	unsigned seed = 5;
+
+	assert_non_null(raw);
+	for (i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		raw[i] = (seed >> 16) % 11 ? (char)('a' + (seed >> 20) % 6) : '\n';
+	}
+	assert_int_equal(vd_zframe_compress(&z, raw, n, 3), 1);
+	snprintf(file, sizeof(file), "%s/chunk.zst", f->dir);
+	snprintf(want, sizeof(want), "%s/want", f->dir);
+	snprintf(dir, sizeof(dir), "%s/unit", f->dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(vd_write_file_atomic(file, z.data, z.len, 0644), 0);
+	/* What stdin must be: "head:" then the raw bytes from 1000 on. */
+	{
+		struct vd_buf w = VD_BUF_INIT(n + 16);
+
+		assert_int_equal(vd_buf_adds(&w, "head:"), 0);
+		assert_int_equal(vd_buf_add(&w, raw + 1000, n - 1000), 0);
+		assert_int_equal(vd_write_file_atomic(want, w.data, w.len, 0644), 0);
+		vd_buf_release(&w);
+	}
+	in[0] = (struct vd_run_input){ .mem = "head:", .len = 5 };
+	in[1] = (struct vd_run_input){ .file = file, .off = 1000, .len = n - 1000,
+				       .zstd = true };
+	in[2] = (struct vd_run_input){ .file = file, .off = 7, .len = 0, .zstd = true };
+	for (int pipe_mode = 0; pipe_mode < 2; pipe_mode++) {
+		struct vd_buf cmd = VD_BUF_INIT(1024);
+
+		assert_int_equal(vd_buf_addf(&cmd, "cmp - %s && echo same", want), 0);
+		spec_init(&s, script(f, pipe_mode ? "fp" : "ff", cmd.data));
+		vd_buf_release(&cmd);
+		s.in = in;
+		s.nin = 3;
+		s.stdin_dir = pipe_mode ? NULL : dir;
+		s.cwd = dir;
+		assert_int_equal(vd_runner_run(&r, &s), 0);
+		assert_int_equal(r.exit, 0);
+		assert_int_equal(r.out.len, 5);
+		assert_memory_equal(r.out.data, "same\n", 5);
+		vd_run_result_release(&r);
+	}
+	/* A frame cut short. */
+	assert_int_equal(vd_write_file_atomic(file, z.data, z.len / 2, 0644), 0);
+	spec_init(&s, script(f, "fc", "wc -c"));
+	s.in = in;
+	s.nin = 3;
+	s.stdin_dir = dir;
+	assert_int_equal(vd_runner_run(&r, &s), -EIO);
+	vd_run_result_release(&r);
+	s.stdin_dir = NULL;
+	assert_int_equal(vd_runner_run(&r, &s), 0);
+	assert_int_equal(r.exit, 0);
+	assert_true(r.out.len > 0);
+	assert_true(strtoull(r.out.data, NULL, 10) < n - 1000 + 5);
+	vd_run_result_release(&r);
+	vd_buf_release(&z);
+	free(raw);
 }
 
 static void test_env_and_cwd(void **state)
@@ -670,6 +746,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_exit_and_stdin, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stdin_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stdin_zstd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_and_cwd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_kills_group, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stdout_cap, setup, teardown),

@@ -45,11 +45,13 @@ done
 # at build time, the dashboard's fallback where crypto.subtle is missing.
 # chromium, chromium-driver, python3-selenium: t_web and tools/bench-web.sh
 # drive the dashboard in headless Chromium through chromedriver.
+# libzstd-dev: chunks and results travel as zstd frames (lib/zframe.c); zstd
+# (the command): t_transfer_zstd decodes a chunk the daemon sends so.
 packages=(libfuse3-dev fuse3 librocksdb-dev libxxhash-dev libcurl4-openssl-dev
 	libmicrohttpd-dev libjansson-dev libcmocka-dev cmake pkg-config gcc make curl
 	libgnutls28-dev bubblewrap openssl libpari-dev pari-gp
 	graphviz time rsync nano vim-tiny man-db libarchive-dev unzip
-	libjs-cryptojs chromium chromium-driver python3-selenium)
+	libjs-cryptojs chromium chromium-driver python3-selenium libzstd-dev zstd)
 
 missing=()
 for p in "${packages[@]}"; do

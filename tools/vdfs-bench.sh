@@ -26,6 +26,9 @@
 #   e2e       the word count of docs/examples/wordcount on 1 GB of text,
 #             cp into data/ to result.csv, 2 local executors, vs the same
 #             program run once over the file
+#   store     10 versions of a 100 MiB text, 10 line edits each, with a word
+#             count: state directory growth vs one raw version, all raw,
+#             gzip -1 and zstd -3 of each version; units computed per edit
 #   memory    peak RSS (VmHWM) of vdfsd while ingesting 10 GiB, and of
 #             every executor started by the other cases
 #
@@ -50,7 +53,7 @@ shopt -s inherit_errexit
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${VDFS_BUILD:-$root/build}
-all_cases=ingest,read,browse,small,dispatch,e2e,memory
+all_cases=ingest,read,browse,small,dispatch,e2e,store,memory
 cases=$all_cases
 quick=0
 out=""
@@ -96,11 +99,13 @@ if [ "$quick" = 1 ]; then
 	R=${rounds:-1}
 	ingest_mib="8 1"; read_mib=8; browse_n="100 1000"; small_n=200
 	disp_units=40; disp_rounds=1; e2e_bytes=8000000; e2e_rounds=1; mem_mib=32
+	store_mib=4; store_n=3
 	budget=${budget:-0}
 else
 	R=${rounds:-3}
 	ingest_mib="1024 64"; read_mib=1024; browse_n="10000 100000"; small_n=10000
 	disp_units=2000; disp_rounds=$R; e2e_bytes=1000000000; e2e_rounds=${rounds:-2}; mem_mib=10240
+	store_mib=100; store_n=10
 	budget=${budget:-780}
 fi
 small_kib=4
@@ -847,6 +852,90 @@ case_e2e() {
 	drop "$work/e2e" "$f"
 }
 
+# store: store_n versions of a text of store_mib MiB under one name, each
+# made from the one before by 10 random line edits (changed, inserted or
+# deleted lines, as tools/bench-versions.sh), with the word count of
+# docs/examples/wordcount (reduce = sum). What the state directory grew by
+# (du -sb: packs, catalog and all, results included) against the raw
+# versions (their bytes summed), against gzip -1 and zstd -3 of each version
+# kept whole, as a user would otherwise keep them; the units each edited
+# version computed (from its run log); every result.csv equals the single
+# process's count of that version.
+store_edit() {   # SRC DST SEED TAG
+	local n
+	n=$(wc -l <"$1")
+	awk -v seed="$3" -v n="$n" -v edits=10 -v tag="$4" '
+	BEGIN {
+		x = seed
+		for (e = 0; e < edits; ) {
+			x = (x * 16807) % 2147483647; ln = 1 + x % n
+			x = (x * 16807) % 2147483647; k = x % 3
+			if (ln in K) continue
+			K[ln] = k; e++
+		}
+	}
+	NR in K {
+		if (K[NR] == 0) { print "changed by " tag " at line " NR; next }
+		if (K[NR] == 1) print "inserted by " tag " before line " NR
+		else next
+	}
+	{ print }' "$1" >"$2"
+}
+case_store() {
+	local f=$work/src/store.txt fn=$root/docs/examples/wordcount/function i v s0 s1
+	local raw=0 gz=0 zs=0 one units ran ran_sum=0 ran_max=0 t_dir t0 chunks
+	command -v zstd >/dev/null || { echo "store: zstd is not installed (tools/setup.sh installs it)" >&2; return 1; }
+	gen_text "$f" "${store_mib}M" 31
+	# VDFS_BENCH_CHUNK: the store's average chunk size (vdfsd --chunk-size),
+	# for comparing chunk sizes (docs/versioning.md, "Chunk size").
+	start_vdfsd store --fresh ${VDFS_BENCH_CHUNK:+--chunk-size "$VDFS_BENCH_CHUNK"}
+	t_dir=$VMNT/tasks/st
+	mkdir "$t_dir"
+	cp "$fn" "$t_dir/function"
+	echo 'reduce = sum' >"$t_dir/config"
+	start_execs 2
+	sync
+	s0=$(du -sb "$VSTATE" | cut -f1)
+	for ((i = 1; i <= store_n; i++)); do
+		if ((i > 1)); then
+			store_edit "$f" "$f.new" $((7000 + i)) "v$i"
+			mv "$f.new" "$f"
+		fi
+		raw=$((raw + $(stat -c %s "$f")))
+		gz=$((gz + $(gzip -1 -c "$f" | wc -c)))
+		zs=$((zs + $(zstd -3 -q -c "$f" | wc -c)))
+		warm "$f"
+		t0=$(now_us)
+		cp "$f" "$t_dir/data/text.txt"
+		rec "store_cp_$([ "$i" = 1 ] && echo first || echo edit)" vdfs "$i" "$(secs "$t0" "$(now_us)")"
+		v=$t_dir/latest
+		wait_done "$v"
+		"$fn" <"$f" | LC_ALL=C sort >"$work/store-single.csv"
+		LC_ALL=C sort "$v/result.csv" | cmp -s - "$work/store-single.csv" ||
+			{ echo "store: version $i's result.csv differs from the single process's count" >&2; return 1; }
+		# "run planned: N units, R reused from earlier runs, C to compute"
+		read -r units ran < <(sed -n 's/.*run planned: \([0-9]*\) units, [0-9]* reused from earlier runs, \([0-9]*\) to compute.*/\1 \2/p' "$v/log" | tail -n 1)
+		if ((i > 1)); then
+			ran_sum=$((ran_sum + ran))
+			((ran > ran_max)) && ran_max=$ran
+		fi
+	done
+	chunks=$(curl -s -H "Authorization: Bearer $(cat "$VSTATE/token")" "$VURL/v1/du" |
+		sed -n 's/.*"chunks": *\([0-9]*\).*/\1/p' | head -n 1)
+	stop_execs store
+	stop_vdfsd
+	s1=$(du -sb "$VSTATE" | cut -f1)
+	one=$((raw / store_n))
+	rec store_bytes vdfs 1 "$(mb $(((s1 - s0) / 1024)))"
+	rec store_bytes one_raw 1 "$(mb $((one / 1024)))"
+	rec store_bytes raw 1 "$(mb $((raw / 1024)))"
+	rec store_bytes gzip1 1 "$(mb $((gz / 1024)))"
+	rec store_bytes zstd3 1 "$(mb $((zs / 1024)))"
+	rec store_units vdfs 1 "$ran_max"
+	note "- store: $store_n versions of ${store_mib} MiB, 10 line edits each: the state directory grew by $(((s1 - s0) / 1024)) KiB (one raw version $((one / 1024)) KiB; all raw $((raw / 1024)) KiB; gzip -1 of each $((gz / 1024)) KiB; zstd -3 of each $((zs / 1024)) KiB). Chunk size ${VDFS_BENCH_CHUNK:-the default}: ${chunks:-?} chunks in the store; cp of the first version $(med store_cp_first vdfs) s, of an edited one $(med store_cp_edit vdfs) s (median). Units computed per edited version: $(awk -v a="$ran_sum" -v n="$((store_n - 1))" 'BEGIN { printf "%.1f", a / n }') on average, $ran_max at most, of $units. Every result.csv equals the single process's count."
+	drop "$work/store" "$f" "$work/store-single.csv"
+}
+
 # memory: vdfsd's VmHWM after writing mem_mib of new text into data/
 # (streamed from the generator, so no 10 GiB source file is needed).
 case_memory() {
@@ -942,6 +1031,11 @@ esz=$(awk -v b="$e2e_bytes" 'BEGIN { if (b >= 1e9) printf "%g GB", b / 1e9; else
 row "e2e wordcount $esz, 2 executors" s e2e vdfs "single process" single le 0.7
 row "e2e: of which cp into data/" s e2e vdfs_ingest "single process" single info -
 row "e2e: of which run + cat result" s e2e vdfs_run "single process" single info -
+row "store: $store_n versions x $store_mib MiB, 10 edits each" MB store_bytes vdfs "one raw version" one_raw le 0.5
+row "store: $store_n versions x $store_mib MiB, 10 edits each" MB store_bytes vdfs "all raw (du)" raw info -
+row "store: $store_n versions x $store_mib MiB, 10 edits each" MB store_bytes vdfs "gzip -1 each" gzip1 info -
+row "store: $store_n versions x $store_mib MiB, 10 edits each" MB store_bytes vdfs "zstd -3 each" zstd3 info -
+row "store: units computed per edited version (max)" units store_units vdfs - - le_abs 22
 msz=$([ "$mem_mib" -ge 1024 ] && echo "$((mem_mib / 1024)) GiB" || echo "$mem_mib MiB")
 row "memory: vdfsd VmHWM, $msz ingest" MB memory vdfsd - - le_abs 200
 # Executors: the largest peak of any executor of any case.

@@ -540,11 +540,23 @@ int store_read_verified(struct vd_buf *out, vd_store *s, const char *id,
 		return rc;
 	if (!r->zstd) {
 		rc = read_extent(out->data + out->len, s, id, r);
-	} else if (!(frame = malloc(r->stored_len ? (size_t)r->stored_len : 1))) {
-		rc = -ENOMEM;
-	} else if (!(rc = read_extent(frame, s, id, r))) {
-		rc = store_zstd_decode(s, out->data + out->len, r->raw_len, frame,
-				       (size_t)r->stored_len, id);
+	} else {
+		/* The frame is read into out's own room just past where its
+		 * bytes go, so that reading a file allocates nothing per chunk
+		 * once out is big enough (callers reuse their buffers: a
+		 * malloc per chunk was what a streamed download allocated, and
+		 * under ASan its quarantine kept every one). Only a cap too
+		 * tight for both takes a buffer of its own. */
+		size_t raw = (size_t)r->raw_len, sl = (size_t)r->stored_len;
+		char *src;
+		if (sl < SIZE_MAX - 1 - raw && vd_buf_grow(out, raw + sl) == 0)
+			src = out->data + out->len + raw;
+		else
+			src = frame = malloc(sl ? sl : 1);
+		if (!src)
+			rc = -ENOMEM;
+		else if (!(rc = read_extent(src, s, id, r)))
+			rc = store_zstd_decode(s, out->data + out->len, r->raw_len, src, sl, id);
 	}
 	free(frame);
 	if (rc)

@@ -70,89 +70,6 @@ static int readonly_err(const struct vref *r)
 	}
 }
 
-/* ---- file handles ------------------------------------------------------ */
-
-static struct vfh *fh_new(struct vd_view *v, struct vnode *n, enum fh_kind kind)
-{
-	struct vfh *fh = calloc(1, sizeof(*fh));
-	if (!fh)
-		return NULL;
-	fh->kind = kind;
-	fh->fd = -1;
-	fh->cached = SIZE_MAX;
-	fh->loading = SIZE_MAX;
-	pthread_mutex_init(&fh->lock, NULL);
-	pthread_cond_init(&fh->loaded, NULL);
-	vd_buf_init(&fh->buf, 0);
-	vd_buf_init(&fh->chunk, 0);
-	vd_buf_init(&fh->spare, 0);
-	pthread_mutex_lock(&v->nlock);
-	fh->node = n;
-	if (n)
-		n->refs++;
-	pthread_mutex_unlock(&v->nlock);
-	return fh;
-}
-
-/* A fully opened handle joins v->fhs: getattr may look at it (see
- * attr_from_handle) and unmount frees what the kernel never released. */
-static void fh_link(struct vd_view *v, struct vfh *fh)
-{
-	pthread_mutex_lock(&v->nlock);
-	fh->next = v->fhs;
-	if (v->fhs)
-		v->fhs->prev = fh;
-	v->fhs = fh;
-	fh->linked = true;
-	pthread_mutex_unlock(&v->nlock);
-}
-
-static void fh_set_node(struct vd_view *v, struct vfh *fh, struct vnode *n)
-{
-	pthread_mutex_lock(&v->nlock);
-	fh->node = n;
-	n->refs++;
-	pthread_mutex_unlock(&v->nlock);
-}
-
-static void fh_free(struct vd_view *v, struct vfh *fh)
-{
-	if (!fh)
-		return;
-	pthread_mutex_lock(&v->nlock);
-	if (fh->linked) {
-		if (fh->prev)
-			fh->prev->next = fh->next;
-		else
-			v->fhs = fh->next;
-		if (fh->next)
-			fh->next->prev = fh->prev;
-		fh->linked = false;
-	}
-	pthread_mutex_unlock(&v->nlock);
-	/* The kernel may send RELEASE as soon as it has a READ's reply, while
-	 * the thread that sent it is still inside fuse_reply_buf on this
-	 * handle's bytes (which it holds the lock for): wait for it. No new
-	 * request can come for a released handle. */
-	pthread_mutex_lock(&fh->lock);
-	pthread_mutex_unlock(&fh->lock);
-	if (fh->st)
-		data_release(v, fh);
-	if (fh->ment)
-		mc_put(v, fh->ment);
-	if (fh->own)
-		vd_file_free(fh->own);
-	dlist_free(&fh->list);
-	vd_buf_release(&fh->buf);
-	vd_buf_release(&fh->chunk);
-	vd_buf_release(&fh->spare);
-	pthread_cond_destroy(&fh->loaded);
-	pthread_mutex_destroy(&fh->lock);
-	if (fh->node)
-		node_unref(v, fh->node);
-	free(fh);
-}
-
 /* ---- lookup and attributes ----------------------------------------------- */
 
 /* Resolve name in parent, make or find its node and count a lookup. */
@@ -1364,6 +1281,9 @@ int vd_view_new(vd_view **out, vd_engine *e, const char *mountpoint,
 	pthread_mutex_init(&v->mlock, NULL);
 	pthread_mutex_init(&v->looplock, NULL);
 	pthread_mutex_init(&v->wlock, NULL);
+	pthread_mutex_init(&v->alock, NULL);
+	pthread_cond_init(&v->acond, NULL);
+	pthread_cond_init(&v->adone, NULL);
 	pthread_cond_init(&v->wcond, NULL);
 	pthread_cond_init(&v->scond, NULL);
 	pthread_cond_init(&v->stop_cond, NULL);
@@ -1387,6 +1307,9 @@ int vd_view_new(vd_view **out, vd_engine *e, const char *mountpoint,
 	if (rc < 0)
 		goto out;
 	rc = data_init(v);
+	if (rc < 0)
+		goto out;
+	rc = view_ahead_start(v);
 	if (rc < 0)
 		goto out;
 	v->se = fuse_session_new(&args, &view_ops, sizeof(view_ops), v);
@@ -1479,7 +1402,9 @@ void vd_view_free(vd_view *v)
 		vd_info("unmounted %s", v->mountpoint);
 	}
 	view_watch_join(v);
-	/* Handles the kernel never released (an aborted connection). */
+	/* No request runs any more: the decode-ahead worker can end, then
+	 * handles the kernel never released (an aborted connection) go. */
+	view_ahead_stop(v);
 	while (v->fhs)
 		fh_free(v, v->fhs);
 	data_shutdown(v);
@@ -1495,6 +1420,9 @@ void vd_view_free(vd_view *v)
 	pthread_mutex_destroy(&v->looplock);
 	pthread_mutex_destroy(&v->wlock);
 	pthread_cond_destroy(&v->wcond);
+	pthread_mutex_destroy(&v->alock);
+	pthread_cond_destroy(&v->acond);
+	pthread_cond_destroy(&v->adone);
 	free(v->mountpoint);
 	free(v->staging);
 	free(v);

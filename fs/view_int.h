@@ -248,6 +248,13 @@ enum fh_kind {
 };
 
 /* One open file or directory. */
+/* A chunked handle keeps the extent being read and the FH_AHEAD after it
+ * loaded, each loaded by one of FH_WORKERS threads (view_fhread.c). */
+#define FH_AHEAD 2
+#define FH_SLOTS (FH_AHEAD + 1)
+#define FH_WORKERS 2
+#define FH_QUEUE 64
+
 struct vfh {
 	struct vfh *prev, *next;     /* v->fhs, under v->nlock, once opened */
 	bool linked;                 /* nlock: in v->fhs */
@@ -267,13 +274,13 @@ struct vfh {
 	struct mc_ent *ment;         /* the manifest the file is in, or NULL */
 	struct vd_file *own;         /* or a file of its own (result.csv) */
 	const struct vd_file *file;
-	size_t cached;               /* index of the extent in chunk, or SIZE_MAX */
-	struct vd_buf chunk;
-	struct vd_buf spare;         /* lock: the buffer of the chunk before,
-				      * which the next load reuses */
-	/* lock: the extent a request is loading for this handle, or
-	 * SIZE_MAX; one at a time, the others wait on loaded (chunk_read). */
-	size_t loading;
+	/* lock: loaded extents, the one the reader is in and the FH_AHEAD
+	 * after it (view_fhread.c): sidx[k] is the extent in sbuf[k] (or
+	 * SIZE_MAX), being loaded while sload[k]. */
+	struct vd_buf sbuf[FH_SLOTS];
+	size_t sidx[FH_SLOTS];
+	bool sload[FH_SLOTS];
+	size_t cur;                  /* lock: the extent last read from, or SIZE_MAX */
 	pthread_cond_t loaded;       /* lock: a load ended (or failed) */
 	/* lock: extents up to this one were handed to the disk ahead of
 	 * the reader (chunk_read), 0 before any. */
@@ -329,6 +336,18 @@ struct vd_view {
 	atomic_bool wstop;
 	pthread_t watcher;
 	bool watcher_started;
+
+	/* The decode-ahead workers (view_fhread.c): extents of handles to
+	 * load, first in first out, dropped when the queue is full. */
+	pthread_mutex_t alock;
+	pthread_cond_t acond;        /* alock: a job was queued, or astop */
+	pthread_cond_t adone;        /* alock: a worker let go of its handle */
+	struct ahead_job { struct vfh *fh; size_t idx; } aq[FH_QUEUE]; /* alock */
+	size_t aq_first, aq_n;       /* alock: the queue in aq, a ring */
+	struct vfh *abusy[FH_WORKERS]; /* alock: the handle each is loading for */
+	bool astop;                  /* alock: the workers should end */
+	size_t aworkers;             /* alock: how many were started */
+	pthread_t aworker[FH_WORKERS];
 
 	pthread_mutex_t looplock;
 	bool looping;                /* looplock: vd_view_loop is in the loop */
@@ -424,7 +443,12 @@ int man_stat(struct stat *st, struct vd_view *v, const struct vd_manifest *m,
 /* The stored target of the symlink at path, never resolved, appended to
  * out; -EINVAL when path is no symlink, -ENAMETOOLONG past out's cap. */
 int man_readlink(struct vd_buf *out, const struct vd_manifest *m, const char *path);
-/* Read [off, off+size) of fh->file into dst; *got bytes (short at EOF). */
+/* Read one extent's chunk into out (emptied first; an allocation it has
+ * is used), verified and checked against the manifest's length; a missing
+ * or bad chunk is -EIO (view_read.c). */
+int ext_load(struct vd_buf *out, struct vd_view *v, const struct vd_extent *x);
+/* Read [off, off+size) of fh->file into dst; *got bytes (short at EOF)
+ * (view_fhread.c). */
 int chunk_read(size_t *got, struct vd_view *v, struct vfh *fh, char *dst,
 	       size_t size, uint64_t off);
 /* Write a stored file's whole content to fd from offset 0. */
@@ -439,9 +463,33 @@ bool data_virtual_size(const struct vfh *fh, uint64_t *size);
  * modes (through stage_mode), empty directories, symlinks, hard links. */
 int materialize_tree(struct vd_view *v, const struct vd_manifest *m, const char *dir);
 uint64_t file_ckey(const struct vd_file *f);
+
+/* ---- view_fh.c: file handles ------------------------------------------- */
+/* A new handle of kind on n (a reference is taken; n may be NULL); NULL
+ * when out of memory. */
+struct vfh *fh_new(struct vd_view *v, struct vnode *n, enum fh_kind kind);
+/* Join v->fhs: getattr may look at it and unmount frees it if the kernel
+ * never releases it. */
+void fh_link(struct vd_view *v, struct vfh *fh);
+void fh_set_node(struct vd_view *v, struct vfh *fh, struct vnode *n);
+/* Unlink and free fh and what it holds; NULL is a no-op. */
+void fh_free(struct vd_view *v, struct vfh *fh);
+
+/* ---- view_fhread.c: reading a stored file through a handle ------------ */
 /* Open fh as a chunked reader of a file in a manifest or of its own. */
 int fh_chunk_init_man(struct vfh *fh, struct mc_ent *ent, size_t idx);
 void fh_chunk_init_own(struct vfh *fh, struct vd_file *f);
+/* Before fh is freed: off the decode-ahead queue, its loads done, its
+ * slots freed. Safe on any handle from fh_new. */
+void fh_chunk_release(struct vd_view *v, struct vfh *fh);
+/* Have a worker load extent i of fh. */
+void view_ahead_ask(struct vd_view *v, struct vfh *fh, size_t i);
+/* Take fh's jobs off the queue and wait until no worker loads for it. */
+void view_ahead_forget(struct vd_view *v, struct vfh *fh);
+/* The workers' threads: started with the mount, stopped (joined) before
+ * handles the kernel never released are freed. */
+int view_ahead_start(struct vd_view *v);
+void view_ahead_stop(struct vd_view *v);
 
 /* ---- view_stage.c: staging entries and sealing ------------------------ */
 int data_init(struct vd_view *v);

@@ -1,13 +1,10 @@
 /*
  * view_read.c - immutable content: sealed files and trees, results.
  *
- * A stored file is a list of extents, each one whole chunk (about 1 MiB,
- * up to the chunker's hard cap; a result's can be a unit's whole output).
- * The kernel reads 128 KiB at a time, so a handle keeps the last chunk it
- * read: a sequential read costs one chunk read and verification per chunk,
- * not per request. A handle loads one chunk at a time, into the buffer of
- * the one before, and asks the disk for the next READ_AHEAD bytes of
- * chunks while it hands one out.
+ * A stored file is a list of extents, each one whole chunk (about the
+ * store's average chunk size, up to the chunker's hard cap; a result's can
+ * be a unit's whole output). Reading one through a handle is in
+ * view_fhread.c; this file loads extents and copies whole files.
  *
  * Manifests are immutable, so they are cached by data ID (a few dozen, least
  * recently used first out) and shared between lookups and open handles.
@@ -256,24 +253,10 @@ uint64_t file_ckey(const struct vd_file *f)
 	return h | 1;   /* 0 means "not a result" in a node */
 }
 
-/* The extent that holds byte pos: the last one starting at or before it. */
-static size_t ext_find(const struct vd_file *f, uint64_t pos)
-{
-	size_t lo = 0, hi = f->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (f->ext[mid].off <= pos)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo == 0 ? 0 : lo - 1;
-}
-
 /* Read one extent's chunk into out (emptied first; an allocation it has
  * is used), checking that it is as long as the manifest says (the engine
  * verifies the bytes against the ID). */
-static int ext_load(struct vd_buf *out, struct vd_view *v, const struct vd_extent *x)
+int ext_load(struct vd_buf *out, struct vd_view *v, const struct vd_extent *x)
 {
 	int rc;
 	if (x->len > SIZE_MAX / 2)
@@ -294,103 +277,6 @@ static int ext_load(struct vd_buf *out, struct vd_view *v, const struct vd_exten
 	if (rc < 0)
 		vd_buf_release(out);
 	return rc < 0 ? rc : 0;
-}
-
-/*
- * How far ahead of extent i a reader asks the disk for (the last extent to
- * prefetch): at least the next one and READ_AHEAD bytes. A result's
- * extents are whole unit outputs of up to tens of MiB, often each in a
- * pack of its own, where the kernel's readahead (which follows one file)
- * does not reach; asking only for the next one left the disk idle while
- * each chunk was verified and handed out.
- */
-#define READ_AHEAD ((uint64_t)16 << 20)
-
-static size_t ahead_end(const struct vd_file *f, size_t i)
-{
-	uint64_t bytes = 0;
-	size_t k = i + 1;
-	while (k < f->n && (bytes += f->ext[k].len) < READ_AHEAD)
-		k++;
-	return k;
-}
-
-int chunk_read(size_t *got, struct vd_view *v, struct vfh *fh, char *dst,
-	       size_t size, uint64_t off)
-{
-	int rc = 0;
-	const struct vd_file *f = fh->file;
-	size_t done = 0;
-
-	*got = 0;
-	if (off >= f->size)
-		return 0;
-	size_t want = f->size - off < size ? (size_t)(f->size - off) : size;
-	while (done < want) {
-		uint64_t pos = off + done;
-		size_t i = ext_find(f, pos);
-		if (i >= f->n || pos - f->ext[i].off >= f->ext[i].len) {
-			vd_warn("stored file: no extent holds offset %llu",
-				(unsigned long long)pos);
-			rc = -EIO;
-			goto out;
-		}
-		const struct vd_extent *x = &f->ext[i];
-		size_t in = (size_t)(pos - x->off);
-		size_t take = x->len - in < want - done ? (size_t)(x->len - in) : want - done;
-
-		pthread_mutex_lock(&fh->lock);
-		/* One chunk at a time is loaded for a handle: a request that
-		 * finds a load under way waits for it (its bytes may be the
-		 * ones wanted; if not, this request loads next). The kernel
-		 * sends a file's reads several at a time, and a result's
-		 * extent can be a unit's whole output, tens of MiB: each
-		 * request loading on its own would read and verify the same
-		 * chunk into a buffer of its own. */
-		while (fh->loading != SIZE_MAX && fh->cached != i)
-			pthread_cond_wait(&fh->loaded, &fh->lock);
-		if (fh->cached == i) {
-			memcpy(dst + done, fh->chunk.data + in, take);
-			pthread_mutex_unlock(&fh->lock);
-		} else {
-			/* Load without the lock, so that reads of the chunk
-			 * in hand go on meanwhile, into the buffer of the
-			 * chunk before: its pages are there already (a fresh
-			 * buffer of many MiB costs a page fault per 4 KiB,
-			 * which in a VM cost more than reading the bytes). */
-			struct vd_buf b = fh->spare;
-			fh->loading = i;
-			vd_buf_init(&fh->spare, 0);
-			pthread_mutex_unlock(&fh->lock);
-			rc = ext_load(&b, v, x);
-			if (rc == 0)
-				memcpy(dst + done, b.data + in, take);
-			pthread_mutex_lock(&fh->lock);
-			if (rc == 0) {
-				fh->spare = fh->chunk;
-				fh->chunk = b;
-				fh->cached = i;
-			}
-			fh->loading = SIZE_MAX;
-			pthread_cond_broadcast(&fh->loaded);
-			/* Reads come in order: have the disk fetch what
-			 * follows while this chunk is handed out (after the
-			 * waiters are let go: they need nothing of it). */
-			size_t from = fh->ahead > i ? fh->ahead + 1 : i + 1;
-			size_t to = rc ? 0 : ahead_end(f, i);
-			if (to > fh->ahead)
-				fh->ahead = to;
-			pthread_mutex_unlock(&fh->lock);
-			for (size_t k = from; k <= to && k < f->n; k++)
-				vd_engine_chunk_prefetch(v->e, f->ext[k].id);
-			if (rc < 0)
-				goto out;
-		}
-		done += take;
-	}
-	*got = done;
-out:
-	return rc;
 }
 
 int copy_file_to_fd(struct vd_view *v, const struct vd_file *f, int fd)
@@ -574,31 +460,4 @@ out:
 		vd_warn("copying a sealed tree to %s for changes: %s: %s", dir,
 			at ? at->path : "the top directory", strerror(-rc));
 	return rc;
-}
-
-int fh_chunk_init_man(struct vfh *fh, struct mc_ent *ent, size_t idx)
-{
-	if (idx >= ent->m->nfiles)
-		return -EIO;
-	fh->kind = FH_CHUNK;
-	fh->ment = ent;
-	fh->file = &ent->m->files[idx];
-	fh->cached = SIZE_MAX;
-	fh->loading = SIZE_MAX;
-	fh->ahead = 0;
-	vd_buf_init(&fh->chunk, 0);
-	vd_buf_init(&fh->spare, 0);
-	return 0;
-}
-
-void fh_chunk_init_own(struct vfh *fh, struct vd_file *f)
-{
-	fh->kind = FH_CHUNK;
-	fh->own = f;
-	fh->file = f;
-	fh->cached = SIZE_MAX;
-	fh->loading = SIZE_MAX;
-	fh->ahead = 0;
-	vd_buf_init(&fh->chunk, 0);
-	vd_buf_init(&fh->spare, 0);
 }

@@ -53,9 +53,9 @@ static void gear_init(void)
 
 void vd_chunker_params_default(struct vd_chunker_params *p)
 {
-	p->min_size = (size_t)256 << 10;
-	p->avg_size = (size_t)1 << 20;
-	p->max_size = (size_t)4 << 20;
+	p->min_size = (size_t)16 << 10;
+	p->avg_size = (size_t)64 << 10;
+	p->max_size = (size_t)256 << 10;
 	p->hard_max = (size_t)64 << 20;
 }
 

@@ -28,12 +28,16 @@
 #include <stddef.h>
 
 struct vd_chunker_params {
-	size_t min_size;   /* default 256 KiB */
-	size_t avg_size;   /* default 1 MiB; a power of two */
-	size_t max_size;   /* default 4 MiB */
+	size_t min_size;   /* default 16 KiB (avg / 4) */
+	size_t avg_size;   /* default 64 KiB; a power of two */
+	size_t max_size;   /* default 256 KiB (avg x 4) */
 	size_t hard_max;   /* default 64 MiB: the longest record accepted */
 };
 
+/* The parameters of a new store (docs/versioning.md, "Chunk size", has
+ * the measurements behind the 64 KiB average: 10 edited versions of a
+ * 100 MiB text in 0.50 x one version against 0.89 x at 1 MiB, for an
+ * index 12 times the size). A store keeps the ones it was made with. */
 void vd_chunker_params_default(struct vd_chunker_params *p);
 /* -EINVAL unless 0 < min < avg < max <= hard_max and avg is a power of 2. */
 int vd_chunker_params_check(const struct vd_chunker_params *p);

@@ -99,7 +99,7 @@ static const struct vd_doc_opt opt_doc[] = {
 	{ "http-max-per-ip", 'P', "N", "connections from one address that has presented no "
 	  "valid token in the last hour (1 to 65536, default " STR(VD_HTTP_MAX_PER_IP) ")", 0 },
 	{ "chunk-size", 'c', "N", "the average chunk size of a new store, a power of two of "
-	  "at least 4096 (default 1048576); an existing store keeps its own", 0 },
+	  "at least 4096 (default 65536); an existing store keeps its own", 0 },
 	{ "compress", 'Z', "zstd:N|none", "compress new chunks with zstd at level N (1 to 19; "
 	  "default zstd:3), each kept only when it saves at least 3 %, or store them raw "
 	  "(none); what is stored already stays as it is", 0 },

@@ -47,15 +47,15 @@ grep -q "line 2: unknown key 'colour' (known: .*reduce.*settle" "$VD_WORK/vdfsd.
 	vd_fail "an unknown key is not refused with the list of known keys"
 vd_ok "an unknown key on line 2 is refused with the known keys listed"
 
-got="$(bash_write 'unit_size = 64K\n')"
+got="$(bash_write 'unit_size = 32K\n')"
 case "$got" in
-0:*) vd_fail "unit_size = 64K on a store of 1 MiB chunks was taken" ;;
+0:*) vd_fail "unit_size = 32K on a store of 64 KiB chunks was taken" ;;
 esac
-grep -q "unit_size: 65536 bytes is smaller than a chunk of this store" "$VD_WORK/vdfsd.log" ||
-	vd_fail "unit_size = 64K is not refused with the reason"
+grep -q "unit_size: 32768 bytes is smaller than a chunk of this store" "$VD_WORK/vdfsd.log" ||
+	vd_fail "unit_size = 32K is not refused with the reason"
 got="$(bash_write 'reduce = sum\nunit_size = 2M\n')"
 [ "${got%%:*}" = 0 ] || vd_fail "unit_size = 2M was refused: $got"
-vd_ok "unit_size = 64K is refused (smaller than a chunk), 2M is taken"
+vd_ok "unit_size = 32K is refused (smaller than a chunk), 2M is taken"
 
 printf 'reduce = sum\nretries = lots' >"$VD_WORK/bad.cfg"
 if cp "$VD_WORK/bad.cfg" "$T/config" 2>"$VD_WORK/cp.err"; then

@@ -197,7 +197,7 @@ ha=(-H "Authorization: Bearer $HAND")
 H="$VD_MNT/tasks/hand"
 mkdir "$H"
 printf '#!/bin/sh\nexec cat\n' >"$H/function"
-vd_gen_text "$IN/small.txt" 100000 99 300
+vd_gen_text "$IN/small.txt" 12000 99 300   # under a chunk's minimum (16 KiB): one chunk
 cp "$IN/small.txt" "$H/data/small.txt"
 HID="$(readlink "$H/latest")"
 HID="${HID#versions/}"

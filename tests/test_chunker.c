@@ -126,7 +126,10 @@ static void test_params(void **state)
 
 	vd_chunker_params_default(&d);
 	assert_int_equal(vd_chunker_params_check(&d), 0);
-	assert_int_equal(d.avg_size, 1 << 20);
+	assert_int_equal(d.avg_size, 64 << 10);
+	assert_int_equal(d.min_size, d.avg_size / 4);
+	assert_int_equal(d.max_size, d.avg_size * 4);
+	assert_int_equal(d.hard_max, 64 << 20);
 	assert_int_equal(vd_chunker_params_check(&P), 0);
 	bad = P;
 	bad.avg_size = 20000;

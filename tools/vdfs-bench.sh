@@ -13,11 +13,14 @@
 #
 # Cases (LIST is comma-separated; default all):
 #   ingest    cp of 1 GiB and 64 MiB into data/ (cp returns after the seal:
-#             chunked, hashed, fdatasync'd, committed) vs cp into
-#             passthrough_ll on the same disk and into a native directory
+#             chunked, hashed, compressed, fdatasync'd, committed) vs cp into
+#             passthrough_ll on the same disk, into a native directory and
+#             into a vdfsd that does not compress; 1 GiB of random bytes
+#             too (time and pack bytes against that one and the raw size)
 #   read      cat of a 1 GiB input and of its result.csv (a concat task
 #             running `cat`), cold (remount + drop_caches) and warm, vs
-#             native and passthrough_ll
+#             native and passthrough_ll; vdfsd's peak memory through the
+#             cp, the run and the concat's reduce
 #   browse    ls -l versions/ and stat of every entry with 10,000 and
 #             100,000 versions vs a native directory with as many entries
 #   small     cp -r of a tree of 10,000 files of 4 KiB vs passthrough_ll
@@ -512,49 +515,71 @@ run_case() {
 # ingest: cp of a text file; fresh vdfs store each round (so that every
 # round writes new chunks); native, native + fsync (info), passthrough_ll.
 case_ingest() {
-	local r s f party t0 n t_r
+	local r s f party t0 n t_r kind tag parties args
 	start_pt "$work/pt_src/ingest" "$work/pt_mnt/ingest"
 	for s in $ingest_mib; do
-		f=$work/src/ingest-$s.txt
-		[ -f "$f" ] || gen_text "$f" "${s}M" "$((100 + s))"
-		t_r=$(now_us)
-		for ((r = 1; r <= R; r++)); do
-			another_round "ingest $s MiB" ingest "$r" "$t_r" || break
+		for kind in text random; do
+			# Incompressible input at the first (largest) size only:
+			# what compression must not slow down or grow.
+			[ "$kind" = text ] || [ "$s" = "${ingest_mib%% *}" ] || continue
+			if [ "$kind" = text ]; then
+				tag=ingest_$s
+				f=$work/src/ingest-$s.txt
+				[ -f "$f" ] || gen_text "$f" "${s}M" "$((100 + s))"
+				parties="native pt vdfs vdfs_none native_fsync"
+			else
+				tag=ingest_random_$s
+				f=$work/src/ingest-$s.rnd
+				mkdir -p "$work/src"
+				[ -f "$f" ] || head -c "$((s << 20))" /dev/urandom >"$f"
+				parties="pt vdfs vdfs_none"
+			fi
 			t_r=$(now_us)
-			for party in $(rotate "$r" native pt vdfs native_fsync); do
-				warm "$f"
-				sync
-				case $party in
-				native)
-					t0=$(now_us); cp "$f" "$work/native/ingest-$r"
-					rec "ingest_$s" native "$r" "$(secs "$t0" "$(now_us)")"
-					rm -f "$work/native/ingest-$r" ;;
-				native_fsync)
-					t0=$(now_us); cp "$f" "$work/native/ingest-$r"; sync "$work/native/ingest-$r"
-					rec "ingest_$s" native_fsync "$r" "$(secs "$t0" "$(now_us)")"
-					rm -f "$work/native/ingest-$r" ;;
-				pt)
-					t0=$(now_us); cp "$f" "$PTMNT/ingest-$r"
-					rec "ingest_$s" passthrough_ll "$r" "$(secs "$t0" "$(now_us)")"
-					rm -f "$PTMNT/ingest-$r" ;;
-				vdfs)
-					start_vdfsd ingest --fresh
-					mkdir "$VMNT/tasks/in"
+			for ((r = 1; r <= R; r++)); do
+				another_round "ingest $kind $s MiB" ingest "$r" "$t_r" || break
+				t_r=$(now_us)
+				for party in $(rotate "$r" $parties); do
+					warm "$f"
 					sync
-					perf_start "ingest_$s"
-					t0=$(now_us); cp "$f" "$VMNT/tasks/in/data/"
-					rec "ingest_$s" vdfs "$r" "$(secs "$t0" "$(now_us)")"
-					perf_stop "ingest_$s"
-					# cp has returned: the version must be there already.
-					n=$(find "$VMNT/tasks/in/versions" -mindepth 1 -maxdepth 1 | wc -l)
-					[ "$n" = 1 ] || { echo "ingest: $n versions right after cp, expected 1" >&2; return 1; }
-					stop_vdfsd ;;
-				esac
+					case $party in
+					native)
+						t0=$(now_us); cp "$f" "$work/native/ingest-$r"
+						rec "$tag" native "$r" "$(secs "$t0" "$(now_us)")"
+						rm -f "$work/native/ingest-$r" ;;
+					native_fsync)
+						t0=$(now_us); cp "$f" "$work/native/ingest-$r"; sync "$work/native/ingest-$r"
+						rec "$tag" native_fsync "$r" "$(secs "$t0" "$(now_us)")"
+						rm -f "$work/native/ingest-$r" ;;
+					pt)
+						t0=$(now_us); cp "$f" "$PTMNT/ingest-$r"
+						rec "$tag" passthrough_ll "$r" "$(secs "$t0" "$(now_us)")"
+						rm -f "$PTMNT/ingest-$r" ;;
+					vdfs | vdfs_none)
+						# vdfs_none is the store as it was before
+						# compression (--compress none), side by side.
+						args=()
+						[ "$party" = vdfs ] || args=(--compress none)
+						start_vdfsd ingest --fresh "${args[@]}"
+						mkdir "$VMNT/tasks/in"
+						sync
+						[ "$party" = vdfs_none ] || perf_start "$tag"
+						t0=$(now_us); cp "$f" "$VMNT/tasks/in/data/"
+						rec "$tag" "$party" "$r" "$(secs "$t0" "$(now_us)")"
+						[ "$party" = vdfs_none ] || perf_stop "$tag"
+						# cp has returned: the version must be there already.
+						n=$(find "$VMNT/tasks/in/versions" -mindepth 1 -maxdepth 1 | wc -l)
+						[ "$n" = 1 ] || { echo "ingest: $n versions right after cp, expected 1" >&2; return 1; }
+						rec "${tag}_bytes" "$party" "$r" "$(find "$VSTATE/packs" -name '*.pack' -printf '%s\n' |
+							awk '{ b += $1 } END { printf "%.1f", b / 1e6 }')"
+						rec "${tag}_bytes" raw "$r" "$(stat -c %s "$f" | awk '{ printf "%.1f", $1 / 1e6 }')"
+						stop_vdfsd ;;
+					esac
+				done
 			done
 		done
 	done
 	stop_pt
-	drop "$work/ingest" "$work/pt_src/ingest" "$work/src"/ingest-*.txt
+	drop "$work/ingest" "$work/pt_src/ingest" "$work/src"/ingest-*
 }
 
 # read: one store holding a file and its concat result (function `cat`);
@@ -573,6 +598,9 @@ case_read() {
 	cp "$f" "$VMNT/tasks/rd/data/read.txt"
 	v=$VMNT/tasks/rd/latest
 	wait_done "$v"
+	# The daemon's peak from its start through the ingest, the run and
+	# the concat's reduce (issue 15: under 120 MB at 1 GiB).
+	rec read_hwm vdfsd 1 "$(mb "$(hwm_kb "$VPID")")"
 	note "- read: $read_mib MiB copied in and its \`cat\` run finished $(secs "$t0" "$(now_us)") s after cp started (2 executors): $(head -n 1 "$v/status")."
 	stop_execs read
 	cmp -s "$f" "$v/input" || { echo "read: input differs from the file copied in" >&2; return 1; }
@@ -1007,7 +1035,14 @@ for s in $ingest_mib; do
 		"$([ "$s" = "${ingest_mib%% *}" ] && echo le || echo info)" 1.25
 	row "ingest $sz: cp into data/" s "ingest_$s" vdfs native native info -
 	row "ingest $sz: cp into data/" s "ingest_$s" vdfs "native+fsync" native_fsync info -
+	row "ingest $sz: cp into data/" s "ingest_$s" vdfs "--compress none" vdfs_none info -
+	row "ingest $sz: packs" MB "ingest_${s}_bytes" vdfs "raw" raw info -
 done
+s=${ingest_mib%% *}
+sz=$([ "$s" -ge 1024 ] && echo "$((s / 1024)) GiB" || echo "$s MiB")
+row "ingest $sz random: cp into data/" s "ingest_random_$s" vdfs "--compress none" vdfs_none le 1.1
+row "ingest $sz random: cp into data/" s "ingest_random_$s" vdfs passthrough_ll passthrough_ll info -
+row "ingest $sz random: packs" MB "ingest_random_${s}_bytes" vdfs "raw" raw le 1.02
 rsz=$([ "$read_mib" -ge 1024 ] && echo "$((read_mib / 1024)) GiB" || echo "$read_mib MiB")
 row "read cold $rsz: cat input" s read_cold vdfs_input passthrough_ll passthrough_ll le 1.0
 row "read cold $rsz: cat input" s read_cold vdfs_input native native info -
@@ -1015,6 +1050,7 @@ row "read cold $rsz: cat result.csv" s read_cold vdfs_result passthrough_ll pass
 row "read warm $rsz: cat input" s read_warm vdfs_input native native le 1.1
 row "read warm $rsz: cat input" s read_warm vdfs_input passthrough_ll passthrough_ll info -
 row "read warm $rsz: cat result.csv" s read_warm vdfs_result native native le 1.1
+row "read: vdfsd VmHWM, $rsz cp, concat run and reduce" MB read_hwm vdfsd - - le_abs 120
 big_n=${browse_n##* }
 for n in $browse_n; do
 	kind=$([ "$n" = "$big_n" ] && echo le || echo info)

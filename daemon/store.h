@@ -45,7 +45,7 @@ typedef struct vd_store_writer vd_store_writer;
 
 /* zstd levels: new chunks are compressed at VD_STORE_ZSTD_DEFAULT unless
  * vd_store_set_level says otherwise; 0 is none. */
-#define VD_STORE_ZSTD_DEFAULT 3
+#define VD_STORE_ZSTD_DEFAULT 2
 #define VD_STORE_ZSTD_MAX 19
 /* A frame is kept only when it saves at least this much of the chunk. */
 #define VD_STORE_ZSTD_MIN_SAVING_PCT 3

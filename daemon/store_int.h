@@ -31,7 +31,7 @@
 /* Compression workers of one writer, at most (store_pipe.c), and the
  * smallest chunk handed to them. */
 #define STORE_PIPE_MAX 4
-#define STORE_PIPE_MIN_CHUNK ((size_t)64 << 10)
+#define STORE_PIPE_MIN_CHUNK ((size_t)16 << 10)
 /* Writers start writeback of their pack every this many bytes. */
 #define STORE_WRITEBACK_STEP ((uint64_t)32 << 20)
 

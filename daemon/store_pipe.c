@@ -48,9 +48,10 @@
 
 /* Raw bytes queued or being compressed, at most. */
 #define PIPE_QUEUE_MAX ((size_t)32 << 20)
-/* A job's buffer holds at least this much (twice the default average
- * chunk: most chunks fit). */
-#define PIPE_JOB_MIN ((size_t)2 << 20)
+/* A job's buffer holds at least this much (the default largest chunk:
+ * every chunk of a default store fits, and buffers stay under glibc's
+ * mmap threshold of 32 MiB queued in 256 KiB pieces at most). */
+#define PIPE_JOB_MIN ((size_t)256 << 10)
 
 struct pipe_job {
 	struct pipe_job *next;

@@ -101,7 +101,7 @@ static const struct vd_doc_opt opt_doc[] = {
 	{ "chunk-size", 'c', "N", "the average chunk size of a new store, a power of two of "
 	  "at least 4096 (default 65536); an existing store keeps its own", 0 },
 	{ "compress", 'Z', "zstd:N|none", "compress new chunks with zstd at level N (1 to 19; "
-	  "default zstd:3), each kept only when it saves at least 3 %, or store them raw "
+	  "default zstd:2), each kept only when it saves at least 3 %, or store them raw "
 	  "(none); what is stored already stays as it is", 0 },
 	{ "allow-other", 'A', NULL, "let other local users (and Samba or NFS re-exports) use "
 	  "the mount, with owners and modes enforced as on any file system: a task is its "

@@ -2,7 +2,7 @@
 # t_store_format: a state dir written by the store format before compression
 # (tests/fixtures/store-v1.tar.gz: 32-byte index records, raw chunks, no
 # meta/store_format; made by the old code, see tests/fixtures/README.md)
-# under today's vdfsd, which compresses new chunks (zstd:3 by default):
+# under today's vdfsd, which compresses new chunks (zstd:2 by default):
 #   - it mounts, and every file, both inputs (a file and a tree) and both
 #     result.csv read back with the sha256 recorded when it was made;
 #     vdfs fsck --full finds it whole;

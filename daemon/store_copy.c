@@ -14,26 +14,34 @@
 
 #include "store_int.h"
 #include "util.h"
+#include "zframe.h"
 
 /* Verify that stored (the chunk's bytes as r says they are stored) is
- * chunk id, decompressing into scratch when it is a frame. -EIO. */
-static int verify_stored(vd_store *s, struct vd_buf *scratch, const char *id,
+ * chunk id, decoding a frame into the hash as it goes. -EIO. */
+static int verify_stored(vd_store *s, const char *id,
 			 const struct store_rec *r, const struct vd_buf *stored)
 {
-	const void *raw = stored->data;
 	char got[VD_ID_SIZE];
 	int rc;
 
 	if (r->zstd) {
-		vd_buf_reset(scratch);
-		if ((rc = vd_buf_grow(scratch, (size_t)r->raw_len)))
+		/* Decoded into the hash through a small window (zframe.h): a
+		 * buffer of the whole raw length per gathered unit output was
+		 * the concat reduce's peak memory. */
+		uint64_t got_len = 0;
+
+		rc = vd_zframe_id(got, &got_len, s->key, stored->data, stored->len, r->raw_len);
+		if (rc == -ENOMEM)
 			return rc;
-		if ((rc = store_zstd_decode(s, scratch->data, r->raw_len, stored->data, stored->len,
-					    id)))
-			return rc;
-		raw = scratch->data;
+		if (rc || got_len != r->raw_len) {
+			vd_err("store: chunk %s in pack %s at %llu does not decompress to its "
+			       "%llu bytes", id, r->pack, (unsigned long long)r->off,
+			       (unsigned long long)r->raw_len);
+			return -EIO;
+		}
+	} else {
+		vd_id_of(got, s->key, stored->data, (size_t)r->raw_len);
 	}
-	vd_id_of(got, s->key, raw, (size_t)r->raw_len);
 	if (strcmp(got, id) != 0) {
 		vd_err("store: chunk %s in pack %s at %llu is corrupt (hashes to %s)", id, r->pack,
 		       (unsigned long long)r->off, got);
@@ -99,10 +107,35 @@ int vd_store_writer_put_zstd(vd_store_writer *w, const char *id, const void *fra
 			: "is larger than allowed");
 		return -EIO;
 	}
+	/* One frame with its size that saves enough is what a reader takes
+	 * as it is (store_zstd.c): it is verified by decoding it into the
+	 * hash through a small window (zframe.h), not into a buffer of its
+	 * whole raw length, which for a unit's output of tens of MiB was
+	 * the daemon's peak memory while results came in. */
+	if (single && store_zstd_worth(n, size)) {
+		uint64_t got_len = 0;
+
+		rc = vd_zframe_id(got, &got_len, w->s->key, frame, n, size);
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc || got_len != size) {
+			vd_warn("store: a compressed chunk for %s does not decompress", id);
+			return -EIO;
+		}
+		if (strcmp(got, id) != 0) {
+			vd_warn("store: a compressed chunk sent as %s is %s", id, got);
+			return -EIO;
+		}
+		if (store_wset_find(w, id))
+			return 0;
+		if ((rc = store_writer_lookup(w, id)) != 0)
+			return rc < 0 ? rc : 0;
+		return store_writer_append(w, id, frame, n, size, true, false);
+	}
 	if (!(raw = malloc(size ? (size_t)size : 1)))
 		return -ENOMEM;
-	/* One frame with its size is what a reader takes as it is
-	 * (store_zstd.c); several are decoded here and stored anew. */
+	/* Several frames, or one that saves too little: decoded here and
+	 * stored anew. */
 	ZSTD_DCtx *d = store_dctx_get(w->s);
 	if (!d) {
 		rc = -ENOMEM;
@@ -130,9 +163,7 @@ int vd_store_writer_put_zstd(vd_store_writer *w, const char *id, const void *fra
 		rc = rc < 0 ? rc : 0;
 		goto out;
 	}
-	if (single && store_zstd_worth(n, size)) {
-		rc = store_writer_append(w, id, frame, n, size, true, false);
-	} else if ((rc = store_zstd_compress(&w->zbuf, &w->cctx, w->s, w->level, raw,
+	if ((rc = store_zstd_compress(&w->zbuf, &w->cctx, w->s, w->level, raw,
 						(size_t)size, false)) > 0) {
 		rc = store_writer_append(w, id, w->zbuf.data, w->zbuf.len, size, true, false);
 	} else if (rc == 0) {
@@ -162,7 +193,6 @@ static int pack_size(uint64_t *size, vd_store *s, const char *pack)
 
 int vd_store_writer_gather(vd_store_writer *w, const char *id)
 {
-	struct vd_buf scratch = VD_BUF_INIT(SIZE_MAX / 2);
 	struct store_rec r;
 	uint64_t size;
 	int rc;
@@ -188,7 +218,7 @@ int vd_store_writer_gather(vd_store_writer *w, const char *id)
 		vd_buf_reset(&w->zbuf);
 		if ((rc = store_read_stored(&w->zbuf, w->s, id, &r)) == -ENOENT)
 			continue;
-		if (rc || (rc = verify_stored(w->s, &scratch, id, &r, &w->zbuf)) ||
+		if (rc || (rc = verify_stored(w->s, id, &r, &w->zbuf)) ||
 		    (rc = store_writer_append(w, id, w->zbuf.data, w->zbuf.len, r.raw_len, r.zstd,
 					      true)))
 			goto out;
@@ -198,7 +228,6 @@ int vd_store_writer_gather(vd_store_writer *w, const char *id)
 	vd_err("store: pack %s of chunk %s is missing", r.pack, id);
 	rc = -EIO;
 out:
-	vd_buf_release(&scratch);
 	return rc;
 }
 
@@ -207,7 +236,7 @@ out:
 int vd_store_pack_compact(uint64_t *moved, vd_store *s, const char *pack,
 			  char (*ids)[VD_ID_SIZE], size_t n)
 {
-	struct vd_buf stored = VD_BUF_INIT(SIZE_MAX / 2), scratch = VD_BUF_INIT(SIZE_MAX / 2);
+	struct vd_buf stored = VD_BUF_INIT(SIZE_MAX / 2);
 	vd_store_writer *w = NULL;
 	vd_catalog_batch *b = NULL;
 	char pkey[PACK_KEY_SIZE];
@@ -231,7 +260,7 @@ int vd_store_pack_compact(uint64_t *moved, vd_store *s, const char *pack,
 			continue;
 		vd_buf_reset(&stored);
 		if ((rc = store_read_stored(&stored, s, ids[i], &r)) ||
-		    (rc = verify_stored(s, &scratch, ids[i], &r, &stored)) ||
+		    (rc = verify_stored(s, ids[i], &r, &stored)) ||
 		    (rc = store_writer_append(w, ids[i], stored.data, stored.len, r.raw_len, r.zstd,
 					      true)))
 			goto out;
@@ -252,6 +281,5 @@ out:
 	vd_store_writer_free(w);
 	vd_catalog_batch_free(b);
 	vd_buf_release(&stored);
-	vd_buf_release(&scratch);
 	return rc;
 }

@@ -47,7 +47,7 @@
 #include "util.h"
 
 /* Raw bytes queued or being compressed, at most. */
-#define PIPE_QUEUE_MAX ((size_t)32 << 20)
+#define PIPE_QUEUE_MAX ((size_t)8 << 20)
 /* A job's buffer holds at least this much (the default largest chunk:
  * every chunk of a default store fits, and buffers stay under glibc's
  * mmap threshold of 32 MiB queued in 256 KiB pieces at most). */

@@ -14,8 +14,8 @@
 #   - a new code version with rerun = latest re-runs the latest version:
 #     versions/ID/runs/ holds both codes' results, result.csv the newest's.
 #
-# VD_INCR_MB sets the text's size (default 200, the issue's, in both CI
-# passes). Run times go to the log as notes, never asserted.
+# VD_INCR_MB sets the text's size (default 200, the issue's; the
+# sanitized CI pass runs 64). Run times go to the log as notes, never asserted.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"

@@ -355,6 +355,34 @@ vd_is_id() {
 	[[ "$1" =~ ^[0-9a-f]{32}$ ]]
 }
 
+# vd_edit_lines SRC DST SEED TAG [EDITS]: DST is SRC with EDITS (default
+# 10) single-line edits at distinct lines drawn from SEED (a Park-Miller
+# sequence, so a seed always gives the same edits): each one changes the
+# line to "changed by TAG at line N", inserts "inserted by TAG before line
+# N" before it, or deletes it, a third of the time each. The versioning
+# tests and tools/bench-versions.sh share it; tools/vdfs-bench.sh keeps a
+# copy, since `vdfs bench` runs without the source tree.
+vd_edit_lines() {
+	local n
+	n=$(wc -l <"$1")
+	awk -v seed="$3" -v n="$n" -v edits="${5:-10}" -v tag="$4" '
+	BEGIN {
+		x = seed
+		for (e = 0; e < edits; ) {
+			x = (x * 16807) % 2147483647; ln = 1 + x % n
+			x = (x * 16807) % 2147483647; k = x % 3
+			if (ln in K) continue
+			K[ln] = k; e++
+		}
+	}
+	NR in K {
+		if (K[NR] == 0) { print "changed by " tag " at line " NR; next }
+		if (K[NR] == 1) print "inserted by " tag " before line " NR
+		else next
+	}
+	{ print }' "$1" >"$2"
+}
+
 # vd_gen_text FILE BYTES SEED [WORDS]: write deterministic text of at least
 # BYTES bytes: lines of 4-15 words drawn (skewed, a few very common, many
 # rare) from a vocabulary of WORDS (default 3000) made-up words. The

@@ -44,27 +44,6 @@ EOF
 
 invocations() { wc -l <"$COUNTER"; }
 
-# vd_edit SRC DST SEED TAG: EDITS random single-line edits (see t_versions).
-vd_edit() {
-	local n
-	n=$(wc -l <"$1")
-	awk -v seed="$3" -v n="$n" -v edits="$EDITS" -v tag="$4" '
-	BEGIN {
-		x = seed
-		for (e = 0; e < edits; ) {
-			x = (x * 16807) % 2147483647; ln = 1 + x % n
-			x = (x * 16807) % 2147483647; k = x % 3
-			if (ln in K) continue
-			K[ln] = k; e++
-		}
-	}
-	NR in K {
-		if (K[NR] == 0) { print "changed by " tag " at line " NR; next }
-		if (K[NR] == 1) print "inserted by " tag " before line " NR
-		else next
-	}
-	{ print }' "$1" >"$2"
-}
 
 # add_counts BASE.csv EXTRA_TEXT OUT.csv: BASE's counts plus the words of
 # EXTRA_TEXT counted with tr|sort|uniq, summed per word, sorted bytewise.
@@ -80,7 +59,7 @@ units_of() {
 
 t0=$SECONDS
 vd_gen_text "$IN/v1.txt" $((MB * 1024 * 1024)) 20260302 3000
-vd_edit "$IN/v1.txt" "$IN/v2.txt" 4242 v2
+vd_edit_lines "$IN/v1.txt" "$IN/v2.txt" 4242 v2 "$EDITS"
 cp "$IN/v2.txt" "$IN/v3.txt"
 printf '%s\n' "appended line one" "appended line two zz" "ba be bi bo bu" >"$IN/tail.txt"
 cat "$IN/tail.txt" >>"$IN/v3.txt"

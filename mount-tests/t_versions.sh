@@ -28,29 +28,6 @@ EDITS=10
 IN="$VD_WORK/in"
 vdfs() { "$VD_BIN/vdfs" "$1" --state "$VD_STATE" "${@:2}"; }
 
-# vd_edit SRC DST SEED TAG: DST is SRC with EDITS random single-line edits
-# (a Park-Miller LCG in awk, so the same on every machine): each picks a
-# distinct line and changes it, inserts a new line before it, or deletes it.
-vd_edit() {
-	local n
-	n=$(wc -l <"$1")
-	awk -v seed="$3" -v n="$n" -v edits="$EDITS" -v tag="$4" '
-	BEGIN {
-		x = seed
-		for (e = 0; e < edits; ) {
-			x = (x * 16807) % 2147483647; ln = 1 + x % n
-			x = (x * 16807) % 2147483647; k = x % 3
-			if (ln in K) continue
-			K[ln] = k; e++
-		}
-	}
-	NR in K {
-		if (K[NR] == 0) { print "changed by " tag " at line " NR; next }
-		if (K[NR] == 1) print "inserted by " tag " before line " NR
-		else next
-	}
-	{ print }' "$1" >"$2"
-}
 
 # The -/+ lines of a unified diff (headers left out), sorted.
 changed_lines() {
@@ -85,7 +62,7 @@ logical=0
 mem_max=0
 for ((i = 1; i <= NV; i++)); do
 	if ((i > 1)); then
-		vd_edit "$IN/v$((i - 1)).txt" "$IN/v$i.txt" $((1000 + i)) "v$i"
+		vd_edit_lines "$IN/v$((i - 1)).txt" "$IN/v$i.txt" $((1000 + i)) "v$i" "$EDITS"
 	fi
 	before="$(vd_versions "$T")"
 	cp "$IN/v$i.txt" "$T/data/big.txt"

@@ -33,26 +33,6 @@ IN="$VD_WORK/in"
 COUNTER="$VD_WORK/counter"
 : >"$COUNTER"
 
-edit() {   # SRC DST SEED TAG (as mount-tests/t_versions.sh)
-	local n
-	n=$(wc -l <"$1")
-	awk -v seed="$3" -v n="$n" -v edits="$edits" -v tag="$4" '
-	BEGIN {
-		x = seed
-		for (e = 0; e < edits; ) {
-			x = (x * 16807) % 2147483647; ln = 1 + x % n
-			x = (x * 16807) % 2147483647; k = x % 3
-			if (ln in K) continue
-			K[ln] = k; e++
-		}
-	}
-	NR in K {
-		if (K[NR] == 0) { print "changed by " tag " at line " NR; next }
-		if (K[NR] == 1) print "inserted by " tag " before line " NR
-		else next
-	}
-	{ print }' "$1" >"$2"
-}
 meta_int() {   # VERSION_DIR KEY: a top-level integer of meta.json
 	sed -n "s/^  \"$2\": \\([0-9]*\\),*\$/\\1/p" "$1/meta.json" | head -n 1
 }
@@ -84,7 +64,7 @@ edit_run_ms=0
 edit_cp_ms=0
 for ((i = 1; i <= nver; i++)); do
 	if ((i > 1)); then
-		edit "$IN/v$((i - 1)).txt" "$IN/v$i.txt" $((7000 + i)) "v$i"
+		vd_edit_lines "$IN/v$((i - 1)).txt" "$IN/v$i.txt" $((7000 + i)) "v$i" "$edits"
 		rm -f "$IN/v$((i - 1)).txt"
 	fi
 	before="$(vd_versions "$T")"

@@ -880,16 +880,10 @@ case_e2e() {
 	drop "$work/e2e" "$f"
 }
 
-# store: store_n versions of a text of store_mib MiB under one name, each
-# made from the one before by 10 random line edits (changed, inserted or
-# deleted lines, as tools/bench-versions.sh), with the word count of
-# docs/examples/wordcount (reduce = sum). What the state directory grew by
-# (du -sb: packs, catalog and all, results included) against the raw
-# versions (their bytes summed), against gzip -1 and zstd -3 of each version
-# kept whole, as a user would otherwise keep them; the units each edited
-# version computed (from its run log); every result.csv equals the single
-# process's count of that version.
-store_edit() {   # SRC DST SEED TAG
+# store_edit SRC DST SEED TAG: 10 line edits, as mount-tests/lib.sh's
+# vd_edit_lines, whose copy this is: `vdfs bench` runs without the source
+# tree, where that file lives.
+store_edit() {
 	local n
 	n=$(wc -l <"$1")
 	awk -v seed="$3" -v n="$n" -v edits=10 -v tag="$4" '
@@ -909,6 +903,16 @@ store_edit() {   # SRC DST SEED TAG
 	}
 	{ print }' "$1" >"$2"
 }
+
+# store: store_n versions of a text of store_mib MiB under one name, each
+# made from the one before by 10 random line edits (changed, inserted or
+# deleted lines, as tools/bench-versions.sh), with the word count of
+# docs/examples/wordcount (reduce = sum). What the state directory grew by
+# (du -sb: packs, catalog and all, results included) against the raw
+# versions (their bytes summed), against gzip -1 and zstd -3 of each version
+# kept whole, as a user would otherwise keep them; the units each edited
+# version computed (from its run log); every result.csv equals the single
+# process's count of that version.
 case_store() {
 	local f=$work/src/store.txt fn=$root/docs/examples/wordcount/function i v s0 s1
 	local raw=0 gz=0 zs=0 one units ran ran_sum=0 ran_max=0 t_dir t0 chunks

@@ -33,8 +33,6 @@ modes=${MODES:-exec persistent}
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${VDFS_BUILD:-$root/build}
 [ -x "$build/bin/vdfsd" ] || { echo "bench-dispatch-scale: build first (tools/setup.sh)" >&2; exit 2; }
-py=/usr/bin/python3
-[ -x "$py" ] || py=$(command -v python3)
 
 work=$(mktemp -d "${VDFS_BENCH_DIR:-/var/tmp}/vdfs-dscale.XXXXXX")
 dpid="" epids=()
@@ -61,20 +59,7 @@ cat >"$work/noop-exec" <<'FN'
 #!/bin/sh
 exec cat >/dev/null
 FN
-cat >"$work/noop-persistent" <<FN
-#!$py
-import sys
-i, o = sys.stdin.buffer, sys.stdout.buffer
-while True:
-    h = i.readline()
-    if not h:
-        break
-    _, hlen, dlen = h.split()
-    i.read(int(hlen))
-    i.read(int(dlen))
-    o.write(b"0 0\n")
-    o.flush()
-FN
+cp "$root/tools/noop-persistent.py" "$work/noop-persistent"
 chmod +x "$work/noop-exec" "$work/noop-persistent"
 
 # ticks PID...: utime + stime of the processes, in clock ticks.

@@ -7,8 +7,8 @@
 #   tools/bench-dispatch.sh [UNITS] [ROUNDS] [EXECUTORS]   (default 2000, 3, 8)
 #
 # MODE=persistent runs the vdfs side as a persistent function (a process
-# per executor slot, units as frames: docs/persistent.md), a Python loop
-# that reads each frame and answers "0 0"; xargs still runs the exec-mode
+# per executor slot, units as frames: docs/persistent.md), tools/noop-persistent.py,
+# which reads each frame and answers "0 0"; xargs still runs the exec-mode
 # function (`cat >/dev/null`) once per piece. MODE=exec (the default): the
 # same function on both sides.
 #
@@ -44,25 +44,7 @@ chmod +x "$work/noop.sh"
 mode=${MODE:-exec}
 case $mode in
 exec) cp "$work/noop.sh" "$work/fn" ;;
-persistent)
-	py=/usr/bin/python3
-	[ -x "$py" ] || py=$(command -v python3)
-	cat >"$work/fn" <<FN
-#!$py
-import sys
-i, o = sys.stdin.buffer, sys.stdout.buffer
-while True:
-    h = i.readline()
-    if not h:
-        break
-    _, hlen, dlen = h.split()
-    i.read(int(hlen))
-    i.read(int(dlen))
-    o.write(b"0 0\n")
-    o.flush()
-FN
-	chmod +x "$work/fn"
-	;;
+persistent) cp "$root/tools/noop-persistent.py" "$work/fn" ;;
 *) echo "bench-dispatch: MODE is exec or persistent, not '$mode'" >&2; exit 2 ;;
 esac
 

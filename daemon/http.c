@@ -834,6 +834,12 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 				"vdfs_http_received_bytes_total %llu\n",
 				(unsigned long long)atomic_load(&h->received));
 		if (!rc)
+			rc = vd_buf_addf(&out,
+				"# HELP vdfs_event_streams Open GET /v1/events streams.\n"
+				"# TYPE vdfs_event_streams gauge\n"
+				"vdfs_event_streams %d\n",
+				atomic_load(&h->event_streams));
+		if (!rc)
 			rc = http_transfer_metrics(&out, h);
 		ctype = "text/plain; version=0.0.4; charset=utf-8";
 		break;

@@ -286,7 +286,8 @@ int vd_persist_run(struct vd_run_result *out, vd_persist *p, const char *const *
 		goto out;
 	}
 	pieces[0] = (struct vd_run_input){ .mem = head.data, .len = head.len };
-	memcpy(pieces + 1, unit->in, unit->nin * sizeof(*pieces));
+	if (unit->nin)   /* in may be NULL when there is none */
+		memcpy(pieces + 1, unit->in, unit->nin * sizeof(*pieces));
 	memset(&job, 0, sizeof(job));
 	job.f.fd = p->in_fd;
 	job.f.in = pieces;
@@ -346,8 +347,16 @@ int vd_persist_run(struct vd_run_result *out, vd_persist *p, const char *const *
 		if (pfd[1].revents) {
 			ssize_t r = read(p->err_fd, blk, RUN_IO_BLOCK);
 
-			if (r > 0)
+			if (r > 0) {
 				runner_tail_add(out, blk, (size_t)r);
+			} else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+				/* The function closed its stderr: polled on, the
+				 * end of file would wake the poll at once for the
+				 * rest of the process's life (a core spinning).
+				 * poll ignores a negative descriptor. */
+				close(p->err_fd);
+				p->err_fd = -1;
+			}
 		}
 		if (pfd[0].revents) {
 			ssize_t r = read(p->out_fd, blk, RUN_IO_BLOCK);

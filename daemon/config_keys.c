@@ -78,6 +78,15 @@ const struct vd_config_key vd_config_keys[] = {
 	  "versions sealed less than AGE ago (units s, m, h, d, w); gc deletes the "
 	  "others. latest, pinned versions (vdfs pin) and versions a run is "
 	  "reading are never deleted by it. Changing it re-runs nothing." },
+	{ "mode", "exec | persistent", "exec", "persistent",
+	  "How an executor runs the function. exec: a new process per unit, its "
+	  "stdin the unit and its stdout the output. persistent: one process per "
+	  "executor slot, started once and fed units as length-prefixed frames on "
+	  "stdin, answering each with a frame on stdout (docs/persistent.md); a "
+	  "unit costs no process start. timeout, memory and the stdout cap still "
+	  "apply to each unit: a unit over one, or a process that dies, fails that "
+	  "unit only, and the process is started again. It changes no result, so "
+	  "results are reused across modes." },
 	{ "env.", "TEXT (no control characters)", "", "10",
 	  "env.NAME = value sets NAME=value in the function's environment: a "
 	  "parameter, such as a word to count or a time limit. NAME is a portable "
@@ -88,7 +97,6 @@ const struct vd_config_key vd_config_keys[] = {
 };
 
 const struct vd_config_planned vd_config_planned[] = {
-	{ "mode", "exec (one process per unit) or persistent (one per slot, fed framed units)" },
 	{ "input", "other tasks' results as this task's data (tasks/A[,tasks/B]): a pipeline" },
 	{ NULL, NULL },
 };

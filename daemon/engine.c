@@ -125,13 +125,16 @@ void vd_config_default(struct vd_config *c)
 	c->env[0] = '\0';
 	c->symlinks = VD_SYMLINKS_KEEP;
 	c->special = VD_SPECIAL_REFUSE;
+	c->mode = VD_MODE_EXEC;
 	c->keep_n = 0;
 	c->keep_ms = 0;
 }
 
 bool vd_config_runs_equal(const struct vd_config *a, const struct vd_config *b)
 {
-	/* Every field but retention, which only gc reads. */
+	/* Every field but retention, which only gc reads, and the mode, which
+	 * changes how units run, not what they give: a run made in one mode
+	 * stands for the other. */
 	return a->level == b->level && a->reduce == b->reduce && a->format == b->format &&
 	       a->timeout_s == b->timeout_s && a->memory == b->memory &&
 	       a->retries == b->retries && a->replicas == b->replicas &&
@@ -325,6 +328,13 @@ static int config_line(struct vd_config *c, struct vd_buf *why, char *key,
 			c->allow_empty = true;
 		else if (!strcmp(val, "false") || !strcmp(val, "no") || !strcmp(val, "0"))
 			c->allow_empty = false;
+		else
+			goto bad_choice;
+	} else if (!strcmp(key, "mode")) {
+		if (!strcmp(val, "exec"))
+			c->mode = VD_MODE_EXEC;
+		else if (!strcmp(val, "persistent"))
+			c->mode = VD_MODE_PERSISTENT;
 		else
 			goto bad_choice;
 	} else if (!strcmp(key, "encoding")) {

@@ -56,6 +56,9 @@ enum vd_symlinks { VD_SYMLINKS_KEEP, VD_SYMLINKS_SKIP, VD_SYMLINKS_FOLLOW };
 /* A FIFO, socket or device node in a tree: its seal fails, or it is left
  * out with a log line. */
 enum vd_special { VD_SPECIAL_REFUSE, VD_SPECIAL_SKIP };
+/* How executors run the function: a process per unit, or one per slot fed
+ * framed units (docs/persistent.md). */
+enum vd_mode { VD_MODE_EXEC, VD_MODE_PERSISTENT };
 
 /* A task's parsed config. Defaults are what an empty config means. */
 struct vd_config {
@@ -76,6 +79,7 @@ struct vd_config {
 	char env[2048];
 	enum vd_symlinks symlinks;
 	enum vd_special special;
+	enum vd_mode mode;     /* changes no output: not in the memo key */
 	/* Retention (`keep`), applied by gc: keep the newest keep_n versions,
 	 * or those younger than keep_ms; both 0 = keep all. */
 	long long keep_n;

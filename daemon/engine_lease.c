@@ -68,7 +68,7 @@ static json_t *lease_json(vd_engine *e, const struct vd_lease *l)
 		p = nl + 1;
 	}
 	return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:i, s:I, s:i, "
-			 "s:s, s:I, s:o, s:o}",
+			 "s:s, s:I, s:o, s:o, s:s}",
 			 "lease", l->id, "task", r->task, "data_id", r->data, "code_id",
 			 r->code, "unit", (json_int_t)l->unit, "units",
 			 (json_int_t)r->nunits, "unit_id", un->id, "path",
@@ -76,7 +76,8 @@ static json_t *lease_json(vd_engine *e, const struct vd_lease *l)
 			 formats[r->cfg.format], "timeout_s", r->cfg.timeout_s,
 			 "memory_bytes", (json_int_t)r->cfg.memory,
 			 "lease_ms", e->lease_ms, "header", hdr ? hdr : "", "skip",
-			 (json_int_t)un->skip, "chunks", chunks, "env", env);
+			 (json_int_t)un->skip, "chunks", chunks, "env", env, "mode",
+			 r->cfg.mode == VD_MODE_PERSISTENT ? "persistent" : "exec");
 }
 
 /* ---- granting ---------------------------------------------------------- */

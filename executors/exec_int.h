@@ -159,6 +159,17 @@ struct exec {
 	int fatal;                   /* lock: exit code of a fatal error, else 0 */
 };
 
+/* What one worker thread keeps between units (exec_unit.c): the
+ * persistent function it runs, if any. Owned by that thread alone. */
+struct exec_slot {
+	struct vd_persist *proc;     /* NULL: none */
+	struct vd_buf key;           /* task, code ID, parameters it serves */
+	char workdir[PATH_MAX];      /* its directory and TMPDIR; "" = none */
+	int64_t last_used_ms;        /* when its last unit ended */
+};
+/* An idle persistent function is stopped after this long. */
+#define EX_PERSIST_IDLE_MS 60000
+
 /* Set from the signal handler (and on fatal errors): take no more leases.
  * Lock-free atomic, so safe to store from a handler. */
 
@@ -175,6 +186,11 @@ int client_open(struct vd_client *c, const struct exec *x, const char *token,
 		       const atomic_bool *abort);
 const char *jstr(const json_t *o, const char *k);
 json_int_t jint(const json_t *o, const char *k, json_int_t dflt);
+
+/* exec_unit.c */
+void exec_run_unit(struct exec *x, struct vd_client *c, struct lease *l,
+		   struct exec_slot *slot);
+void exec_slot_release(struct exec_slot *s);
 
 /* exec_results.c */
 void send_result(struct exec *x, struct vd_client *c, struct lease *l,

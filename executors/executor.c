@@ -40,7 +40,10 @@
  *
  * Each unit runs in a fresh directory (also its TMPDIR), in its own
  * process group, with rlimits and a memory cap (runner.c), optionally
- * inside bubblewrap (--sandbox bwrap: no network, a read-only system).
+ * inside bubblewrap (--sandbox bwrap: no network, a read-only system);
+ * or, for a task with `mode = persistent`, in the worker's persistent
+ * process for that task and code, fed the unit as a frame (exec_unit.c,
+ * persist.h).
  */
 #include "exec_int.h"
 
@@ -129,418 +132,6 @@ int client_open(struct vd_client *c, const struct exec *x, const char *token,
 	return rc;
 }
 
-/* ---- cache ------------------------------------------------------------ */
-
-/*
- * GET /v1/<kind>/<id> into data (reset first), retried on transport
- * trouble and 5xx. Chunks are asked for with Accept-Encoding: zstd: *zstd
- * then says whether they came as the daemon's frame, and *raw_len what
- * the daemon says it decodes to (X-VDFS-Length; 0: it did not say).
- * -ENOENT: the server does not know the ID; -EACCES: 401; -EIO and other:
- * transport trouble after retries.
- */
-static int fetch(struct vd_buf *data, bool *zstd, uint64_t *raw_len, struct exec *x,
-		 struct vd_client *c, const char *kind, const char *id)
-{
-	struct vd_buf url = VD_BUF_INIT(256);
-	bool chunk = !strcmp(kind, "chunks");
-	char fail[512];
-	int rc, tries, wait = EX_BACKOFF_MIN_MS;
-	long status = 0;
-
-	*zstd = false;
-	*raw_len = 0;
-	rc = vd_buf_addf(&url, "/v1/%s/%s", kind, id);
-	if (rc)
-		goto out;
-	for (tries = 0; tries < EX_FETCH_TRIES; tries++) {
-		vd_buf_reset(data);
-		rc = chunk ? vd_client_get_zstd(&status, data, c, url.data, 0)
-			   : vd_client_do(&status, data, c, "GET", url.data, NULL, NULL, 0, 0);
-		if ((rc == 0 && status < 500) || rc == -EKEYREJECTED)
-			break;
-		vd_warn("GET %s: %s; retrying in %.1f s", url.data,
-			fail_text(fail, sizeof(fail), rc, status, c, NULL), wait / 1000.0);
-		nap(wait, NULL);
-		wait = backoff_next(wait);
-	}
-	if (rc)
-		goto out;
-	if (status == 401) {
-		rc = -EACCES;
-	} else if (status == 404) {
-		rc = -ENOENT;
-	} else if (status != 200) {
-		vd_warn("GET %s: HTTP %ld", url.data, status);
-		rc = -EIO;
-	}
-	if (!rc && chunk) {
-		*zstd = c->resp_zstd;
-		*raw_len = c->resp_raw_len;
-		atomic_fetch_add(&x->chunk_bytes_in, data->len);
-	}
-out:
-	vd_buf_release(&url);
-	return rc;
-}
-
-/*
- * Make the cache file `path` (of code/<id>) hold the verified bytes of
- * the code id, downloading them if the cache lacks them or holds something
- * else. -EBADMSG: the server sent other bytes; else as fetch. The caller
- * has pinned path.
- */
-static int code_ensure(struct exec *x, struct vd_client *c, const char *id,
-		       const char *path)
-{
-	struct vd_buf data = VD_BUF_INIT(EX_BLOB_MAX);
-	char got[VD_ID_SIZE];
-	uint64_t said;
-	bool zstd;
-	int rc;
-
-	/* Cached files are re-hashed on use: a cache entry torn by a crash
-	 * (they are not fsync'd) or altered must not reach a function. */
-	if (vd_read_file(&data, path) == 0) {
-		vd_id_of(got, &x->key, data.data ? data.data : "", data.len);
-		if (strcmp(got, id) == 0) {
-			vd_cache_touch(x->store, path);
-			rc = 0;
-			goto out;
-		}
-		vd_warn("cache: %s does not hash to its name; fetching again", path);
-		if (unlink(path) == 0)
-			vd_cache_forget(x->store, data.len);
-	}
-	rc = fetch(&data, &zstd, &said, x, c, "code", id);
-	if (rc)
-		goto out;
-	vd_id_of(got, &x->key, data.data ? data.data : "", data.len);
-	if (strcmp(got, id) != 0) {
-		vd_warn("GET /v1/code/%s: the bytes hash to %s", id, got);
-		rc = -EBADMSG;
-		goto out;
-	}
-	rc = vd_cache_put(x->store, path, data.data ? data.data : "", data.len, 0755);
-	if (rc)
-		vd_warn("cache: cannot write %s: %s", path, strerror(-rc));
-out:
-	vd_buf_release(&data);
-	return rc;
-}
-
-/*
- * The chunk id in the cache, verified: *file the cache file (raw, or the
- * daemon's zstd frame as it came, *zstd), *size the chunk's length. A
- * chunk the cache lacks, or holds torn or altered, is downloaded, verified
- * (a frame by decompressing it into the hash) and kept. -EBADMSG: the
- * server sent bytes that are not the chunk; else as fetch. The caller has
- * pinned the chunk's raw name (cache.h).
- */
-static int chunk_ensure(struct vd_buf *file, bool *zstd, uint64_t *size, struct exec *x,
-			struct vd_client *c, const char *id)
-{
-	struct vd_buf data = VD_BUF_INIT(EX_BLOB_MAX);
-	uint64_t said = 0;
-	int rc = vd_cache_chunk_find(file, zstd, size, x->store, &x->key, id, EX_BLOB_MAX);
-
-	if (rc != -ENOENT)
-		goto out;
-	rc = fetch(&data, zstd, &said, x, c, "chunks", id);
-	if (rc)
-		goto out;
-	/* A frame decodes to what the daemon said, not a byte more. */
-	rc = vd_cache_chunk_put(file, size, x->store, &x->key, id,
-				data.data ? data.data : "", data.len, *zstd,
-				said && said < EX_BLOB_MAX ? said : EX_BLOB_MAX);
-	if (rc == -EBADMSG) {
-		vd_warn("GET /v1/chunks/%s: %s", id,
-			*zstd ? "the frame does not decompress to bytes that hash to the ID"
-			      : "the bytes do not hash to the ID");
-	} else if (rc) {
-		vd_warn("cache: cannot write chunk %s: %s", id, strerror(-rc));
-	} else {
-		atomic_fetch_add(&x->chunk_raw_in, *size);
-		vd_debug("chunk %s: %zu bytes on the wire%s, %llu raw", id, data.len,
-			 *zstd ? " (zstd)" : "", (unsigned long long)*size);
-	}
-out:
-	vd_buf_release(&data);
-	return rc;
-}
-
-/* ---- one unit ----------------------------------------------------------- */
-
-const char *jstr(const json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-
-	return s ? s : "";
-}
-
-json_int_t jint(const json_t *o, const char *k, json_int_t dflt)
-{
-	const json_t *v = json_object_get(o, k);
-
-	return json_is_integer(v) ? json_integer_value(v) : dflt;
-}
-
-/* A unit whose inputs cannot be had is reported as a failed attempt (so
- * that the server's retry count sees it) unless the trouble looks
- * transient, in which case the lease is left to expire. */
-static void input_failed(struct exec *x, struct vd_client *c, struct lease *l,
-			 const char *what, const char *id, int rc)
-{
-	struct vd_run_result r;
-
-	if (rc == -EACCES) {
-		set_fatal(x, "GET input");
-		return;
-	}
-	if (rc != -ENOENT && rc != -EBADMSG) {
-		vd_warn("lease %s: cannot fetch %s %s: %s; dropping the unit", l->id,
-			what, id, strerror(-rc));
-		return;
-	}
-	memset(&r, 0, sizeof(r));
-	vd_buf_init(&r.out, 0);
-	r.exit = 1;
-	snprintf(r.reason, sizeof(r.reason), "input: %s %s %s", what, id,
-		 rc == -ENOENT ? "unknown to the server" : "failed verification");
-	vd_warn("lease %s: %s", l->id, r.reason);
-	send_result(x, c, l, &r);
-}
-
-static int env_add(struct vd_strv *env, const char *k, const char *v)
-{
-	struct vd_buf b = VD_BUF_INIT(1 << 16);
-	int rc = vd_buf_addf(&b, "%s=%s", k, v);
-
-	if (!rc)
-		rc = vd_strv_push(env, b.data);
-	vd_buf_release(&b);
-	return rc;
-}
-
-static void run_unit(struct exec *x, struct vd_client *c, struct lease *l)
-{
-	const json_t *chunks = json_object_get(l->j, "chunks");
-	const char *code_id = jstr(l->j, "code_id");
-	const char *header = jstr(l->j, "header");
-	struct vd_buf codepath = VD_BUF_INIT(PATH_MAX);
-	struct vd_strv chunkpaths = { 0 }, infiles = { 0 }, env = { 0 };
-	struct vd_run_input *in = NULL;
-	struct vd_run_spec spec;
-	struct vd_run_result r;
-	char workdir[PATH_MAX] = "";
-	char unitstr[32];
-	uint64_t skip, size;
-	size_t i, nin = 0, nchunks = json_array_size(chunks);
-	json_int_t timeout_s, mem;
-	const char *tmp = getenv("TMPDIR");
-	const char *wrap[32];
-	bool code_pinned = false;
-	int rc;
-
-	memset(&r, 0, sizeof(r));
-	if (!vd_id_valid(code_id) || !json_is_array(chunks)) {
-		vd_warn("lease %s: malformed lease (code_id or chunks); dropping", l->id);
-		goto out;
-	}
-	rc = vd_cache_path(&codepath, x->store, "code", code_id);
-	if (!rc && !(rc = vd_cache_pin(x->store, codepath.data)))
-		code_pinned = true;
-	if (!rc)
-		rc = code_ensure(x, c, code_id, codepath.data);
-	if (rc) {
-		input_failed(x, c, l, "code", code_id, rc);
-		goto out;
-	}
-	in = calloc(nchunks + 1, sizeof(*in));
-	if (!in) {
-		vd_err("lease %s: out of memory", l->id);
-		goto out;
-	}
-	if (*header)
-		in[nin++] = (struct vd_run_input){ .mem = header, .len = strlen(header) };
-	skip = (uint64_t)jint(l->j, "skip", 0);
-	for (i = 0; i < nchunks; i++) {
-		const char *cid = jstr(json_array_get(chunks, i), "id");
-		struct vd_buf p = VD_BUF_INIT(PATH_MAX), file = VD_BUF_INIT(PATH_MAX);
-		bool zstd = false;
-
-		if (atomic_load(&l->cancel))
-			goto out;
-		if (!vd_id_valid(cid)) {
-			vd_warn("lease %s: malformed chunk ID; dropping", l->id);
-			goto out;
-		}
-		rc = vd_cache_path(&p, x->store, "chunks", cid);
-		if (!rc)
-			rc = vd_strv_push(&chunkpaths, p.data);
-		vd_buf_release(&p);
-		if (!rc && (rc = vd_cache_pin(x->store, chunkpaths.v[chunkpaths.n - 1]))) {
-			free(chunkpaths.v[--chunkpaths.n]);
-			chunkpaths.v[chunkpaths.n] = NULL;
-		}
-		if (!rc)
-			rc = chunk_ensure(&file, &zstd, &size, x, c, cid);
-		/* The input names the file it reads: the pinned raw name, or
-		 * the frame's beside it, which that pin holds too. */
-		if (!rc)
-			rc = vd_strv_push(&infiles, file.data);
-		vd_buf_release(&file);
-		if (rc) {
-			input_failed(x, c, l, "chunk", cid, rc);
-			goto out;
-		}
-		/* skip may reach past the first chunk. */
-		if (skip >= size) {
-			skip -= size;
-			continue;
-		}
-		in[nin++] = (struct vd_run_input){ .file = infiles.v[infiles.n - 1],
-						   .off = skip, .len = size - skip,
-						   .zstd = zstd };
-		skip = 0;
-	}
-
-	snprintf(workdir, sizeof(workdir), "%s/vdfs-unit.XXXXXX",
-		 tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(workdir)) {
-		vd_err("lease %s: cannot make a working directory in %s: %s", l->id,
-		       tmp && *tmp ? tmp : "/tmp", strerror(errno));
-		workdir[0] = '\0';
-		goto out;
-	}
-	snprintf(unitstr, sizeof(unitstr), "%lld", (long long)jint(l->j, "unit", 0));
-	rc = env_add(&env, "VDFS_TASK", jstr(l->j, "task"));
-	if (!rc)
-		rc = env_add(&env, "VDFS_DATA_ID", jstr(l->j, "data_id"));
-	if (!rc)
-		rc = env_add(&env, "VDFS_CODE_ID", code_id);
-	if (!rc)
-		rc = env_add(&env, "VDFS_UNIT", unitstr);
-	if (!rc)
-		rc = env_add(&env, "VDFS_PATH", jstr(l->j, "path"));
-	/* Its temporary files go with its directory. */
-	if (!rc)
-		rc = env_add(&env, "TMPDIR", workdir);
-	/* The task's parameters (encoding, env.NAME lines of its config). The
-	 * daemon vets the names; skip anything that would override the above. */
-	const char *ek;
-	json_t *ev;
-	json_object_foreach(json_object_get(l->j, "env"), ek, ev) {
-		bool ours = !strcmp(ek, "VDFS_TASK") || !strcmp(ek, "VDFS_DATA_ID") ||
-			    !strcmp(ek, "VDFS_CODE_ID") || !strcmp(ek, "VDFS_UNIT") ||
-			    !strcmp(ek, "VDFS_PATH") || !strcmp(ek, "PATH");
-		if (!rc && !ours && json_is_string(ev))
-			rc = env_add(&env, ek, json_string_value(ev));
-	}
-	if (rc) {
-		vd_err("lease %s: out of memory", l->id);
-		goto out;
-	}
-	timeout_s = jint(l->j, "timeout_s", EX_DEFAULT_TIMEOUT_S);
-	if (timeout_s <= 0)
-		timeout_s = EX_DEFAULT_TIMEOUT_S;
-
-	memset(&spec, 0, sizeof(spec));
-	spec.exe = codepath.data;
-	spec.env = (const char *const *)env.v;
-	spec.path_first = x->selfdir;
-	spec.cwd = workdir;
-	spec.in = in;
-	spec.nin = nin;
-	/* stdin as a file in the unit's directory: cheaper for us and faster
-	 * for the function than a pipe (docs/executors.md). */
-	spec.stdin_dir = workdir;
-	spec.timeout_ms = (int64_t)timeout_s * 1000;
-	spec.out_cap = x->out_cap;
-	spec.cancel = &l->cancel;
-	/* What the task asks for, within what this machine lends. */
-	mem = jint(l->j, "memory_bytes", 0);
-	spec.mem_limit = mem > 0 ? (uint64_t)mem : 0;
-	if (x->max_memory && (!spec.mem_limit || spec.mem_limit > x->max_memory))
-		spec.mem_limit = x->max_memory;
-	spec.as_limit = x->as_limit;
-	/* CPU time is a backstop behind the wall clock: a function may use
-	 * every core for the whole timeout. */
-	spec.cpu_limit_s = timeout_s * x->cores + 10;
-	spec.fsize_limit = x->fsize_limit;
-	spec.nofile_limit = x->nofile_limit;
-	if (x->bwrap) {
-		int n = 0;
-
-		wrap[n++] = x->bwrap;
-		wrap[n++] = "--die-with-parent";
-		wrap[n++] = "--unshare-net";
-		wrap[n++] = "--unshare-ipc";
-		wrap[n++] = "--unshare-pid";
-		wrap[n++] = "--unshare-uts";
-		wrap[n++] = "--ro-bind";
-		wrap[n++] = "/";
-		wrap[n++] = "/";
-		wrap[n++] = "--dev";
-		wrap[n++] = "/dev";
-		wrap[n++] = "--proc";
-		wrap[n++] = "/proc";
-		wrap[n++] = "--tmpfs";
-		wrap[n++] = "/tmp";
-		/* The code and our own directory (shipped functions on PATH)
-		 * may live under /tmp, which the tmpfs hides. */
-		wrap[n++] = "--ro-bind";
-		wrap[n++] = codepath.data;
-		wrap[n++] = codepath.data;
-		wrap[n++] = "--ro-bind";
-		wrap[n++] = x->selfdir;
-		wrap[n++] = x->selfdir;
-		wrap[n++] = "--bind";
-		wrap[n++] = workdir;
-		wrap[n++] = workdir;
-		wrap[n++] = "--chdir";
-		wrap[n++] = workdir;
-		wrap[n++] = "--";
-		wrap[n] = NULL;
-		spec.wrap = wrap;
-	}
-	if (atomic_load(&l->cancel))
-		goto out;
-	vd_debug("lease %s: running %s unit %s", l->id, jstr(l->j, "task"), unitstr);
-	rc = vd_runner_run(&r, &spec);
-	if (rc) {
-		vd_err("lease %s: cannot run the function: %s; dropping the unit",
-		       l->id, strerror(-rc));
-		goto out;
-	}
-	if (r.cancelled) {
-		vd_info("lease %s: the lease is no longer ours; unit dropped", l->id);
-		goto out;
-	}
-	if (r.exit || r.reason[0])
-		vd_info("lease %s: %s unit %s failed: exit %d%s%s", l->id,
-			jstr(l->j, "task"), unitstr, r.exit, r.reason[0] ? ", " : "",
-			r.reason);
-	send_result(x, c, l, &r);
-out:
-	if (workdir[0]) {
-		int e = vd_rm_rf(workdir);
-
-		if (e)
-			vd_warn("cannot remove %s: %s", workdir, strerror(-e));
-	}
-	vd_run_result_release(&r);
-	vd_strv_release(&env);
-	for (i = 0; i < chunkpaths.n; i++)
-		vd_cache_unpin(x->store, chunkpaths.v[i]);
-	if (code_pinned)
-		vd_cache_unpin(x->store, codepath.data);
-	vd_strv_release(&chunkpaths);
-	vd_strv_release(&infiles);
-	vd_buf_release(&codepath);
-	free(in);
-}
-
 /* ---- threads ---------------------------------------------------------- */
 
 struct worker {
@@ -553,6 +144,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct exec *x = w->x;
+	struct exec_slot slot = { .key = VD_BUF_INIT(0) };
 	struct vd_client c;
 
 	if (client_open(&c, x, x->own_token, NULL)) {
@@ -563,8 +155,20 @@ static void *worker_main(void *arg)
 		struct lease *l, **pp;
 
 		pthread_mutex_lock(&x->lock);
-		while (!x->queue_head && !x->workers_stop)
-			pthread_cond_wait(&x->cond, &x->lock);
+		while (!x->queue_head && !x->workers_stop) {
+			if (!slot.proc) {
+				pthread_cond_wait(&x->cond, &x->lock);
+				continue;
+			}
+			/* A persistent function idle for long is stopped. */
+			struct timespec ts = vd_deadline_ms(CLOCK_REALTIME, 1000);
+			pthread_cond_timedwait(&x->cond, &x->lock, &ts);
+			if (!x->queue_head && vd_mono_ms() - slot.last_used_ms > EX_PERSIST_IDLE_MS) {
+				pthread_mutex_unlock(&x->lock);
+				exec_slot_release(&slot);
+				pthread_mutex_lock(&x->lock);
+			}
+		}
 		l = x->queue_head;
 		if (!l) {
 			pthread_mutex_unlock(&x->lock);
@@ -576,7 +180,7 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&x->lock);
 
 		if (!atomic_load(&l->cancel))
-			run_unit(x, &c, l);
+			exec_run_unit(x, &c, l, &slot);
 
 		pthread_mutex_lock(&x->lock);
 		for (pp = &x->active; *pp; pp = &(*pp)->next_active)
@@ -590,6 +194,7 @@ static void *worker_main(void *arg)
 		json_decref(l->j);
 		free(l);
 	}
+	exec_slot_release(&slot);
 	vd_client_release(&c);
 	return NULL;
 }

@@ -49,15 +49,12 @@
 #include <unistd.h>
 
 #include "runner.h"
+#include "runner_int.h"
 #include "util.h"
 #include "zframe.h"
 
 extern char **environ;
 
-#define RUN_TICK_MS 100
-#define RUN_IO_BLOCK 65536
-/* How often the process group's memory is summed from /proc. */
-#define RUN_MEM_TICK_MS 200
 #define RUN_WRAP_MAX 64
 
 /* Spawns take it shared; vd_runner_install (see runner.h) and a sweep
@@ -120,14 +117,8 @@ static atomic_uint install_seq;
  * field of every /proc/<pid>/stat.
  */
 
-/* A run's first process, listed while its run has not reaped it. */
-struct root {
-	pid_t pid;            /* 0 while not listed */
-	struct root *next;    /* roots_lock */
-};
-
 static pthread_mutex_t roots_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct root *roots;             /* roots_lock */
+static struct runner_root *roots;             /* roots_lock */
 /* Held for a whole sweep: sweeps are the only reapers of strays. */
 static pthread_mutex_t sweep_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Set once by vd_runner_init: /proc/<pid>/task/<tid>/children exists. */
@@ -160,7 +151,7 @@ void vd_runner_init(void)
 
 /* List r as the first process `pid` of a run. The caller holds spawn_lock
  * (shared) since before the vfork. */
-static void root_add(struct root *r, pid_t pid)
+static void root_add(struct runner_root *r, pid_t pid)
 {
 	pthread_mutex_lock(&roots_lock);
 	r->pid = pid;
@@ -170,9 +161,9 @@ static void root_add(struct root *r, pid_t pid)
 }
 
 /* Unlist r, once its run has reaped it (or never listed it). */
-static void root_del(struct root *r)
+void runner_root_del(struct runner_root *r)
 {
-	struct root **pp;
+	struct runner_root **pp;
 
 	if (!r->pid)
 		return;
@@ -196,7 +187,7 @@ struct strays {
  * holds roots_lock. */
 static void stray_note(struct strays *s, long long v)
 {
-	const struct root *r;
+	const struct runner_root *r;
 
 	if (v <= 0 || v > INT32_MAX || s->n == STRAY_BATCH)
 		return;   /* a full batch: the rest are found by the next listing */
@@ -289,7 +280,7 @@ static int strays_from_proc(struct strays *s)
 
 /* Kill and reap every stray (see above). Called by a run once it has
  * reaped its first process. */
-static void kill_strays(void)
+void runner_kill_strays(void)
 {
 	struct strays s;
 	int64_t give_up = vd_mono_ms() + STRAY_GIVE_UP_MS;
@@ -385,7 +376,7 @@ static bool env_overridden(const char *entry, const char *const *env)
 /* The child's environment: ours minus what spec sets, plus spec->env, plus
  * PATH with spec->path_first in front. Built before spawning, since nothing
  * may allocate in the child. */
-static int build_env(struct vd_strv *out, const struct vd_run_spec *spec)
+int runner_build_env(struct vd_strv *out, const struct vd_run_spec *spec)
 {
 	struct vd_buf path = VD_BUF_INIT(1 << 16);
 	const char *old = getenv("PATH");
@@ -416,17 +407,10 @@ out:
 
 /* ---- the stdin writer ------------------------------------------------- */
 
-struct feeder {
-	int fd;                          /* write end, non-blocking; owned */
-	const struct vd_run_input *in;
-	size_t nin;
-	atomic_bool stop;                /* set by the runner to end early */
-};
-
 /* Write all of p, waiting for room with poll so that `stop` is honoured
  * even if something outside the process group holds the pipe open and
  * never reads. -EPIPE when the function closed its stdin. */
-static int feed_bytes(struct feeder *f, const char *p, size_t n)
+int runner_feed_bytes(struct runner_feeder *f, const char *p, size_t n)
 {
 	while (n > 0) {
 		struct pollfd pfd = { .fd = f->fd, .events = POLLOUT };
@@ -472,10 +456,10 @@ static int each_framed(const struct vd_run_input *in, vd_zframe_sink sink, void 
 
 static int feed_sink(void *ctx, const void *p, size_t n)
 {
-	return feed_bytes(ctx, p, n);
+	return runner_feed_bytes(ctx, p, n);
 }
 
-static int feed_file(struct feeder *f, const struct vd_run_input *in, char *blk)
+static int feed_file(struct runner_feeder *f, const struct vd_run_input *in, char *blk)
 {
 	uint64_t off = in->off, left = in->len;
 	int fd, rc = 0;
@@ -496,7 +480,7 @@ static int feed_file(struct feeder *f, const struct vd_run_input *in, char *blk)
 		} else if (r == 0) {
 			rc = -EIO;   /* the file is shorter than promised */
 		} else {
-			rc = feed_bytes(f, blk, (size_t)r);
+			rc = runner_feed_bytes(f, blk, (size_t)r);
 			off += (uint64_t)r;
 			left -= (uint64_t)r;
 		}
@@ -505,9 +489,8 @@ static int feed_file(struct feeder *f, const struct vd_run_input *in, char *blk)
 	return rc;
 }
 
-static void *feeder_main(void *arg)
+int runner_feed_all(struct runner_feeder *f)
 {
-	struct feeder *f = arg;
 	char *blk = malloc(RUN_IO_BLOCK);
 	size_t i;
 	int rc = blk ? 0 : -ENOMEM;
@@ -516,15 +499,23 @@ static void *feeder_main(void *arg)
 		const struct vd_run_input *in = &f->in[i];
 
 		if (in->mem)
-			rc = feed_bytes(f, in->mem, (size_t)in->len);
+			rc = runner_feed_bytes(f, in->mem, (size_t)in->len);
 		else
 			rc = feed_file(f, in, blk);
 	}
+	free(blk);
+	return rc;
+}
+
+static void *feeder_main(void *arg)
+{
+	struct runner_feeder *f = arg;
+	int rc = runner_feed_all(f);
+
 	/* A function that does not read all its input is fine; anything else
 	 * means it saw a cut stdin, which it may or may not notice. */
 	if (rc && rc != -EPIPE && rc != -ECANCELED)
 		vd_warn("runner: feeding stdin: %s", strerror(-rc));
-	free(blk);
 	close(f->fd);
 	f->fd = -1;
 	return NULL;
@@ -593,7 +584,7 @@ static int stdin_file(int *fd_out, const struct vd_run_spec *spec)
 
 /* ---- the run ---------------------------------------------------------- */
 
-static void tail_add(struct vd_run_result *r, const char *p, size_t n)
+void runner_tail_add(struct vd_run_result *r, const char *p, size_t n)
 {
 	if (n >= VD_RUN_ERR_TAIL) {
 		memcpy(r->err, p + n - VD_RUN_ERR_TAIL, VD_RUN_ERR_TAIL);
@@ -701,7 +692,7 @@ fail:
 /* Start the child, listed in `root` until the caller reaps it. -errno of
  * an exec (or set-up) failure in the child (then it is reaped and
  * unlisted), or of fork itself (-EAGAIN, -ENOMEM). */
-static int spawn(pid_t *pid, struct root *root, const struct vd_run_spec *spec,
+int runner_spawn(pid_t *pid, struct runner_root *root, const struct vd_run_spec *spec,
 		 char **envp, int in_fd, int out_fd, int err_fd)
 {
 	char *argv[RUN_WRAP_MAX + 2];
@@ -748,7 +739,7 @@ static int spawn(pid_t *pid, struct root *root, const struct vd_run_spec *spec,
 		int st;
 
 		waitpid(p, &st, 0);
-		root_del(root);
+		runner_root_del(root);
 		/* Keep resource trouble apart from a function that cannot run. */
 		return -(err == EAGAIN || err == ENOMEM ? EIO : (err ? err : EIO));
 	}
@@ -757,7 +748,7 @@ static int spawn(pid_t *pid, struct root *root, const struct vd_run_spec *spec,
 }
 
 /* Resident bytes of every process in group pgid, from /proc/N/stat. */
-static uint64_t group_rss(pid_t pgid)
+uint64_t runner_group_rss(pid_t pgid)
 {
 	long page = sysconf(_SC_PAGESIZE);
 	uint64_t sum = 0;
@@ -810,7 +801,7 @@ static uint64_t group_rss(pid_t pgid)
 	return sum;
 }
 
-static void set_status(struct vd_run_result *r, int status, bool killed,
+void runner_set_status(struct vd_run_result *r, int status, bool killed,
 		       const struct vd_run_spec *spec)
 {
 	int sig = 0;
@@ -847,10 +838,10 @@ static void set_status(struct vd_run_result *r, int status, bool killed,
 int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 {
 	struct vd_strv env = { 0 };
-	struct feeder feed = { .fd = -1 };
+	struct runner_feeder feed = { .fd = -1 };
 	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 };
 	pthread_t feeder_thread;
-	struct root root = { 0 };
+	struct runner_root root = { 0 };
 	bool feeding = false, killed = false, reaped = false;
 	int64_t start, deadline, next_mem = 0;
 	struct rusage ru;
@@ -860,7 +851,7 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 
 	memset(out, 0, sizeof(*out));
 	vd_buf_init(&out->out, spec->out_cap);
-	rc = build_env(&env, spec);
+	rc = runner_build_env(&env, spec);
 	if (rc)
 		goto out;
 	blk = malloc(RUN_IO_BLOCK);
@@ -881,7 +872,7 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 		goto out;
 	}
 	start = vd_mono_ms();
-	rc = spawn(&pid, &root, spec, env.v, infile >= 0 ? infile : pin[0], pout[1], perr[1]);
+	rc = runner_spawn(&pid, &root, spec, env.v, infile >= 0 ? infile : pin[0], pout[1], perr[1]);
 	if (rc == -EAGAIN || rc == -ENOMEM) {
 		/* Our own lack of resources, not the function's fault. */
 		pid = -1;
@@ -922,8 +913,8 @@ int vd_runner_run(struct vd_run_result *out, const struct vd_run_spec *spec)
 		/* Without a feeder the child would read EOF at once; stop it. */
 		kill(-pid, SIGKILL);
 		waitpid(pid, &status, 0);
-		root_del(&root);
-		kill_strays();
+		runner_root_del(&root);
+		runner_kill_strays();
 		pid = -1;
 		goto out;
 	}
@@ -944,7 +935,7 @@ fed:
 		if (deadline && vd_mono_ms() >= deadline)
 			kill_group(out, pid, &killed, "timeout");
 		if (spec->mem_limit && !reaped && !killed && vd_mono_ms() >= next_mem) {
-			uint64_t rss = group_rss(pid);
+			uint64_t rss = runner_group_rss(pid);
 
 			if (rss > out->peak_rss)
 				out->peak_rss = rss;
@@ -964,11 +955,11 @@ fed:
 					(long)pid);
 				status = 255 << 8;
 				reaped = true;
-				root_del(&root);
-				kill_strays();
+				runner_root_del(&root);
+				runner_kill_strays();
 			} else if (w == pid) {
 				reaped = true;
-				root_del(&root);
+				runner_root_del(&root);
 				/* The function is over; whatever it left behind
 				 * (background children holding our pipes) goes
 				 * too, so the pipes reach EOF: its group (the
@@ -976,7 +967,7 @@ fed:
 				 * so this cannot hit a stranger), then every
 				 * process it left anywhere else. */
 				kill(-pid, SIGKILL);
-				kill_strays();
+				runner_kill_strays();
 			}
 		}
 		if (reaped && pout[0] < 0 && perr[0] < 0)
@@ -1015,7 +1006,7 @@ fed:
 				continue;
 			}
 			if (!is_out) {
-				tail_add(out, blk, (size_t)r);
+				runner_tail_add(out, blk, (size_t)r);
 			} else if (vd_buf_add(&out->out, blk, (size_t)r) < 0) {
 				/* Over the cap (or out of memory): the output is
 				 * unusable, so the function is stopped. */
@@ -1030,7 +1021,7 @@ fed:
 	 * it waited for. */
 	if ((uint64_t)ru.ru_maxrss * 1024 > out->peak_rss)
 		out->peak_rss = (uint64_t)ru.ru_maxrss * 1024;
-	set_status(out, status, killed, spec);
+	runner_set_status(out, status, killed, spec);
 	pid = -1;
 	rc = 0;
 out:
@@ -1041,8 +1032,8 @@ out:
 	if (pid > 0) {
 		kill(-pid, SIGKILL);
 		waitpid(pid, &status, 0);
-		root_del(&root);
-		kill_strays();
+		runner_root_del(&root);
+		runner_kill_strays();
 	}
 	for (int i = 0; i < 2; i++) {
 		if (pin[i] >= 0)

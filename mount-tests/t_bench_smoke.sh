@@ -26,7 +26,8 @@ vd_ok "vdfs bench --quick completed"
 grep -q '^case .* ratio .* target .* result$' "$log" || vd_fail "no table header in the output"
 for row in 'ingest 8 MiB: cp into data/' 'read warm 8 MiB: cat input' \
 	'read warm 8 MiB: cat result.csv' 'browse 1000: ls -l versions/ (warm)' \
-	'small: cp -r 200 x 4 KiB' 'dispatch: no-op units' 'e2e wordcount' \
+	'small: cp -r 200 x 4 KiB' 'dispatch: no-op units, 8 executors, exec' \
+	'dispatch: no-op units, 8 executors, persistent' 'e2e wordcount' \
 	'memory: vdfsd VmHWM' 'memory: executor VmHWM'; do
 	grep -F -- "$row" "$log" | grep -q -E ' (PASS|MISS|info)$' ||
 		vd_fail "the table has no row '$row' with a verdict"

@@ -8,6 +8,10 @@
 # run outlasts the chaos. A restarted executor registers
 # under its old name: its previous process's leases go back to the queue
 # at once; a lease of a process killed for good runs out after 2 s.
+#
+# VD_CHAOS_MODE=persistent (t_chaos_persistent) runs the same work as a
+# persistent function (docs/persistent.md): each kill then takes a process
+# that served many units, and the restarted executor starts a new one.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -16,6 +20,7 @@ vd_setup "${1:-}"
 IN="$VD_WORK/in"
 N_EXEC=8
 CHAOS_S="${VD_CHAOS_S:-60}"
+MODE="${VD_CHAOS_MODE:-exec}"
 # Numbered lines (every result row is unique), ~2 MB: with 4 KiB chunks
 # and unit_size = 4K each chunk is a unit.
 vd_gen_text "$IN/raw.txt" $((2000 * 1000)) 11 800
@@ -30,8 +35,24 @@ d=$(( (VDFS_UNIT * 7919) % 5 + 8 ))
 sleep "$((d / 10)).$((d % 10))"
 exec awk '{ print length($0) "," $0 }'
 FN
+if [ "$MODE" = persistent ]; then
+	# The same rows, one frame at a time; the unit's number comes in the
+	# frame's header, and $(...) keeps the output's last newline thanks
+	# to the x after it.
+	cat >"$IN/f.sh" <<'FN'
+#!/bin/bash
+while read -r _ hlen dlen; do
+	unit=$(head -c "$hlen" | sed -n 's/^VDFS_UNIT=//p')
+	d=$(( (unit * 7919) % 5 + 8 ))
+	sleep "$((d / 10)).$((d % 10))"
+	out=$(head -c "$dlen" | awk '{ print length($0) "," $0 }'; echo x)
+	out=${out%x}
+	printf '0 %d\n%s' "$(printf '%s' "$out" | wc -c)" "$out"
+done
+FN
+fi
 chmod +x "$IN/f.sh"
-printf 'reduce = concat\nunit_size = 4K\nretries = 5\n' >"$IN/config"
+printf 'reduce = concat\nunit_size = 4K\nretries = 5\nmode = %s\n' "$MODE" >"$IN/config"
 
 vd_start_daemon --chunk-size 4096 --lease-ms 2000
 T="$VD_MNT/tasks/chaos"
@@ -73,4 +94,11 @@ lost="$(grep -c -E 'abandoned|lease expired' "$V/log" || true)"
 vd_ok "$lost leases were lost to kills and their units done again"
 dups="$(cut -d, -f2 "$V/result.csv" | cut -c1-7 | LC_ALL=C sort | uniq -d | head -n 5)"
 [ -z "$dups" ] || vd_fail "result.csv has duplicate rows, e.g. lines $dups"
-vd_same "$V/result.csv" "$IN/expected.csv" "the result is byte-identical to the reference, every row once"
+vd_same "$V/result.csv" "$IN/expected.csv" "the result is byte-identical to the reference, every row once ($MODE mode)"
+if [ "$MODE" = persistent ]; then
+	# Units went through long-lived processes: fewer starts than units.
+	starts="$(cat "$VD_WORK"/exec-*.log | grep -c 'persistent function .* started' || true)"
+	vd_note "$starts persistent processes started for $units units"
+	((starts > 0 && starts < units)) || vd_fail "$starts persistent processes for $units units"
+	vd_ok "the units ran in $starts persistent processes, not one each"
+fi

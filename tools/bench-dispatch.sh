@@ -6,6 +6,12 @@
 #
 #   tools/bench-dispatch.sh [UNITS] [ROUNDS] [EXECUTORS]   (default 2000, 3, 8)
 #
+# MODE=persistent runs the vdfs side as a persistent function (a process
+# per executor slot, units as frames: docs/persistent.md), tools/noop-persistent.py,
+# which reads each frame and answers "0 0"; xargs still runs the exec-mode
+# function (`cat >/dev/null`) once per piece. MODE=exec (the default): the
+# same function on both sides.
+#
 # vdfs time is the run's own (first lease to the run recorded done, from
 # meta.json); xargs time is the wall time of the xargs command. Prints, per
 # round and as medians: units/s for both, wall ms per unit, and the
@@ -37,6 +43,12 @@ cat >"$work/noop.sh" <<'FN'
 exec cat >/dev/null
 FN
 chmod +x "$work/noop.sh"
+mode=${MODE:-exec}
+case $mode in
+exec) cp "$work/noop.sh" "$work/fn" ;;
+persistent) cp "$root/tools/noop-persistent.py" "$work/fn" ;;
+*) echo "bench-dispatch: MODE is exec or persistent, not '$mode'" >&2; exit 2 ;;
+esac
 
 "$build/bin/vdfsd" --foreground --state "$work/state" --listen 127.0.0.1:0 \
 	--chunk-size 4096 "$work/mnt" 2>"$work/vdfsd.log" &
@@ -53,8 +65,8 @@ for i in $(seq "$nexec"); do
 done
 T="$work/mnt/tasks/noop"
 mkdir "$T"
-cp "$work/noop.sh" "$T/function"
-printf 'unit_size = 4K\nallow_empty = true\n' >"$T/config"
+cp "$work/fn" "$T/function"
+{ printf 'unit_size = 4K\nallow_empty = true\n'; [ "$mode" = exec ] || echo "mode = $mode"; } >"$T/config"
 
 ms() { date +%s%3N; }
 res=()

@@ -24,8 +24,8 @@
 #   browse    ls -l versions/ and stat of every entry with 10,000 and
 #             100,000 versions vs a native directory with as many entries
 #   small     cp -r of a tree of 10,000 files of 4 KiB vs passthrough_ll
-#   dispatch  units/s of a no-op function on 8 executors, vs xargs -P 8
-#             (tools/bench-dispatch.sh)
+#   dispatch  units/s of a no-op function on 8 executors, in exec mode and
+#             in persistent mode, vs xargs -P 8 (tools/bench-dispatch.sh)
 #   e2e       the word count of docs/examples/wordcount on 1 GB of text,
 #             cp into data/ to result.csv, 2 local executors, vs the same
 #             program run once over the file
@@ -161,7 +161,7 @@ has_case() { case ",$cases," in *",$1,"*) return 0 ;; esac; return 1; }
 
 # The time budget. est1: seconds one round of each case takes unloaded
 # (full sizes), kept in reserve for the cases still to run.
-declare -A est1=([ingest]=30 [read]=40 [browse]=180 [small]=40 [dispatch]=30 [e2e]=130 [memory]=130)
+declare -A est1=([ingest]=30 [read]=40 [browse]=180 [small]=40 [dispatch]=60 [e2e]=130 [memory]=130)
 reserve_after() {
 	local x seen=0 sum=0
 	for x in ${all_cases//,/ }; do
@@ -778,56 +778,65 @@ case_small() {
 	drop "$work/small" "$work/src/small" "$work/pt_src/small"
 }
 
-# dispatch: tools/bench-dispatch.sh (its own daemon and 8 executors).
+# dispatch: tools/bench-dispatch.sh (its own daemon and 8 executors), once
+# with the function in exec mode (a process per unit) and once in
+# persistent mode (a process per slot, units as frames: docs/persistent.md),
+# each script run with its own xargs -P 8 rounds beside it.
 case_dispatch() {
-	local script=$root/tools/bench-dispatch.sh log=$out/logs/dispatch.log sampler r=0 line v x
+	local script=$root/tools/bench-dispatch.sh sampler r line v x mode key left
 	[ -f "$script" ] || { echo "dispatch: $script is missing" >&2; return 1; }
-	# Its rounds run inside the script: fit their number to the budget.
-	local left
+	# Its rounds run inside the script: fit their number to the budget
+	# (both modes share the case's estimate).
 	left=$(time_left dispatch)
 	while ((disp_rounds > 1 && left < disp_rounds * est1[dispatch])); do disp_rounds=$((disp_rounds - 1)); done
 	if [ "$disp_rounds" -lt "$R" ]; then
 		note "- dispatch: $disp_rounds round(s) instead of $R to stay within the ${budget} s budget (${left} s left after the reserve)."
 	fi
 	perf_start dispatch
-	VDFS_BUILD=$build VDFS_BENCH_DIR=$work bash "$script" "$disp_units" "$disp_rounds" "$disp_execs" \
-		>"$log" 2>&1 &
-	local dpid=$!
-	C_PIDS+=("$dpid")
-	# Its daemon's and executors' PIDs and peak RSS, sampled while they live.
-	(
-		while kill -0 "$dpid" 2>/dev/null; do
-			for p in $(pgrep -P "$dpid" -x vdfs-executor); do
-				printf 'x %s %s\n' "$p" "$(hwm_kb "$p")"
+	: >"$work/dispatch-hwm.txt"
+	for mode in exec persistent; do
+		local log=$out/logs/dispatch-$mode.log
+		key=$([ "$mode" = exec ] && echo vdfs || echo persist)
+		MODE=$mode VDFS_BUILD=$build VDFS_BENCH_DIR=$work bash "$script" "$disp_units" "$disp_rounds" "$disp_execs" \
+			>"$log" 2>&1 &
+		local dpid=$!
+		C_PIDS+=("$dpid")
+		# Its daemon's and executors' PIDs and peak RSS, sampled while they live.
+		(
+			while kill -0 "$dpid" 2>/dev/null; do
+				for p in $(pgrep -P "$dpid" -x vdfs-executor); do
+					printf 'x %s %s\n' "$p" "$(hwm_kb "$p")"
+				done
+				for p in $(pgrep -P "$dpid" -x vdfsd); do
+					printf 'd %s %s\n' "$p" "$(hwm_kb "$p")"
+				done
+				sleep 0.5
 			done
-			for p in $(pgrep -P "$dpid" -x vdfsd); do
-				printf 'd %s %s\n' "$p" "$(hwm_kb "$p")"
-			done
-			sleep 0.5
-		done
-	) >"$work/dispatch-hwm.txt" &
-	sampler=$!
-	C_PIDS+=("$sampler")
-	wait "$dpid" || { forget_pid "$dpid"; echo "dispatch: bench-dispatch.sh failed; see logs/dispatch.log" >&2; return 1; }
-	forget_pid "$dpid"
-	wait "$sampler" || true
-	forget_pid "$sampler"
+		) >>"$work/dispatch-hwm.txt" &
+		sampler=$!
+		C_PIDS+=("$sampler")
+		wait "$dpid" || { forget_pid "$dpid"; echo "dispatch: bench-dispatch.sh ($mode) failed; see logs/dispatch-$mode.log" >&2; return 1; }
+		forget_pid "$dpid"
+		wait "$sampler" || true
+		forget_pid "$sampler"
+		# "round: N units; vdfs V ms (...), xargs -P P X ms (...)"
+		r=0
+		while IFS= read -r line; do
+			if [[ "$line" =~ ^round:\ ([0-9]+)\ units\;\ vdfs\ ([0-9.]+)\ ms.*xargs\ -P\ [0-9]+\ ([0-9.]+)\ ms ]]; then
+				r=$((r + 1))
+				rec dispatch "$key" "$r" "$(awk -v n="${BASH_REMATCH[1]}" -v t="${BASH_REMATCH[2]}" 'BEGIN { printf "%.1f", n * 1000 / t }')"
+				rec dispatch "xargs_$mode" "$r" "$(awk -v n="${BASH_REMATCH[1]}" -v t="${BASH_REMATCH[3]}" 'BEGIN { printf "%.1f", n * 1000 / t }')"
+				v=${BASH_REMATCH[1]}
+			fi
+		done <"$log"
+		[ "$r" -gt 0 ] || { echo "dispatch: no 'round:' line in bench-dispatch.sh's output (logs/dispatch-$mode.log)" >&2; return 1; }
+		x=$(grep -o 'overhead [0-9.-]* ms/unit/worker' "$log" | tail -n 1 || true)
+		note "- dispatch ($mode mode): MODE=$mode tools/bench-dispatch.sh $disp_units $disp_rounds $disp_execs: $v units of a no-op function (4 KiB units) per round on $disp_execs executors; vdfs time is the run's own (first lease to done, meta.json); xargs -P $disp_execs runs the exec-mode function (\`cat >/dev/null\`) on as many pieces, in the same script run. ${x:+Median round: $x.} Its output: logs/dispatch-$mode.log."
+	done
 	perf_stop dispatch "$(awk '$1 == "d" { print $2 }' "$work/dispatch-hwm.txt" | sort -u | paste -sd,)" \
 		"$(awk '$1 == "x" { print $2 }' "$work/dispatch-hwm.txt" | sort -u | paste -sd,)"
 	awk '$1 == "x" && $3 != "" { if ($3 > m[$2]) m[$2] = $3 } END { for (p in m) printf "%.1f\n", m[p] / 1024 }' \
 		"$work/dispatch-hwm.txt" | while read -r v; do rec exec_hwm dispatch 0 "$v"; done
-	# "round: N units; vdfs V ms (...), xargs -P P X ms (...)"
-	while IFS= read -r line; do
-		if [[ "$line" =~ ^round:\ ([0-9]+)\ units\;\ vdfs\ ([0-9.]+)\ ms.*xargs\ -P\ [0-9]+\ ([0-9.]+)\ ms ]]; then
-			r=$((r + 1))
-			rec dispatch vdfs "$r" "$(awk -v n="${BASH_REMATCH[1]}" -v t="${BASH_REMATCH[2]}" 'BEGIN { printf "%.1f", n * 1000 / t }')"
-			rec dispatch xargs "$r" "$(awk -v n="${BASH_REMATCH[1]}" -v t="${BASH_REMATCH[3]}" 'BEGIN { printf "%.1f", n * 1000 / t }')"
-			v=${BASH_REMATCH[1]}
-		fi
-	done <"$log"
-	[ "$r" -gt 0 ] || { echo "dispatch: no 'round:' line in bench-dispatch.sh's output (logs/dispatch.log)" >&2; return 1; }
-	x=$(grep -o 'overhead [0-9.]* ms/unit/worker' "$log" | tail -n 1 || true)
-	note "- dispatch: tools/bench-dispatch.sh $disp_units $disp_rounds $disp_execs: $v units of a no-op function (\`cat >/dev/null\`, 4 KiB units) per round on $disp_execs executors; vdfs time is the run's own (first lease to done, meta.json); xargs -P $disp_execs runs the same function on as many pieces. ${x:+Median round: $x.} Its output: logs/dispatch.log."
 }
 
 # e2e: word count (docs/examples/wordcount/function, reduce = sum) of 1 GB;
@@ -1022,6 +1031,7 @@ row() {
 	[ -z "$b" ] || ratio=$(awk -v v="$v" -v b="$b" 'BEGIN { printf "%.2f", (b > 0 ? v / b : 0) }')
 	case $kind in
 	le) tt="<= ${target}x $bname"; norm=$(awk -v r="$ratio" -v t="$target" 'BEGIN { printf "%.3f", r / t }') ;;
+	ge) tt=">= ${target}x $bname"; norm=$(awk -v r="$ratio" -v t="$target" 'BEGIN { printf "%.3f", (r > 0 ? t / r : 999) }') ;;
 	ge_abs) tt=">= $target $unit"; norm=$(awk -v v="$v" -v t="$target" 'BEGIN { printf "%.3f", (v > 0 ? t / v : 999) }') ;;
 	le_abs) tt="<= $target $unit"; norm=$(awk -v v="$v" -v t="$target" 'BEGIN { printf "%.3f", v / t }') ;;
 	*) tt="-" ;;
@@ -1065,8 +1075,9 @@ done
 row "small: cp -r $small_n x ${small_kib} KiB" s small vdfs passthrough_ll passthrough_ll le 1.5
 row "small: cp -r $small_n x ${small_kib} KiB" s small vdfs native native info -
 row "small: cp -r until sealed (settle 0)" s small vdfs_sealed passthrough_ll passthrough_ll info -
-row "dispatch: no-op units, $disp_execs executors" units/s dispatch vdfs - - ge_abs 5000
-row "dispatch: no-op units, $disp_execs executors" units/s dispatch vdfs "xargs -P $disp_execs" xargs info -
+row "dispatch: no-op units, $disp_execs executors, persistent" units/s dispatch persist - - ge_abs 5000
+row "dispatch: no-op units, $disp_execs executors, persistent" units/s dispatch persist "xargs -P $disp_execs" xargs_persistent info -
+row "dispatch: no-op units, $disp_execs executors, exec" units/s dispatch vdfs "xargs -P $disp_execs" xargs_exec ge 0.9
 esz=$(awk -v b="$e2e_bytes" 'BEGIN { if (b >= 1e9) printf "%g GB", b / 1e9; else printf "%g MB", b / 1e6 }')
 row "e2e wordcount $esz, 2 executors" s e2e vdfs "single process" single le 0.7
 row "e2e: of which cp into data/" s e2e vdfs_ingest "single process" single info -

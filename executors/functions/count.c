@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "count/count.h"
+#include "frame.h"
 #include "doc.h"
 #include "util.h"
 
@@ -129,7 +130,7 @@ out:
 	return rc;
 }
 
-int main(int argc, char **argv)
+static int count_unit(int argc, char **argv, void *ctx)
 {
 	static const struct option opts[] = {
 		{ "per-file", no_argument, NULL, 'p' },
@@ -146,6 +147,7 @@ int main(int argc, char **argv)
 	enum vd_enc enc = VD_ENC_AUTO;
 	int c, rc, status = 2;
 
+	(void)ctx;
 	/* '+': options come first, so that a word may look like one after
 	 * them (or after "--"). ':' and opterr = 0: a bad option is one line
 	 * of ours. */
@@ -255,4 +257,11 @@ out:
 	vd_strv_release(&words);
 	vd_buf_release(&out);
 	return status;
+}
+
+/* One unit per process, or, with VDFS_MODE=persistent, one per frame
+ * (frame.h): the words are parsed again for each, which is cheap. */
+int main(int argc, char **argv)
+{
+	return vd_frame_main(argc, argv, count_unit, NULL);
 }

@@ -50,6 +50,7 @@
 #include <pari/pari.h>
 
 #include "buf.h"
+#include "frame.h"
 #include "lines.h"
 #include "util.h"
 
@@ -541,7 +542,9 @@ static int run(struct factor_run *r)
 	return rc;
 }
 
-int main(int argc, char **argv)
+/* One unit: its numbers factored, its rows written. PARI is set up once
+ * for all units (main); the time limit and the notes are the unit's. */
+static int factor_unit(int argc, char **argv, void *ctx)
 {
 	struct factor_run r = {
 		.w = { .pid = 0, .to = -1, .from = -1 },
@@ -552,34 +555,13 @@ int main(int argc, char **argv)
 	const char *prove = getenv("FACTOR_PROVE");
 	int rc, st;
 
-	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("usage: vdfs-factor < numbers\n"
-		       "Factors one integer per input line; prints n,p1,p2,... rows in input\n"
-		       "order (n,error: REASON for a line that is not an integer, or one that\n"
-		       "took too long). Environment: FACTOR_TIME_LIMIT=SECONDS per number\n"
-		       "(default 60, 0 for none), FACTOR_PROVE=1 to prove every factor prime.\n"
-		       "Exit: 0 when every line got its row, 1 when the input or output failed,\n"
-		       "2 for a bad FACTOR_TIME_LIMIT or any argument but --help.\n");
-		return 0;
-	}
-	if (argc > 1) {
-		fprintf(stderr, "vdfs-factor: takes no arguments, not '%s' (see vdfs-factor "
-			"--help)\n", argv[1]);
-		return 2;
-	}
+	(void)argc;
+	(void)argv;
+	(void)ctx;
+	notes = 0;
 	if (read_limit(&r.limit_ms))
 		return 2;
-	/* A dead worker must show up as EPIPE on write, not kill us. */
-	signal(SIGPIPE, SIG_IGN);
-	/* No signal handlers (INIT_SIGm): PARI's would fight the sanitizers'
-	 * and turn a crash into a message; the parent reports a dead worker.
-	 * The worker is forked with PARI set up and inherits it. */
-	pari_init_opts(FACTOR_STACK_START, FACTOR_PRIMELIMIT, INIT_DFTm);
-	paristack_setsize(FACTOR_STACK_START, stack_max());
-	/* Growing the stack is routine here, not worth a warning per number. */
-	DEBUGMEM = 0;
-	if (prove && !strcmp(prove, "1"))
-		factor_proven = 1;
+	factor_proven = prove && !strcmp(prove, "1");
 	rc = run(&r);
 	st = worker_stop(&r.w, false);
 	if (!rc && st != -1 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
@@ -597,6 +579,40 @@ int main(int argc, char **argv)
 	vd_buf_release(&r.out);
 	vd_buf_release(&r.msg);
 	vd_buf_release(&r.fac);
-	pari_close();
 	return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	int rc;
+
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: vdfs-factor < numbers\n"
+		       "Factors one integer per input line; prints n,p1,p2,... rows in input\n"
+		       "order (n,error: REASON for a line that is not an integer, or one that\n"
+		       "took too long). Environment: FACTOR_TIME_LIMIT=SECONDS per number\n"
+		       "(default 60, 0 for none), FACTOR_PROVE=1 to prove every factor prime.\n"
+		       "With VDFS_MODE=persistent it serves units as frames on stdin\n"
+		       "(docs/persistent.md) instead of reading one to its end.\n"
+		       "Exit: 0 when every line got its row, 1 when the input or output failed,\n"
+		       "2 for a bad FACTOR_TIME_LIMIT or any argument but --help.\n");
+		return 0;
+	}
+	if (argc > 1) {
+		fprintf(stderr, "vdfs-factor: takes no arguments, not '%s' (see vdfs-factor "
+			"--help)\n", argv[1]);
+		return 2;
+	}
+	/* A dead worker must show up as EPIPE on write, not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+	/* No signal handlers (INIT_SIGm): PARI's would fight the sanitizers'
+	 * and turn a crash into a message; the parent reports a dead worker.
+	 * The worker is forked with PARI set up and inherits it. */
+	pari_init_opts(FACTOR_STACK_START, FACTOR_PRIMELIMIT, INIT_DFTm);
+	paristack_setsize(FACTOR_STACK_START, stack_max());
+	/* Growing the stack is routine here, not worth a warning per number. */
+	DEBUGMEM = 0;
+	rc = vd_frame_main(argc, argv, factor_unit, NULL);
+	pari_close();
+	return rc;
 }

@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "frame.h"
 #include "lines.h"
 #include "util.h"
 
@@ -1145,13 +1146,15 @@ static void usage(FILE *to)
 	      "and 8 days.\n", to);
 }
 
-int main(int argc, char **argv)
+static int forecast_unit(int argc, char **argv, void *ctx)
 {
 	struct opts o = { .period = 48 };
 	const char *cmd;
 	long v;
 	int i, rc;
 
+	(void)ctx;
+	notes = 0;
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -1222,4 +1225,11 @@ int main(int argc, char **argv)
 	if (rc && rc != -EINVAL && rc != -EFBIG)
 		fail("%s", strerror(-rc));
 	return rc ? 1 : 0;
+}
+
+/* One unit per process, or one per frame with VDFS_MODE=persistent
+ * (frame.h); each unit parses its options and reads its model again. */
+int main(int argc, char **argv)
+{
+	return vd_frame_main(argc, argv, forecast_unit, NULL);
 }

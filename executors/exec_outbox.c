@@ -235,6 +235,7 @@ static void send_batch(struct exec *x, struct vd_client *c, struct ob_item **v, 
 		send_each(x, c, v, k, sent, fail, retry_ms);
 		goto out;
 	}
+	vd_debug("POST /v1/results: %zu result%s in one request answered", k, EX_S(k));
 	/* One answer per result, in order. One that is missing, or names
 	 * another lease, is sent again: a duplicate is only a 409. */
 	list = json_object_get(j, "results");
@@ -246,7 +247,7 @@ static void send_batch(struct exec *x, struct vd_client *c, struct ob_item **v, 
 
 		if (!lease || strcmp(lease, v[i]->lease) || !json_is_integer(st)) {
 			snprintf(fail[i], sizeof(fail[i]), "the daemon's answer has no status "
-				 "for this result: %.200s", resp.data ? resp.data : "");
+				 "for this result");
 			continue;
 		}
 		sent[i] = result_answer(x, c, v[i]->lease, v[i]->what,

@@ -40,6 +40,9 @@ struct vd_catalog {
 	rocksdb_t *db;                       /* lock; NULL only after a failed reopen */
 	atomic_bool stuck;                   /* a write failed for want of space */
 	_Atomic int64_t failed_reopen_ms;    /* vd_mono_ms of the last failed reopen */
+	/* Synced commits written (vd_catalog_syncs): what a result costs in
+	 * fsyncs of the log, for /metrics and the engine's tests. */
+	atomic_uint_fast64_t syncs;
 	/* The rest is created at open and never changes; RocksDB's objects
 	 * are thread-safe. */
 	rocksdb_options_t *opts;
@@ -394,8 +397,15 @@ int vd_catalog_commit(vd_catalog *c, vd_catalog_batch *b, bool sync)
 		rocksdb_write(c->db, sync ? c->wopts_sync : c->wopts, b->wb, &err);
 	if (err)
 		rc = catalog_error(c, "commit", NULL, err);
+	else if (sync && c->db)
+		atomic_fetch_add(&c->syncs, 1);
 	shared_unlock(c);
 	return rc;
+}
+
+uint64_t vd_catalog_syncs(vd_catalog *c)
+{
+	return atomic_load(&c->syncs);
 }
 
 void vd_catalog_batch_clear(vd_catalog_batch *b)

@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 
 typedef struct vd_catalog vd_catalog;
@@ -53,6 +54,8 @@ size_t vd_catalog_batch_count(const vd_catalog_batch *b);
  * failure, with RocksDB's message logged. The batch stays owned by the
  * caller and may be reused after vd_catalog_batch_clear. */
 int vd_catalog_commit(vd_catalog *c, vd_catalog_batch *b, bool sync);
+/* How many commits with sync = true succeeded since open. */
+uint64_t vd_catalog_syncs(vd_catalog *c);
 void vd_catalog_batch_clear(vd_catalog_batch *b);
 
 #endif

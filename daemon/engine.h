@@ -418,6 +418,29 @@ int vd_engine_api_result(json_t **reply, struct vd_buf *why, vd_engine *e,
 int vd_engine_api_result_zstd(json_t **reply, struct vd_buf *why, vd_engine *e,
 			      const char *lease_id, const json_t *meta,
 			      const void *frame, size_t n, size_t outlen, const char *out_id);
+/*
+ * Several results in one request (POST /v1/results, engine_result.c): each
+ * of v[0..n) is taken as the single calls above would take it, and its
+ * outcome left in rc (0: taken, answered 200; -ENOENT, -EPERM, -ESTALE,
+ * -EINVAL, -EFBIG, -ENOSPC, ... as http_status_of maps them) with why.
+ * The outputs wanted go through one store writer and the accepted results
+ * into one catalog commit, synced once; every rc 0 is on disk when this
+ * returns. executor, when not NULL, must be the executor each lease was
+ * granted to (else that result is -EPERM).
+ */
+struct vd_result_in {
+	const char *lease;       /* lease ID (validity checked here) */
+	const json_t *meta;      /* the result's metadata line */
+	const void *out;         /* raw output, or a zstd frame (zstd) */
+	size_t n;                /* bytes at out */
+	size_t outlen;           /* the raw output's length */
+	bool zstd;
+	const char *out_id;      /* zstd: the raw output's ID */
+	int rc;                  /* out */
+	char why[512];           /* out: why rc, for the answer */
+};
+void vd_engine_api_results(vd_engine *e, const char *executor, struct vd_result_in *v,
+			   size_t n);
 int vd_engine_api_code(struct vd_buf *out, struct vd_buf *why, vd_engine *e,
 		       const char *code_id);
 /* The executor a lease was granted to (in memory or, after a restart, in

@@ -275,6 +275,9 @@ struct vd_engine {
 	uint64_t m_versions, m_bytes_in, m_bytes_stored;
 	uint64_t m_upload_bytes, m_upload_new_bytes;   /* POST /v1/chunks */
 	uint64_t m_deleted;        /* versions and tasks deleted (versions_seq) */
+	/* Result requests taken (a PUT, or a POST /v1/results of several)
+	 * and the results in them. */
+	uint64_t m_result_requests, m_results_in;
 };
 
 /* ---- engine.c ---- */
@@ -373,6 +376,13 @@ struct vd_lease *vd_engine_find_lease(vd_engine *e, const char *id);
 /* Recompute a unit's state from its leases, votes and result; wakes
  * long-polls when it became pending. */
 void vd_engine_unit_update(vd_engine *e, struct vd_run *r, size_t u);
+/* Look a lease up in memory or, after a restart or expiry, in the
+ * catalog (engine_lease.c): *lp the lease when in memory, *rp and *up its
+ * run and unit when the run is still active (else *rp NULL), executor
+ * the one it was granted to. -ENOENT when unknown. */
+int vd_engine_lease_resolve(struct vd_lease **lp, struct vd_run **rp, size_t *up,
+			    char executor[VD_EXEC_NAME_MAX + 1], vd_engine *e,
+			    const char *id);
 /* Unlink and free a lease, then update its unit. */
 void vd_engine_lease_drop(vd_engine *e, struct vd_lease *l);
 /* Record a run failed and take it out of memory. */

@@ -806,6 +806,7 @@ int vd_engine_api_metrics(struct vd_buf *out, vd_engine *e)
 		(unsigned long long)e->m_mismatches, (unsigned long long)e->m_quarantines,
 		(unsigned long long)execs);
 	uint64_t up = e->m_upload_bytes, up_new = e->m_upload_new_bytes;
+	uint64_t reqs = e->m_result_requests, results = e->m_results_in;
 	pthread_mutex_unlock(&e->lock);
 	if (!rc)
 		rc = vd_buf_addf(out,
@@ -820,9 +821,20 @@ int vd_engine_api_metrics(struct vd_buf *out, vd_engine *e)
 			"vdfs_state_disk_full %d\n"
 			"# HELP vdfs_state_disk_free_bytes Bytes free on the state disk.\n"
 			"# TYPE vdfs_state_disk_free_bytes gauge\n"
-			"vdfs_state_disk_free_bytes %llu\n",
+			"vdfs_state_disk_free_bytes %llu\n"
+			"# HELP vdfs_catalog_syncs_total Catalog commits that waited for the disk.\n"
+			"# TYPE vdfs_catalog_syncs_total counter\n"
+			"vdfs_catalog_syncs_total %llu\n"
+			"# HELP vdfs_result_requests_total Result requests (PUT of one, POST of several).\n"
+			"# TYPE vdfs_result_requests_total counter\n"
+			"vdfs_result_requests_total %llu\n"
+			"# HELP vdfs_results_received_total Results in those requests.\n"
+			"# TYPE vdfs_results_received_total counter\n"
+			"vdfs_results_received_total %llu\n",
 			(unsigned long long)up, (unsigned long long)up_new,
 			atomic_load(&e->disk_full) ? 1 : 0,
-			(unsigned long long)vd_engine_disk_free(e));
+			(unsigned long long)vd_engine_disk_free(e),
+			(unsigned long long)vd_catalog_syncs(e->cat),
+			(unsigned long long)reqs, (unsigned long long)results);
 	return rc;
 }

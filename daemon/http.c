@@ -34,6 +34,7 @@ enum route {
 	ROUTE_LEASE,
 	ROUTE_HEARTBEAT,
 	ROUTE_RESULT,
+	ROUTE_RESULTS,
 	ROUTE_CODE,
 	ROUTE_CHUNK,
 	ROUTE_STATUS,
@@ -128,6 +129,7 @@ static const char *role_refusal(enum vd_role role, enum route r, const char *met
 	case ROUTE_LEASE:
 	case ROUTE_HEARTBEAT:
 	case ROUTE_RESULT:
+	case ROUTE_RESULTS:
 		if (role == VD_ROLE_EXECUTOR)
 			return NULL;
 		return op ? "this needs an executor's own token (register first)"
@@ -331,6 +333,7 @@ static int route_of(struct req *q, const char **allowed, const char *url)
 		{ "/v1/status", NULL, ROUTE_STATUS, MHD_HTTP_METHOD_GET },
 		{ "/metrics", NULL, ROUTE_METRICS, MHD_HTTP_METHOD_GET },
 		{ "/v1/leases/", "/heartbeat", ROUTE_HEARTBEAT, MHD_HTTP_METHOD_POST },
+		{ "/v1/results", NULL, ROUTE_RESULTS, MHD_HTTP_METHOD_POST },
 		{ "/v1/results/", "", ROUTE_RESULT, MHD_HTTP_METHOD_PUT },
 		{ "/v1/code/", "", ROUTE_CODE, MHD_HTTP_METHOD_GET },
 		/* Before "/v1/chunks/<id>", which would take "missing" for a bad ID. */
@@ -442,6 +445,8 @@ static size_t body_cap(enum route r)
 	switch (r) {
 	case ROUTE_RESULT:
 		return HTTP_RESULT_MAX;
+	case ROUTE_RESULTS:
+		return HTTP_RESULTS_MAX;
 	case ROUTE_CHUNKS_PUT:
 		return HTTP_UPLOAD_MAX;
 	case ROUTE_FUNCTION:
@@ -722,6 +727,10 @@ static enum MHD_Result handle(vd_http *h, struct MHD_Connection *c,
 		rc = http_result_take(&reply, &why, h, q->id, &res);
 		break;
 	}
+	case ROUTE_RESULTS:
+		/* Several, each answered on its own (http_results.c). */
+		rc = http_results_take(&reply, &why, h, q->who, q->body.data, q->body.len);
+		break;
 	case ROUTE_CODE:
 		rc = vd_engine_api_code(&out, &why, h->e, q->id);
 		break;

@@ -37,6 +37,10 @@
 #define HTTP_DISK_RETRY_S "5"
 #define HTTP_JSON_MAX ((size_t)1 << 20)
 #define HTTP_RESULT_MAX (((size_t)1 << 30) + ((size_t)64 << 10))
+/* POST /v1/results: several results, buffered whole; a larger one goes
+ * by PUT /v1/results/<lease>. */
+#define HTTP_RESULTS_MAX ((size_t)64 << 20)
+#define HTTP_RESULTS_COUNT_MAX 4096
 /* POST /v1/chunks: a batch of chunks, buffered whole (it is verified
  * before any of it is stored). */
 #define HTTP_UPLOAD_MAX VD_UPLOAD_BATCH_MAX
@@ -289,6 +293,12 @@ int http_result_parse(struct http_result *res, struct vd_buf *why, const char *b
 /* Hand the result to the engine (and count its bytes when accepted). */
 int http_result_take(json_t **reply, struct vd_buf *why, vd_http *h, const char *lease,
 		     const struct http_result *res);
+/* http_results.c: POST /v1/results, the body of several results of the
+ * executor who: 0 with *reply {"results": [...]}, one status per result;
+ * -EINVAL (400) when the body cannot be cut into results, -ESHUTDOWN or
+ * -ENOSPC when every result came back so (503, 507). */
+int http_results_take(json_t **reply, struct vd_buf *why, vd_http *h, const char *who,
+		      const char *body, size_t n);
 /* The byte counters, in Prometheus text, appended to out. */
 int http_transfer_metrics(struct vd_buf *out, vd_http *h);
 /* MHD_OPTION_NOTIFY_CONNECTION: counts a connection MHD starts or closes. */

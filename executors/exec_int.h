@@ -67,6 +67,25 @@
  * bounds what a misbehaving server can make us hold. */
 #define EX_BLOB_MAX ((size_t)256 << 20)
 #define EX_DEFAULT_TIMEOUT_S 300
+/* Units queued beyond the slots, per slot: what a lease request asks for
+ * on top of the free slots (the daemon gives fewer when units are long:
+ * docs/executors.md, "How many units a lease request gets"). */
+#define EX_QUEUE_PER_SLOT 4
+/* The outbox (exec_outbox.c): a result of up to EX_BATCH_ITEM_MAX bytes
+ * of output waits there for the next POST /v1/results, which carries at
+ * most EX_BATCH_RESULTS results and EX_BATCH_BYTES bytes; over
+ * EX_OUTBOX_BYTES waiting, or a larger output, goes by its own PUT. */
+#define EX_BATCH_ITEM_MAX ((size_t)1 << 20)
+#define EX_BATCH_RESULTS 256
+#define EX_BATCH_BYTES ((size_t)16 << 20)
+#define EX_OUTBOX_BYTES ((size_t)64 << 20)
+
+/* What became of one try at sending a result. */
+enum sent {
+	SENT_TAKEN,   /* the daemon answered for good: nothing more to do */
+	SENT_AGAIN,   /* it could not take it now: try again later */
+	SENT_FATAL,   /* our token is refused (401): we are leaving */
+};
 
 /* A unit held by this executor, from the lease reply to the result. */
 struct lease {
@@ -132,6 +151,11 @@ struct exec {
 	/* The workers are done: the sender tries each spooled result once
 	 * more and leaves. */
 	atomic_bool spool_final;
+	/* Finished units' results waiting to be sent together
+	 * (exec_outbox.c, its own lock); NULL: each goes by its own PUT. */
+	struct ex_outbox *outbox;
+	/* The daemon has no POST /v1/results (an older one): one PUT each. */
+	atomic_bool batch_off;
 	int fatal;                   /* lock: exit code of a fatal error, else 0 */
 };
 
@@ -175,5 +199,30 @@ void *sender_main(void *arg);
 enum sent put_result(struct exec *x, struct vd_client *c, const char *lease,
 			    const char *what, const struct vd_client_piece *body,
 			    size_t n, char *fail, size_t failn, int *retry_ms);
+/* What the daemon's answer status (with its error text why) to one
+ * result means, logged with `what`; fail gets why for SENT_AGAIN. */
+enum sent result_answer(struct exec *x, struct vd_client *c, const char *lease,
+			const char *what, long status, const char *why, char *fail,
+			size_t failn);
+/* Write a result the daemon could not take to the spool (logged); if the
+ * spool cannot take it either, -errno and the caller keeps it. */
+int spool_result(struct exec *x, const char *lease, const char *what,
+		 const struct vd_client_piece *body, size_t n, const char *fail);
+
+/* exec_outbox.c */
+int ex_outbox_open(struct ex_outbox **out);
+void ex_outbox_close(struct ex_outbox *o);
+/* Queue a result (line: its JSON line with the newline; body: the output
+ * as sent) for the next POST /v1/results; copies both. 0, or -EAGAIN when
+ * the outbox is full or closing (the caller sends it itself), -ENOMEM. */
+int ex_outbox_put(struct exec *x, const char *lease, const char *what,
+		  const char *line, const void *body, size_t n);
+/* Append the lease IDs of the results waiting or being sent (at most max
+ * in all in ids), for the heartbeat thread. */
+void ex_outbox_ids(struct vd_strv *ids, struct ex_outbox *o, size_t max);
+/* The workers are done: the outbox thread sends (or spools) what is left
+ * and returns. */
+void ex_outbox_finish(struct ex_outbox *o);
+void *outbox_main(void *arg);
 
 #endif

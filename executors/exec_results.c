@@ -8,21 +8,48 @@
 
 /* ---- results and the spool ------------------------------------------- */
 
-/* What became of one try at sending a result. */
-enum sent {
-	SENT_TAKEN,   /* the daemon answered for good: nothing more to do */
-	SENT_AGAIN,   /* it could not take it now: try again later */
-	SENT_FATAL,   /* our token is refused (401): we are leaving */
-};
+/*
+ * What the daemon's answer to one result means. Taken: it accepted it
+ * (200), does not need it (409: the unit has a result, or its run ended),
+ * does not know the lease (404), or refused it as malformed (another 4xx,
+ * which no retry mends); each is logged with `what`. Again: an answer
+ * that says "later" (5xx, among them 507 for a full state disk and 503;
+ * 408, 429), with why in fail. The same for a PUT of one result and for
+ * each result of a POST /v1/results (exec_outbox.c).
+ */
+enum sent result_answer(struct exec *x, struct vd_client *c, const char *lease,
+			const char *what, long status, const char *why, char *fail,
+			size_t failn)
+{
+	struct vd_buf w = VD_BUF_INIT(1024);
+	enum sent out = SENT_TAKEN;
+
+	vd_buf_adds(&w, why ? why : "");
+	if (status == 200) {
+		vd_info("lease %s: result accepted (%s)", lease, what);
+	} else if (status == 409) {
+		vd_info("lease %s: result not needed any more: %s", lease, why);
+	} else if (status == 404) {
+		vd_warn("lease %s: the daemon does not know this lease (%s); the result "
+			"(%s) is dropped", lease, why, what);
+	} else if (status == 401) {
+		set_fatal(x, "PUT result");
+		out = SENT_FATAL;
+	} else if (status >= 500 || status == 408 || status == 429) {
+		fail_text(fail, failn, 0, status, c, &w);
+		out = SENT_AGAIN;
+	} else {
+		vd_warn("lease %s: result refused (HTTP %ld): %s", lease, status, why);
+	}
+	vd_buf_release(&w);
+	return out;
+}
 
 /*
- * One PUT /v1/results/<lease> of body (the metadata line and the output).
- * Taken: the daemon accepted it (200), does not need it (409: the unit has
- * a result, or its run ended), does not know the lease (404), or refused
- * it as malformed (another 4xx, which no retry mends); each is logged with
- * `what`. Again: no answer, or one that says "later" (5xx, among them 507
- * for a full state disk and 503; 408, 429), with why in fail and, when
- * the daemon said when (Retry-After), that in *retry_ms.
+ * One PUT /v1/results/<lease> of body (the metadata line and the output),
+ * its answer as result_answer says; also Again when there is no answer.
+ * When the daemon said when to try again (Retry-After), that is in
+ * *retry_ms.
  */
 enum sent put_result(struct exec *x, struct vd_client *c, const char *lease,
 			    const char *what, const struct vd_client_piece *body,
@@ -54,31 +81,31 @@ enum sent put_result(struct exec *x, struct vd_client *c, const char *lease,
 	if (c->retry_after_s > 0)
 		*retry_ms = c->retry_after_s * 1000L > EX_RETRY_AFTER_MAX_MS
 			    ? EX_RETRY_AFTER_MAX_MS : (int)(c->retry_after_s * 1000L);
-	if (status == 200) {
-		vd_info("lease %s: result accepted (%s)", lease, what);
-		out = SENT_TAKEN;
-	} else if (status == 409) {
-		vd_info("lease %s: result not needed any more: %s", lease, vd_buf_cstr(&why));
-		out = SENT_TAKEN;
-	} else if (status == 404) {
-		vd_warn("lease %s: the daemon does not know this lease (%s); the result "
-			"(%s) is dropped", lease, vd_buf_cstr(&why), what);
-		out = SENT_TAKEN;
-	} else if (status == 401) {
-		set_fatal(x, "PUT result");
-		out = SENT_FATAL;
-	} else if (status >= 500 || status == 408 || status == 429) {
-		fail_text(fail, failn, 0, status, c, &why);
-	} else {
-		vd_warn("lease %s: result refused (HTTP %ld): %s", lease, status,
-			vd_buf_cstr(&why));
-		out = SENT_TAKEN;
-	}
+	out = result_answer(x, c, lease, what, status, vd_buf_cstr(&why), fail, failn);
 out:
 	vd_buf_release(&resp);
 	vd_buf_release(&why);
 	vd_buf_release(&path);
 	return out;
+}
+
+int spool_result(struct exec *x, const char *lease, const char *what,
+		 const struct vd_client_piece *body, size_t n, const char *fail)
+{
+	int rc = vd_spool_put(x->spool, lease, what, body, n);
+	size_t count;
+	uint64_t bytes;
+
+	if (rc) {
+		vd_warn("lease %s: sending the result: %s; it cannot be spooled either "
+			"(%s): kept in memory, trying again", lease, fail, strerror(-rc));
+		return rc;
+	}
+	vd_spool_usage(x->spool, &count, &bytes);
+	vd_warn("lease %s: sending the result: %s; spooled it to %s (%zu waiting, "
+		"%llu bytes) to send when the daemon takes it", lease, fail,
+		vd_spool_dir(x->spool), count, (unsigned long long)bytes);
+	return 0;
 }
 
 /*
@@ -108,6 +135,12 @@ void send_result(struct exec *x, struct vd_client *c, struct lease *l,
 			 "ms", (json_int_t)r->ms,
 			 "stderr", vd_ex_json_text(r->err, r->errlen),
 			 "out_bytes", (json_int_t)r->out.len);
+	/* The lease in the line too: a POST /v1/results of several needs it
+	 * (a PUT names it in its path, and the daemon ignores it here). */
+	if (meta && json_object_set_new(meta, "lease", json_string(l->id))) {
+		json_decref(meta);
+		meta = NULL;
+	}
 	/* Compressed when the daemon takes it so (it said at registration)
 	 * and it saves enough; out_bytes stays the raw length, and out_id
 	 * is the ID the daemon checks the frame's bytes against and keeps
@@ -154,24 +187,21 @@ void send_result(struct exec *x, struct vd_client *c, struct lease *l,
 			 "%lld ms", jstr(l->j, "task"), (long long)jint(l->j, "unit", 0),
 			 (long long)jint(l->j, "units", 0), r->exit, r->out.len,
 			 (long long)r->ms);
+	/* A small result waits in the outbox for the next POST of several
+	 * (exec_outbox.c): the worker goes on at once, and the daemon takes
+	 * what finished meanwhile in one commit. The outbox's sender keeps
+	 * the guarantees below: spooled when the daemon cannot take it. */
+	if (x->outbox && !atomic_load(&x->batch_off) && body_len <= EX_BATCH_ITEM_MAX &&
+	    ex_outbox_put(x, l->id, what, line, body, body_len) == 0)
+		goto out;
 	pieces[0] = (struct vd_client_piece){ line, strlen(line) };
 	pieces[1] = (struct vd_client_piece){ body, body_len };
 	sent = put_result(x, c, l->id, what, pieces, 2, fail, sizeof(fail), &retry_ms);
 	if (sent != SENT_AGAIN)
 		goto out;
-	rc = vd_spool_put(x->spool, l->id, what, pieces, 2);
-	if (rc == 0) {
-		size_t n;
-		uint64_t bytes;
-
-		vd_spool_usage(x->spool, &n, &bytes);
-		vd_warn("lease %s: sending the result: %s; spooled it to %s (%zu waiting, "
-			"%llu bytes) to send when the daemon takes it", l->id, fail,
-			vd_spool_dir(x->spool), n, (unsigned long long)bytes);
+	rc = spool_result(x, l->id, what, pieces, 2, fail);
+	if (rc == 0)
 		goto out;
-	}
-	vd_warn("lease %s: sending the result: %s; it cannot be spooled either (%s): "
-		"kept in memory, trying again", l->id, fail, strerror(-rc));
 	for (tries = 1; sent == SENT_AGAIN; tries++) {
 		if (atomic_load(&g_stop) && tries > EX_RESULT_TRIES) {
 			vd_err("lease %s: result lost after %d tries: %s", l->id, tries - 1,

@@ -230,6 +230,7 @@ static void *heartbeat_main(void *arg)
 		 * the daemon decides when it comes. */
 		nheld = ids.n;
 		vd_spool_ids(&ids, x->spool, EX_SPOOLED_MAX);
+		ex_outbox_ids(&ids, x->outbox, ids.n + EX_BATCH_RESULTS * 2);
 		for (i = 0; i < ids.n; i++) {
 			bool spooled = i >= nheld;
 			struct vd_buf path = VD_BUF_INIT(256), why = VD_BUF_INIT(1024);
@@ -485,13 +486,17 @@ static int dispatch(struct exec *x, struct vd_client *c)
 				"work again", vd_spool_dir(x->spool), nspooled, EX_S(nspooled));
 		spool_full = false;
 
+		/* Free slots and queue room: the daemon gives fewer when its
+		 * units run long (docs/executors.md). */
 		pthread_mutex_lock(&x->lock);
-		while (x->held >= x->slots && !atomic_load(&g_stop)) {
+		while (x->held >= x->slots * (1 + EX_QUEUE_PER_SLOT) && !atomic_load(&g_stop)) {
 			struct timespec ts = vd_deadline_ms(CLOCK_REALTIME, 200);
 
 			pthread_cond_timedwait(&x->cond, &x->lock, &ts);
 		}
-		nfree = x->slots - x->held;
+		nfree = x->slots * (1 + EX_QUEUE_PER_SLOT) - x->held;
+		if (nfree > 256)
+			nfree = 256;
 		if (x->held)
 			busy_ms = vd_mono_ms();
 		pthread_mutex_unlock(&x->lock);
@@ -768,9 +773,9 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	const char *token_file = NULL, *cache = NULL, *name = NULL;
 	struct vd_buf dir = VD_BUF_INIT(PATH_MAX);
-	pthread_t hb, sender;
+	pthread_t hb, sender, outbox;
 	bool verbose = false, hb_started = false, client_ok = false, insecure = false;
-	bool sender_started = false;
+	bool sender_started = false, outbox_started = false;
 	const char *sandbox = "none";
 	uint64_t sz;
 	int opt, i, rc, code = 1;
@@ -993,6 +998,14 @@ int main(int argc, char **argv)
 		code = 1;
 		goto out_curl;
 	}
+	if (ex_outbox_open(&x.outbox) == 0) {
+		if (pthread_create(&outbox, NULL, outbox_main, &x) == 0) {
+			outbox_started = true;
+		} else {
+			ex_outbox_close(x.outbox);
+			x.outbox = NULL;
+		}
+	}
 	for (i = 0; i < x.slots; i++) {
 		workers[i].x = &x;
 		if (pthread_create(&workers[i].t, NULL, worker_main, &workers[i]) == 0)
@@ -1016,6 +1029,11 @@ int main(int argc, char **argv)
 	for (i = 0; i < x.slots; i++)
 		if (workers[i].started)
 			pthread_join(workers[i].t, NULL);
+	/* Then the outbox: sent, or spooled. */
+	if (outbox_started) {
+		ex_outbox_finish(x.outbox);
+		pthread_join(outbox, NULL);
+	}
 	/* What the daemon did not take yet gets one more try. */
 	atomic_store(&x.spool_final, true);
 	if (sender_started)
@@ -1045,6 +1063,7 @@ out:
 	free(x.token);
 	free(x.own_token);
 	vd_cache_close(x.store);
+	ex_outbox_close(x.outbox);
 	vd_spool_close(x.spool);
 	free(x.cache);
 	free(x.selfdir);

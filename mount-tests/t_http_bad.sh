@@ -186,6 +186,38 @@ req 400 POST /v1/leases "${pa[@]}" --data-binary @"$VD_WORK/junk"
 good
 vd_ok "results and heartbeats for unknown leases 404, a result shorter than it says 400"
 
+# POST /v1/results, several in one body: a body that cannot be cut into
+# results is 400 as a whole; one that can is answered per result.
+L0=0123456789abcdef0123456789abcdef
+req 400 POST /v1/results "${pa[@]}" --data-binary ''
+good
+req 400 POST /v1/results "${pa[@]}" --data-binary $'{"lease": "'$L0$'", "exit": 0, "out_bytes": 2}\nok{"lease": "'$L0$'", "exit": 0, "out_bytes": 50}\nshort'
+good
+req 400 POST /v1/results "${pa[@]}" --data-binary $'not json\nok'
+good
+req 400 POST /v1/results "${pa[@]}" --data-binary $'{"lease": "'$L0$'", "exit": 0, "out_bytes": -1}\n'
+good
+req 400 POST /v1/results "${pa[@]}" --data-binary '{"lease": "no newline"'
+good
+# 4097 empty results: one over the count a request may carry.
+for ((i = 0; i < 4097; i++)); do
+	printf '{"lease": "%s", "exit": 0, "out_bytes": 0}\n' "$L0"
+done >"$VD_WORK/many.results"
+req 400 POST /v1/results "${pa[@]}" --data-binary @"$VD_WORK/many.results"
+good
+req 403 POST /v1/results "${auth[@]}" --data-binary $'{"lease": "'$L0$'", "exit": 0, "out_bytes": 2}\nok'
+good
+req 200 POST /v1/results "${pa[@]}" --data-binary $'{"lease": "'$L0$'", "exit": 0, "out_bytes": 2}\nok{"lease": "bad", "exit": 0, "out_bytes": 0}\n{"lease": "'$L0$'", "exit": "x", "out_bytes": 0}\n'
+$PY - "$OUT" <<'PY' || vd_fail "POST /v1/results: not one answer per result: $(cat "$OUT")"
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+assert [x["status"] for x in r] == [404, 404, 400], r
+assert r[0]["lease"] == "0123456789abcdef0123456789abcdef", r
+assert all(x.get("error") for x in r), r
+PY
+good
+vd_ok "POST /v1/results: empty, cut short, not JSON, a negative length, no newline, 4097 results: 400; the enrollment token 403; unknown leases and bad metadata answered per result"
+
 req 403 POST /v1/leases "${auth[@]}" --data-binary '{"max": 1, "wait_ms": 0}'
 good
 req 403 GET /v1/status "${pa[@]}"

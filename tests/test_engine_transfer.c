@@ -52,7 +52,7 @@ static int teardown(void **state)
 
 static void reg(struct fx *f, const char *who)
 {
-	json_t *req = json_pack("{s:s, s:i, s:i}", "name", who, "level", 1, "slots", 4);
+	json_t *req = json_pack("{s:s, s:i, s:i}", "name", who, "level", 1, "slots", 64);
 	json_t *reply = NULL;
 	struct vd_buf why = VD_BUF_INIT(1024);
 	assert_int_equal(vd_engine_api_register(&reply, &why, f->e, req), 0);

@@ -776,6 +776,11 @@ static int do_open(struct vfh *fh, struct vd_view *v, struct target *t,
 		rc = runs_kind(t->r.kind) ? runs_open(fh, fi, v, &t->r, wr) : -EACCES;
 		break;
 	}
+	/* What is loaded ahead for a file whose bytes never change goes into
+	 * the page cache at once (view_fhread.c, ext_push); not for O_DIRECT,
+	 * which does not use the cache. */
+	if (rc == 0 && fh->kind == FH_CHUNK && fi->keep_cache && !(fi->flags & O_DIRECT))
+		fh->push = true;
 	return rc;
 }
 

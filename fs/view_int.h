@@ -280,6 +280,20 @@ struct vfh {
 	struct vd_buf sbuf[FH_SLOTS];
 	size_t sidx[FH_SLOTS];
 	bool sload[FH_SLOTS];
+	/* lock: slot k's bytes are being pushed into the kernel's page
+	 * cache (view_fhread.c, ext_push): no load may take the slot. */
+	bool spush[FH_SLOTS];
+	/* lock: extents the workers load ahead are also pushed into the
+	 * page cache (set at open for an immutable file read through the
+	 * cache; cleared when the kernel refuses a push). */
+	bool push;
+	/* lock: where pushing groups of small extents stands: the next
+	 * extent to push and the file offset pushes were asked up to;
+	 * rd_end, where the last READ ended (a READ near it is
+	 * sequential). */
+	size_t push_next;
+	uint64_t push_end;
+	uint64_t rd_end;
 	size_t cur;                  /* lock: the extent last read from, or SIZE_MAX */
 	pthread_cond_t loaded;       /* lock: a load ended (or failed) */
 	/* lock: extents up to this one were handed to the disk ahead of
@@ -342,7 +356,10 @@ struct vd_view {
 	pthread_mutex_t alock;
 	pthread_cond_t acond;        /* alock: a job was queued, or astop */
 	pthread_cond_t adone;        /* alock: a worker let go of its handle */
-	struct ahead_job { struct vfh *fh; size_t idx; } aq[FH_QUEUE]; /* alock */
+	/* A job loads extent idx into a slot ahead of the reader (group
+	 * false), or pushes the group of small extents that starts at idx
+	 * into the page cache (view_fhread.c, group_push). */
+	struct ahead_job { struct vfh *fh; size_t idx; bool group; } aq[FH_QUEUE]; /* alock */
 	size_t aq_first, aq_n;       /* alock: the queue in aq, a ring */
 	struct vfh *abusy[FH_WORKERS]; /* alock: the handle each is loading for */
 	bool astop;                  /* alock: the workers should end */

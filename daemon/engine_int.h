@@ -128,6 +128,10 @@ struct vd_unit {
 	struct vd_vote *votes;     /* lock: replicas > 1, results so far */
 	int nvotes;                /* lock */
 	bool copied;               /* lock: a straggler copy was handed out */
+	/* lock: a result for this unit is staged in a catalog batch that is
+	 * being committed without the lock (engine_result.c): another result
+	 * for it is answered "later" until that commit is over. */
+	bool committing;
 };
 
 /* An active (queued or running) run and its units. */

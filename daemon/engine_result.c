@@ -16,10 +16,25 @@
  *  3. under e->lock again, each is checked once more (another request may
  *     have got in first) and staged into that batch: the memo, the log
  *     lines, the executors' counters, a replica's vote. The batch is
- *     committed ONCE, synced; only after that does memory say the units
- *     are done (the apply step), and only then is any of them answered.
+ *     committed ONCE, synced, and WITHOUT e->lock: the units it accepts
+ *     are marked `committing` meanwhile, so that another result for one
+ *     of them is answered "later" (503) instead of being staged too.
+ *     Only after the commit, under the lock again, does memory say the
+ *     units are done (the apply step), and only then is any answered.
  * So an answered 200 is on disk, and N results in one request cost one
  * fsync of a pack and one of the catalog's log instead of N of each.
+ * The sync without the lock is what lets requests of several executors
+ * share one: RocksDB joins concurrent synced writes into one write group
+ * with one fsync of its log, while leases, heartbeats and other results
+ * go on; with the lock held every fsync stopped the whole engine.
+ *
+ * While unlocked, the run may end (cancelled, failed by another result):
+ * after the commit each result's run is looked up again by its name, and
+ * a result whose unit is no longer the one marked is answered 200 (it is
+ * on disk, in the memo a later run of the same code finds) but changes
+ * nothing in memory. The executors' counters in two batches committed
+ * at once may land in either order: a counter can come back from a
+ * restart a few short, never a result.
  *
  * Staging never frees a run; a run that fails because its replicas cannot
  * agree is failed after every result of the request was applied.
@@ -359,6 +374,11 @@ static void item_check(vd_engine *e, const char *executor, struct item *v, size_
 		item_end(it, -ESTALE, "the unit already has a result or its run ended");
 		return;
 	}
+	if (r->units[u].committing) {
+		item_end(it, -ESHUTDOWN, "another result for this unit is being committed: "
+			 "send this one again");
+		return;
+	}
 	snprintf(it->task, sizeof it->task, "%s", r->task);
 	memcpy(it->data, r->data, VD_ID_SIZE);
 	memcpy(it->code, r->code, VD_ID_SIZE);
@@ -469,6 +489,11 @@ static void item_stage(vd_engine *e, struct item *it, vd_catalog_batch *b)
 		item_end(it, -ESTALE, "the unit already has a result or its run ended");
 		return;
 	}
+	if (r->units[u].committing) {
+		item_end(it, -ESHUTDOWN, "another result for this unit is being committed: "
+			 "send this one again");
+		return;
+	}
 	it->r = r;
 	/* A function that succeeded may still have had something to say
 	 * (bytes it could not decode, rows it skipped): keep it in the log,
@@ -555,23 +580,41 @@ void vd_engine_api_results(vd_engine *e, const char *executor, struct vd_result_
 			vd_catalog_commit(e->cat, b, false);
 		goto unlock;
 	}
-	/* The one synced commit: nothing below is answered before it. */
-	rc = vd_engine_disk_note(e, vd_catalog_commit(e->cat, b, true));
+	/* The one synced commit, without the lock (see the top): nothing
+	 * below is answered before it. */
+	for (size_t i = 0; i < n; i++)
+		if (v[i].live && v[i].staged == STAGED_ACCEPT)
+			v[i].r->units[v[i].unit].committing = true;
+	pthread_mutex_unlock(&e->lock);
+	rc = vd_catalog_commit(e->cat, b, true);
+	pthread_mutex_lock(&e->lock);
+	rc = vd_engine_disk_note(e, rc);
 	for (size_t i = 0; i < n; i++) {
 		struct item *it = &v[i];
-		struct vd_unit *un;
+		struct vd_unit *un = NULL;
+		bool mine = false;
 		if (!it->live || it->staged == STAGED_NONE)
 			continue;
+		/* The run may have ended, and another begun, meanwhile. */
+		it->r = vd_engine_find_run(e, it->task, it->data, it->code);
+		if (it->r && it->unit < it->r->nunits)
+			un = &it->r->units[it->unit];
+		else
+			it->r = NULL;
+		if (un && it->staged == STAGED_ACCEPT) {
+			mine = un->committing;
+			un->committing = false;
+		}
 		if (rc) {
-			if (it->staged == STAGED_ACCEPT)
+			if (mine)
 				accept_undo(e, it->r, it->unit, it->blob, it->ex);
 			item_end(it, rc, NULL);
 			continue;
 		}
-		un = &it->r->units[it->unit];
 		if (it->staged == STAGED_ACCEPT) {
-			accept_apply(e, it->r, it->unit, it->blob, it->m.ms, it->ex);
-		} else {
+			if (mine)
+				accept_apply(e, it->r, it->unit, it->blob, it->m.ms, it->ex);
+		} else if (un) {
 			it->doomed = un->nvotes >= it->r->cfg.replicas + VD_VOTES_SPARE;
 			if (!it->doomed)
 				vd_engine_unit_update(e, it->r, it->unit);

@@ -10,15 +10,20 @@
 # file `cp` into a new persistent task, then into a new exec task (each
 # task's function differs by a comment, so nothing is reused from another
 # round or mode); vdfs time is the wall time from the cp to `done`. The
-# file is cut into units at chunk boundaries (64 KiB chunks: about 3,000
-# numbers per unit), so a round is some 30 units per mode. Every result is
-# compared with gp's rows (equal, or the script fails). Prints each round
-# and the best of ROUNDS for each, with vdfs time / gp time.
+# file is cut into units of one chunk each (`unit_size` = the chunk size),
+# CHUNK bytes on average: with the default 4096, about 200 numbers per unit
+# and some 500 units per mode, the "many cheap units" case where a process
+# per unit (PARI set up each time) costs most; CHUNK=65536 gives some 30
+# units of 3,000 numbers. Every result is compared with gp's rows (equal,
+# or the script fails). Prints each round and the best of ROUNDS for each,
+# with vdfs time / gp time.
 #
-# Environment: VDFS_BUILD (default build/), TMPDIR (work directory).
+# Environment: VDFS_BUILD (default build/), TMPDIR (work directory),
+# CHUNK (default 4096).
 set -euo pipefail
 
 n="${1:-100000}"
+chunk="${CHUNK:-4096}"
 rounds="${2:-3}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${VDFS_BUILD:-$root/build}"
@@ -59,7 +64,7 @@ echo "setrand(1604); for (i = 1, $n, print(2 + random(2^64 - 2)))" | gp -q -f >"
 gp_factor "$W/list.txt" "$W/gp.csv"
 [ "$(wc -l <"$W/gp.csv")" = "$n" ] || vd_fail "gp gave $(wc -l <"$W/gp.csv") rows for $n numbers"
 
-vd_start_daemon
+vd_start_daemon --chunk-size "$chunk"
 vd_start_executor e1
 vd_start_executor e2
 for ((i = 0; i < 100; i++)); do
@@ -76,7 +81,7 @@ through() {
 	T="$VD_MNT/tasks/f64-$mode-$r"
 	mkdir "$T"
 	{ cat "$root/docs/examples/factor/function"; echo "# bench round $r, $mode"; } >"$T/function"
-	printf 'reduce = concat\nmode = %s\ntimeout = 600\n' "$mode" >"$T/config"
+	printf 'reduce = concat\nmode = %s\ntimeout = 600\nunit_size = %s\n' "$mode" "$chunk" >"$T/config"
 	t0="$(secs)"
 	cp "$W/list.txt" "$T/data/list.txt"
 	id=""
@@ -118,5 +123,6 @@ e="$(min <"$W/exec.t")"
 awk -v n="$n" -v r="$rounds" -v g="$g" -v p="$p" -v e="$e" 'BEGIN {
 	printf "best of %d: %d random 64-bit integers: gp one process %.2f s; vdfs persistent %.2f s = %.2f x gp; vdfs exec %.2f s = %.2f x gp\n",
 		r, n, g, p, p / g, e, e / g }'
+echo "units of one chunk, $chunk bytes on average (CHUNK)"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 vd_ok "bench-factor64 done"

@@ -347,6 +347,28 @@ static bool item_dup(const struct item *v, size_t i)
 	return false;
 }
 
+/* Whether unit u of run r (NULL: gone) may still take this result (lock
+ * held); else it is answered: 409 when the unit has a result or its run
+ * ended (its lease goes), 503 while another result for it is being
+ * committed. */
+static bool unit_open(vd_engine *e, struct item *it, struct vd_lease *l, struct vd_run *r,
+		      size_t u)
+{
+	if (!r || r->finishing || r->units[u].state == VD_UNIT_DONE) {
+		e->m_late++;
+		if (l)
+			vd_engine_lease_drop(e, l);
+		item_end(it, -ESTALE, "the unit already has a result or its run ended");
+		return false;
+	}
+	if (r->units[u].committing) {
+		item_end(it, -ESHUTDOWN, "another result for this unit is being committed: "
+			 "send this one again");
+		return false;
+	}
+	return true;
+}
+
 /* Step 1 for one result (lock held). */
 static void item_check(vd_engine *e, const char *executor, struct item *v, size_t i)
 {
@@ -367,18 +389,8 @@ static void item_check(vd_engine *e, const char *executor, struct item *v, size_
 	struct vd_executor *sender = vd_engine_find_exec(e, it->ex);
 	if (sender)
 		sender->last_seen_ms = vd_mono_ms();
-	if (!r || r->finishing || r->units[u].state == VD_UNIT_DONE) {
-		e->m_late++;
-		if (l)
-			vd_engine_lease_drop(e, l);
-		item_end(it, -ESTALE, "the unit already has a result or its run ended");
+	if (!unit_open(e, it, l, r, u))
 		return;
-	}
-	if (r->units[u].committing) {
-		item_end(it, -ESHUTDOWN, "another result for this unit is being committed: "
-			 "send this one again");
-		return;
-	}
 	snprintf(it->task, sizeof it->task, "%s", r->task);
 	memcpy(it->data, r->data, VD_ID_SIZE);
 	memcpy(it->code, r->code, VD_ID_SIZE);
@@ -480,20 +492,12 @@ static void item_stage(vd_engine *e, struct item *it, vd_catalog_batch *b)
 	bool accepted = false;
 	int rc;
 	vd_engine_lease_resolve(&l, &r, &u, it->ex, e, it->in->lease);
-	if (!r || r->finishing || r->units[u].state == VD_UNIT_DONE ||
-	    strcmp(r->task, it->task) || strcmp(r->data, it->data) ||
-	    strcmp(r->code, it->code)) {
-		e->m_late++;
-		if (l)
-			vd_engine_lease_drop(e, l);
-		item_end(it, -ESTALE, "the unit already has a result or its run ended");
+	/* Another run of the same lease's unit is not this one. */
+	if (r && (strcmp(r->task, it->task) || strcmp(r->data, it->data) ||
+		  strcmp(r->code, it->code)))
+		r = NULL;
+	if (!unit_open(e, it, l, r, u))
 		return;
-	}
-	if (r->units[u].committing) {
-		item_end(it, -ESHUTDOWN, "another result for this unit is being committed: "
-			 "send this one again");
-		return;
-	}
 	it->r = r;
 	/* A function that succeeded may still have had something to say
 	 * (bytes it could not decode, rows it skipped): keep it in the log,

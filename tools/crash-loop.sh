@@ -75,6 +75,7 @@ violation() {
 }
 
 fn_text() {
+# shellcheck disable=SC2016 # the $0 are awk's
 	printf '#!/bin/sh\n# variant %s\nexec awk '"'"'{ print length($0) "," $0 }'"'"'\n' "$1"
 }
 cf_text() {
@@ -235,7 +236,7 @@ while ((it < N)); do
 	2)
 		# Delete a done version; its log is kept for the final check.
 		id="$(model_ids "$t" | shuf -n 1 --random-source=<(yes "$RANDOM") || true)"
-		if [ -n "$id" ] && [ "$(vd_status_word "$VD_MNT/tasks/$t/versions/$id/status")" = done ]; then
+		if [ -n "$id" ] && [ "$(vd_status_word "$VD_MNT/tasks/$t/versions/$id/status")" = "done" ]; then
 			cp "$VD_MNT/tasks/$t/versions/$id/log" "$M/logs/$t.$id.log"
 			if rm -r "$VD_MNT/tasks/$t/versions/$id" 2>"$VD_WORK/rm.err"; then
 				awk -v t="$t" -v id="$id" '!($1 == t && $2 == id)' "$M/versions" >"$M/versions.new"
@@ -253,7 +254,7 @@ while ((it < N)); do
 	for t in "${TASKS[@]}"; do
 		((RANDOM % 3)) || continue
 		opn=$((opn + 1))
-		kind=file
+		kind="file"
 		((RANDOM % 3)) || kind=tree
 		src="s$opn"
 		gen_src "$M/src/$src" "$kind"
@@ -300,7 +301,7 @@ done
 ALIVE_WAIT=1
 while read -r t id kind src; do
 	v="$VD_MNT/tasks/$t/versions/$id"
-	vd_wait_status "$v" done >/dev/null
+	vd_wait_status "$v" "done" >/dev/null
 	expected "$M/src/$src" >"$VD_WORK/expected.csv"
 	cmp -s "$v/result.csv" "$VD_WORK/expected.csv" ||
 		violation "result.csv of $t/$id ($kind $src) differs from awk on the model's input: $(diff "$VD_WORK/expected.csv" "$v/result.csv" | head -n 5)"

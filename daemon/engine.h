@@ -400,7 +400,11 @@ int vd_engine_executor_render(struct vd_buf *out, vd_engine *e, const char *name
  */
 int vd_engine_api_register(json_t **reply, struct vd_buf *why, vd_engine *e,
 			   const json_t *req);
-/* Blocks up to the request's wait_ms (capped at 30 s). */
+/* Blocks up to the request's wait_ms (capped at 30 s). With
+ * "inline_max": N, chunks of at most N bytes (and VD_INLINE_MAX) come in
+ * the reply as base64 `data`, at most VD_INLINE_TOTAL bytes of them. */
+#define VD_INLINE_MAX ((size_t)64 << 10)
+#define VD_INLINE_TOTAL ((size_t)1 << 20)
 int vd_engine_api_lease(json_t **reply, struct vd_buf *why, vd_engine *e,
 			const json_t *req);
 int vd_engine_api_heartbeat(json_t **reply, struct vd_buf *why, vd_engine *e,

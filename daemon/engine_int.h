@@ -282,6 +282,7 @@ struct vd_engine {
 	/* Result requests taken (a PUT, or a POST /v1/results of several)
 	 * and the results in them. */
 	uint64_t m_result_requests, m_results_in;
+	uint64_t m_inline_bytes;   /* chunk bytes sent inside leases */
 };
 
 /* ---- engine.c ---- */
@@ -384,6 +385,11 @@ void vd_engine_unit_update(vd_engine *e, struct vd_run *r, size_t u);
  * catalog (engine_lease.c): *lp the lease when in memory, *rp and *up its
  * run and unit when the run is still active (else *rp NULL), executor
  * the one it was granted to. -ENOENT when unknown. */
+/* engine_inline.c: small chunks inside the lease reply. Each chunk in
+ * leases (a reply's "leases" array) of at most max_each bytes (capped at
+ * VD_INLINE_MAX, engine.h) gets its raw bytes as base64 `data`, VD_INLINE_TOTAL bytes
+ * of chunks per reply at most. Without the engine lock. */
+void vd_engine_lease_inline(vd_engine *e, json_t *leases, size_t max_each);
 int vd_engine_lease_resolve(struct vd_lease **lp, struct vd_run **rp, size_t *up,
 			    char executor[VD_EXEC_NAME_MAX + 1], vd_engine *e,
 			    const char *id);

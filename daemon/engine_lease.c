@@ -269,7 +269,7 @@ int vd_engine_api_lease(json_t **reply, struct vd_buf *why, vd_engine *e,
 			const json_t *req)
 {
 	const char *name = json_string_value(json_object_get(req, "executor"));
-	long long max, wait;
+	long long max, wait, inline_max;
 	vd_catalog_batch *b = NULL;
 	json_t *list = NULL;
 	int rc;
@@ -278,7 +278,8 @@ int vd_engine_api_lease(json_t **reply, struct vd_buf *why, vd_engine *e,
 		return -EINVAL;
 	}
 	if ((rc = vd_engine_int_field(&max, why, req, "max", 1, 256, 1)) ||
-	    (rc = vd_engine_int_field(&wait, why, req, "wait_ms", 0, INT32_MAX, 0)))
+	    (rc = vd_engine_int_field(&wait, why, req, "wait_ms", 0, INT32_MAX, 0)) ||
+	    (rc = vd_engine_int_field(&inline_max, why, req, "inline_max", 0, INT32_MAX, 0)))
 		return rc;
 	if (wait > VD_LEASE_WAIT_MAX_MS)
 		wait = VD_LEASE_WAIT_MAX_MS;
@@ -342,6 +343,8 @@ int vd_engine_api_lease(json_t **reply, struct vd_buf *why, vd_engine *e,
 		vd_catalog_commit(e->cat, b, false);
 	pthread_mutex_unlock(&e->lock);
 	if (rc > 0) {
+		if (inline_max > 0)
+			vd_engine_lease_inline(e, list, (size_t)inline_max);
 		*reply = json_pack("{s:O}", "leases", list);
 		rc = *reply ? 0 : -ENOMEM;
 	}

@@ -807,6 +807,7 @@ int vd_engine_api_metrics(struct vd_buf *out, vd_engine *e)
 		(unsigned long long)execs);
 	uint64_t up = e->m_upload_bytes, up_new = e->m_upload_new_bytes;
 	uint64_t reqs = e->m_result_requests, results = e->m_results_in;
+	uint64_t inl = e->m_inline_bytes;
 	pthread_mutex_unlock(&e->lock);
 	if (!rc)
 		rc = vd_buf_addf(out,
@@ -830,11 +831,15 @@ int vd_engine_api_metrics(struct vd_buf *out, vd_engine *e)
 			"vdfs_result_requests_total %llu\n"
 			"# HELP vdfs_results_received_total Results in those requests.\n"
 			"# TYPE vdfs_results_received_total counter\n"
-			"vdfs_results_received_total %llu\n",
+			"vdfs_results_received_total %llu\n"
+			"# HELP vdfs_lease_inline_bytes_total Chunk bytes sent inside lease replies.\n"
+			"# TYPE vdfs_lease_inline_bytes_total counter\n"
+			"vdfs_lease_inline_bytes_total %llu\n",
 			(unsigned long long)up, (unsigned long long)up_new,
 			atomic_load(&e->disk_full) ? 1 : 0,
 			(unsigned long long)vd_engine_disk_free(e),
 			(unsigned long long)vd_catalog_syncs(e->cat),
-			(unsigned long long)reqs, (unsigned long long)results);
+			(unsigned long long)reqs, (unsigned long long)results,
+			(unsigned long long)inl);
 	return rc;
 }

@@ -79,6 +79,10 @@
 #define EX_BATCH_RESULTS 256
 #define EX_BATCH_BYTES ((size_t)16 << 20)
 #define EX_OUTBOX_BYTES ((size_t)64 << 20)
+/* Chunks of at most this many bytes are asked for inside the lease
+ * (exec_inline.c): a round trip and a cache file cost more than they do.
+ * The default chunker's chunks are larger, and come by GET, cached. */
+#define EX_INLINE_MAX ((size_t)16 << 10)
 
 /* What became of one try at sending a result. */
 enum sent {
@@ -208,6 +212,12 @@ enum sent result_answer(struct exec *x, struct vd_client *c, const char *lease,
  * spool cannot take it either, -errno and the caller keeps it. */
 int spool_result(struct exec *x, const char *lease, const char *what,
 		 const struct vd_client_piece *body, size_t n, const char *fail);
+
+/* exec_inline.c: the bytes of a chunk the daemon sent inside the lease
+ * (chunk: one entry of the lease's "chunks"), verified against its ID
+ * with key, into out. -ENOENT when it sent none; -EBADMSG when what it
+ * sent is not base64 of the chunk (fetch it instead); -ENOMEM. */
+int ex_inline_chunk(struct vd_buf *out, const json_t *chunk, const struct vd_key *key);
 
 /* exec_outbox.c */
 int ex_outbox_open(struct ex_outbox **out);

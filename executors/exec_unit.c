@@ -453,6 +453,8 @@ void exec_run_unit(struct exec *x, struct vd_client *c, struct lease *l,
 	struct vd_buf codepath = VD_BUF_INIT(PATH_MAX);
 	struct vd_strv chunkpaths = { 0 }, infiles = { 0 }, env = { 0 };
 	struct vd_run_input *in = NULL;
+	struct vd_buf *inl = NULL;     /* chunks that came inside the lease */
+	size_t ninl = 0;
 	struct vd_run_spec spec;
 	struct vd_run_result r;
 	char workdir[PATH_MAX] = "";
@@ -477,7 +479,8 @@ void exec_run_unit(struct exec *x, struct vd_client *c, struct lease *l,
 		goto out;
 	}
 	in = calloc(nchunks + 1, sizeof(*in));
-	if (!in) {
+	inl = calloc(nchunks ? nchunks : 1, sizeof(*inl));
+	if (!in || !inl) {
 		vd_err("lease %s: out of memory", l->id);
 		goto out;
 	}
@@ -495,6 +498,27 @@ void exec_run_unit(struct exec *x, struct vd_client *c, struct lease *l,
 			vd_warn("lease %s: malformed chunk ID; dropping", l->id);
 			goto out;
 		}
+		/* Sent with the lease: from memory, not cached. */
+		vd_buf_init(&inl[ninl], EX_INLINE_MAX);
+		rc = ex_inline_chunk(&inl[ninl], json_array_get(chunks, i), &x->key);
+		if (rc == 0) {
+			const struct vd_buf *m = &inl[ninl++];
+			vd_buf_release(&p);
+			vd_buf_release(&file);
+			vd_debug("chunk %s: %zu bytes inside the lease", cid, m->len);
+			if (skip >= m->len) {
+				skip -= m->len;
+				continue;
+			}
+			in[nin++] = (struct vd_run_input){ .mem = m->data + skip,
+							   .len = m->len - skip };
+			skip = 0;
+			continue;
+		}
+		vd_buf_release(&inl[ninl]);
+		if (rc == -EBADMSG)
+			vd_warn("lease %s: chunk %s sent inside the lease is not the chunk; "
+				"fetching it", l->id, cid);
 		rc = vd_cache_path(&p, x->store, "chunks", cid);
 		if (!rc)
 			rc = vd_strv_push(&chunkpaths, p.data);
@@ -579,5 +603,8 @@ out:
 	vd_strv_release(&chunkpaths);
 	vd_strv_release(&infiles);
 	vd_buf_release(&codepath);
+	for (i = 0; i < ninl; i++)
+		vd_buf_release(&inl[i]);
+	free(inl);
 	free(in);
 }

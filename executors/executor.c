@@ -515,8 +515,8 @@ static int dispatch(struct exec *x, struct vd_client *c)
 				poll_ms = (int)left;
 		}
 
-		req = json_pack("{s:s, s:i, s:i}", "executor", x->name, "max", nfree,
-				"wait_ms", poll_ms);
+		req = json_pack("{s:s, s:i, s:i, s:I}", "executor", x->name, "max", nfree,
+				"wait_ms", poll_ms, "inline_max", (json_int_t)EX_INLINE_MAX);
 		e = req ? vd_client_json(&status, &reply, &why, c, "POST", "/v1/leases",
 					 req, EX_LEASE_TIMEOUT_MS)
 			: -ENOMEM;

@@ -83,7 +83,8 @@ for n in "${names[@]}"; do
 	cov="$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")"
 	ft="$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")"
 	corp="$(sed -n 's/.* corp: \([0-9]*\/[0-9a-zA-Z]*\).*/\1/p' <<<"$last")"
-	line="fuzz_$n: ${runs:-?} runs in $secs s, cov ${cov:-?} edges, ft ${ft:-?}, corpus ${corp:-?} (from $seeds seeds)"
+	took="$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$work/fuzz_$n.log" | tail -n 1)"
+	line="fuzz_$n: ${runs:-?} runs in ${took:-?} s, cov ${cov:-?} edges, ft ${ft:-?}, corpus ${corp:-?} (from $seeds seeds)"
 	bad="$(find "$crashes" -type f | sort)"
 	if [ "$rc" != 0 ] || [ -n "$bad" ]; then
 		found=1

@@ -16,6 +16,10 @@
 #   VDFS_FUZZ_BUILD_DIR   build directory (default build-fuzz)
 #   VDFS_FUZZ_JOBS        parallel build jobs (default 1)
 #   VDFS_FUZZ_WORK        scratch directory (default: a new one in $TMPDIR)
+#   VDFS_FUZZ_COVERAGE=1  then replay each corpus in a source-coverage build
+#                         (BUILD-cov, clang -fcoverage-mapping) and print
+#                         llvm-cov's line and branch coverage of the
+#                         harness's parser files
 #
 # Prints one line per harness (runs, coverage, corpus) and exits 1 when
 # any harness found a crash, 2 when the build fails.
@@ -98,6 +102,48 @@ for n in "${names[@]}"; do
 	echo "$line"
 	summary+=("$line")
 done
+
+# Which source files each harness is there for, for the coverage report.
+declare -A cover=(
+	[results]="daemon/http_results.c daemon/http_transfer.c"
+	[config]="daemon/engine.c"
+	[manifest]="daemon/engine_manifest.c"
+	[chunker]="daemon/chunker.c"
+	[zframe]="lib/zframe.c"
+)
+if [ "${VDFS_FUZZ_COVERAGE:-0}" = 1 ]; then
+	cbuild="$build-cov"
+	echo "=== coverage build ${cbuild#"$root"/}"
+	if ! { cmake -S "$root" -B "$cbuild" -DCMAKE_C_COMPILER="$cc" -DVDFS_FUZZ=ON \
+			-DCMAKE_BUILD_TYPE=RelWithDebInfo \
+			"-DCMAKE_C_FLAGS=-fprofile-instr-generate -fcoverage-mapping" \
+			"-DCMAKE_EXE_LINKER_FLAGS=-fprofile-instr-generate" &&
+		nice -n 10 cmake --build "$cbuild" -j"$jobs" --target "${targets[@]}"; } \
+		>"$work/coverage-build.log" 2>&1 </dev/null; then
+		tail -n 20 "$work/coverage-build.log" >&2
+		echo "fuzz.sh: coverage build failed" >&2
+		exit 2
+	fi
+	for n in "${names[@]}"; do
+		LLVM_PROFILE_FILE="$work/fuzz_$n.profraw" "$cbuild/bin/fuzz_$n" -runs=0 \
+			"$work/corpus/$n" >"$work/fuzz_$n.cov.log" 2>&1 </dev/null || true
+		llvm-profdata merge -sparse "$work/fuzz_$n.profraw" -o "$work/fuzz_$n.profdata"
+		files=()
+		for f in ${cover[$n]:-}; do files+=("$root/$f"); done
+		# The functions of those files that the corpus reaches (the
+		# files hold others the harness never calls), and their sum.
+		echo "--- fuzz_$n: coverage by its corpus of the functions it reaches in ${cover[$n]:-?}"
+		llvm-cov report -show-functions "$cbuild/bin/fuzz_$n" \
+			-instr-profile="$work/fuzz_$n.profdata" "${files[@]}" |
+			awk 'NF == 10 && $1 != "Name" && $1 != "TOTAL" && $4 != "0.00%" {
+				printf "    %-32s lines %4d/%-4d %7s  branches %4d/%-4d %7s\n",
+					$1, $5 - $6, $5, $7, $8 - $9, $8, $10
+				l += $5; lm += $6; b += $8; bm += $9 }
+			END { if (l) printf "    %-32s lines %4d/%-4d %6.2f%%  branches %4d/%-4d %6.2f%%\n",
+				"(together)", l - lm, l, 100 * (l - lm) / l, b - bm, b,
+				b ? 100 * (b - bm) / b : 0 }'
+	done
+fi
 
 echo "=== summary (scratch: $work)"
 printf '%s\n' "${summary[@]}"

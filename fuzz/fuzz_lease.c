@@ -14,8 +14,8 @@
  * the timeout is between 1 s and a
  * week whatever the lease says (the seconds were taken as they came:
  * over 9.2e15 overflowed timeout_s * 1000, UBSan's report on the seed
- * timeout_overflow; this harness found 2147483 s, timeout_over_a_week,
- * within seconds), the CPU limit
+ * timeout_overflow; with the clamp taken out this harness found
+ * 2147483 s, timeout_over_a_week, in 640 runs), the CPU limit
  * behind it, the memory limit within --max-memory, and the sandbox's argv
  * NULL-terminated within its 32 entries.
  */

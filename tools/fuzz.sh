@@ -5,8 +5,8 @@
 #   tools/fuzz.sh [SECONDS] [NAMES...]
 #
 # SECONDS (default 30) is each harness's -max_total_time; NAMES (default:
-# every fuzz/fuzz_*.c) are harness names without fuzz_ (results config
-# manifest chunker zframe). Each run starts from a copy of its seeds,
+# every fuzz/fuzz_*.c) are harness names without fuzz_ (chunker config
+# lease manifest results zframe). Each run starts from a copy of its seeds,
 # fuzz/corpus/<name>/, in a scratch directory, so the seeds in the tree
 # are never rewritten; what libFuzzer adds is left in the scratch
 # directory, as are crash, leak and timeout inputs, which are reported
@@ -110,6 +110,7 @@ declare -A cover=(
 	[manifest]="daemon/engine_manifest.c"
 	[chunker]="daemon/chunker.c"
 	[zframe]="lib/zframe.c"
+	[lease]="executors/exec_lease.c"
 )
 if [ "${VDFS_FUZZ_COVERAGE:-0}" = 1 ]; then
 	cbuild="$build-cov"

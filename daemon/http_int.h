@@ -299,6 +299,11 @@ int http_result_take(json_t **reply, struct vd_buf *why, vd_http *h, const char 
  * -ENOSPC when every result came back so (503, 507). */
 int http_results_take(json_t **reply, struct vd_buf *why, vd_http *h, const char *who,
 		      const char *body, size_t n);
+/* Where result number i of such a body, starting at p with n bytes left,
+ * ends: 0 with *len its length (line and output, at most n), or -EINVAL
+ * with the reason in why. Public for fuzz/fuzz_results.c. */
+int http_results_frame_next(size_t *len, struct vd_buf *why, const char *p, size_t n,
+			    size_t i);
 /* The byte counters, in Prometheus text, appended to out. */
 int http_transfer_metrics(struct vd_buf *out, vd_http *h);
 /* MHD_OPTION_NOTIFY_CONNECTION: counts a connection MHD starts or closes. */

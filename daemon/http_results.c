@@ -15,9 +15,10 @@
  */
 #include "http_int.h"
 
-/* Where result number i of the body ends: the JSON line's out_bytes (raw)
- * or body_bytes (a zstd frame) says how many bytes follow it. */
-static int frame_next(size_t *len, struct vd_buf *why, const char *p, size_t n, size_t i)
+/* The JSON line's out_bytes (raw) or body_bytes (a zstd frame) says how
+ * many bytes follow it. */
+int http_results_frame_next(size_t *len, struct vd_buf *why, const char *p, size_t n,
+			    size_t i)
 {
 	const char *nl = memchr(p, '\n', n);
 	json_error_t err;
@@ -70,7 +71,7 @@ int http_results_take(json_t **reply, struct vd_buf *why, vd_http *h, const char
 			vd_buf_addf(why, "at most %d results in one request", HTTP_RESULTS_COUNT_MAX);
 			return -EINVAL;
 		}
-		if ((rc = frame_next(&len, why, body + off, n - off, count)))
+		if ((rc = http_results_frame_next(&len, why, body + off, n - off, count)))
 			return rc;
 		off += len;
 		count++;
@@ -87,7 +88,7 @@ int http_results_take(json_t **reply, struct vd_buf *why, vd_http *h, const char
 		goto out;
 	}
 	for (off = 0, i = 0; i < count; i++, off += len) {
-		frame_next(&len, why, body + off, n - off, i);
+		http_results_frame_next(&len, why, body + off, n - off, i);
 		in[i].lease = "";
 		rc = http_result_parse(&res[i], &item_why, body + off, len);
 		if (rc) {

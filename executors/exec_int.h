@@ -188,8 +188,25 @@ const char *fail_text(char *buf, size_t n, int e, long status,
 			     const struct vd_client *c, const struct vd_buf *why);
 int client_open(struct vd_client *c, const struct exec *x, const char *token,
 		       const atomic_bool *abort);
+
+/* exec_lease.c: a lease's fields; a string that is missing or no string
+ * is "", an integer that is missing or no integer dflt. */
 const char *jstr(const json_t *o, const char *k);
 json_int_t jint(const json_t *o, const char *k, json_int_t dflt);
+/* Push "K=V" onto env; -ENOMEM. */
+int ex_env_add(struct vd_strv *env, const char *k, const char *v);
+/* May a lease's parameter name k go into an environment? Not empty, and
+ * no '=': "PATH=/x" as a name would set PATH past the checks on it (the
+ * daemon sends only names its config parser vetted; a server need not). */
+bool ex_env_name_ok(const char *k);
+/* Push the unit's environment (VDFS_TASK, VDFS_DATA_ID, VDFS_CODE_ID,
+ * VDFS_UNIT, VDFS_PATH, then the lease's "env" parameters that override
+ * none of ours) onto env as "K=V"; -ENOMEM. */
+int ex_unit_env(struct vd_strv *env, const json_t *lj);
+/* The limits and sandbox every unit of lease l gets, within what this
+ * machine lends; wrap (32 entries) is filled when --sandbox bwrap. */
+void ex_unit_limits(struct vd_run_spec *spec, const char **wrap, struct exec *x,
+		    const struct lease *l, const char *exe, const char *workdir);
 
 /* exec_unit.c */
 void exec_run_unit(struct exec *x, struct vd_client *c, struct lease *l,

@@ -155,20 +155,6 @@ out:
 	return rc;
 }
 
-const char *jstr(const json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-
-	return s ? s : "";
-}
-
-json_int_t jint(const json_t *o, const char *k, json_int_t dflt)
-{
-	const json_t *v = json_object_get(o, k);
-
-	return json_is_integer(v) ? json_integer_value(v) : dflt;
-}
-
 /* A unit whose inputs cannot be had is reported as a failed attempt (so
  * that the server's retry count sees it) unless the trouble looks
  * transient, in which case the lease is left to expire. */
@@ -193,111 +179,6 @@ static void input_failed(struct exec *x, struct vd_client *c, struct lease *l,
 		 rc == -ENOENT ? "unknown to the server" : "failed verification");
 	vd_warn("lease %s: %s", l->id, r.reason);
 	send_result(x, c, l, &r);
-}
-
-static int env_add(struct vd_strv *env, const char *k, const char *v)
-{
-	struct vd_buf b = VD_BUF_INIT(1 << 16);
-	int rc = vd_buf_addf(&b, "%s=%s", k, v);
-
-	if (!rc)
-		rc = vd_strv_push(env, b.data);
-	vd_buf_release(&b);
-	return rc;
-}
-
-/* The unit's own environment: who it is and the task's parameters. The
- * daemon vets the parameter names; anything that would override ours is
- * skipped. */
-static int unit_env(struct vd_strv *env, const json_t *lj)
-{
-	char unitstr[32];
-	const char *ek;
-	json_t *ev;
-	int rc;
-
-	snprintf(unitstr, sizeof(unitstr), "%lld", (long long)jint(lj, "unit", 0));
-	rc = env_add(env, "VDFS_TASK", jstr(lj, "task"));
-	if (!rc)
-		rc = env_add(env, "VDFS_DATA_ID", jstr(lj, "data_id"));
-	if (!rc)
-		rc = env_add(env, "VDFS_CODE_ID", jstr(lj, "code_id"));
-	if (!rc)
-		rc = env_add(env, "VDFS_UNIT", unitstr);
-	if (!rc)
-		rc = env_add(env, "VDFS_PATH", jstr(lj, "path"));
-	json_object_foreach(json_object_get(lj, "env"), ek, ev) {
-		bool ours = !strcmp(ek, "VDFS_TASK") || !strcmp(ek, "VDFS_DATA_ID") ||
-			    !strcmp(ek, "VDFS_CODE_ID") || !strcmp(ek, "VDFS_UNIT") ||
-			    !strcmp(ek, "VDFS_PATH") || !strcmp(ek, "VDFS_MODE") ||
-			    !strcmp(ek, "PATH") || !strcmp(ek, "TMPDIR");
-		if (!rc && !ours && json_is_string(ev))
-			rc = env_add(env, ek, json_string_value(ev));
-	}
-	return rc;
-}
-
-/* The limits and sandbox every unit of lease l gets, within what this
- * machine lends; wrap (32 entries) is filled when --sandbox bwrap. */
-static void unit_limits(struct vd_run_spec *spec, const char **wrap, struct exec *x,
-			const struct lease *l, const char *exe, const char *workdir)
-{
-	json_int_t timeout_s = jint(l->j, "timeout_s", EX_DEFAULT_TIMEOUT_S);
-	json_int_t mem = jint(l->j, "memory_bytes", 0);
-
-	if (timeout_s <= 0)
-		timeout_s = EX_DEFAULT_TIMEOUT_S;
-	memset(spec, 0, sizeof(*spec));
-	spec->exe = exe;
-	spec->path_first = x->selfdir;
-	spec->cwd = workdir;
-	spec->timeout_ms = (int64_t)timeout_s * 1000;
-	spec->out_cap = x->out_cap;
-	spec->cancel = (atomic_bool *)&l->cancel;
-	spec->mem_limit = mem > 0 ? (uint64_t)mem : 0;
-	if (x->max_memory && (!spec->mem_limit || spec->mem_limit > x->max_memory))
-		spec->mem_limit = x->max_memory;
-	spec->as_limit = x->as_limit;
-	/* CPU time is a backstop behind the wall clock: a function may use
-	 * every core for the whole timeout. */
-	spec->cpu_limit_s = timeout_s * x->cores + 10;
-	spec->fsize_limit = x->fsize_limit;
-	spec->nofile_limit = x->nofile_limit;
-	if (x->bwrap) {
-		int n = 0;
-
-		wrap[n++] = x->bwrap;
-		wrap[n++] = "--die-with-parent";
-		wrap[n++] = "--unshare-net";
-		wrap[n++] = "--unshare-ipc";
-		wrap[n++] = "--unshare-pid";
-		wrap[n++] = "--unshare-uts";
-		wrap[n++] = "--ro-bind";
-		wrap[n++] = "/";
-		wrap[n++] = "/";
-		wrap[n++] = "--dev";
-		wrap[n++] = "/dev";
-		wrap[n++] = "--proc";
-		wrap[n++] = "/proc";
-		wrap[n++] = "--tmpfs";
-		wrap[n++] = "/tmp";
-		/* The code and our own directory (shipped functions on PATH)
-		 * may live under /tmp, which the tmpfs hides. */
-		wrap[n++] = "--ro-bind";
-		wrap[n++] = exe;
-		wrap[n++] = exe;
-		wrap[n++] = "--ro-bind";
-		wrap[n++] = x->selfdir;
-		wrap[n++] = x->selfdir;
-		wrap[n++] = "--bind";
-		wrap[n++] = workdir;
-		wrap[n++] = workdir;
-		wrap[n++] = "--chdir";
-		wrap[n++] = workdir;
-		wrap[n++] = "--";
-		wrap[n] = NULL;
-		spec->wrap = wrap;
-	}
 }
 
 /* A fresh directory for a unit or a slot's process, under $TMPDIR. */
@@ -366,22 +247,22 @@ static int slot_process(struct exec_slot *s, struct exec *x, const struct lease 
 		goto out;
 	/* The process's own environment holds what stays the same for all
 	 * its units; each unit's frame says which unit it is. */
-	rc = env_add(&env, "VDFS_TASK", jstr(l->j, "task"));
+	rc = ex_env_add(&env, "VDFS_TASK", jstr(l->j, "task"));
 	if (!rc)
-		rc = env_add(&env, "VDFS_CODE_ID", jstr(l->j, "code_id"));
+		rc = ex_env_add(&env, "VDFS_CODE_ID", jstr(l->j, "code_id"));
 	if (!rc)
-		rc = env_add(&env, "VDFS_MODE", "persistent");
+		rc = ex_env_add(&env, "VDFS_MODE", "persistent");
 	if (!rc)
-		rc = env_add(&env, "TMPDIR", s->workdir);
+		rc = ex_env_add(&env, "TMPDIR", s->workdir);
 	json_object_foreach(json_object_get(l->j, "env"), ek, ev) {
 		bool ours = !strncmp(ek, "VDFS_", 5) && strcmp(ek, "VDFS_ENCODING");
 		if (!rc && !ours && strcmp(ek, "PATH") && strcmp(ek, "TMPDIR") &&
-		    json_is_string(ev))
-			rc = env_add(&env, ek, json_string_value(ev));
+		    ex_env_name_ok(ek) && json_is_string(ev))
+			rc = ex_env_add(&env, ek, json_string_value(ev));
 	}
 	if (rc)
 		goto out;
-	unit_limits(&spec, wrap, x, l, exe, s->workdir);
+	ex_unit_limits(&spec, wrap, x, l, exe, s->workdir);
 	spec.env = (const char *const *)env.v;
 	/* RLIMIT_CPU counts the process's whole life, which spans many
 	 * units: each unit's deadline is the limit instead. */
@@ -426,7 +307,7 @@ static int run_persistent(struct vd_run_result *r, struct exec_slot *s, struct e
 			snprintf(r->reason, sizeof(r->reason), "exec failed: %s", strerror(-rc));
 			return 0;
 		}
-		unit_limits(&spec, wrap, x, l, exe, s->workdir);
+		ex_unit_limits(&spec, wrap, x, l, exe, s->workdir);
 		spec.in = in;
 		spec.nin = nin;
 		rc = vd_persist_run(r, s->proc, (const char *const *)env->v, &spec);
@@ -548,7 +429,7 @@ void exec_run_unit(struct exec *x, struct vd_client *c, struct lease *l,
 						   .zstd = zstd };
 		skip = 0;
 	}
-	if (unit_env(&env, l->j)) {
+	if (ex_unit_env(&env, l->j)) {
 		vd_err("lease %s: out of memory", l->id);
 		goto out;
 	}
@@ -565,11 +446,11 @@ void exec_run_unit(struct exec *x, struct vd_client *c, struct lease *l,
 		if (make_workdir(workdir, l->id))
 			goto out;
 		/* Its temporary files go with its directory. */
-		if (env_add(&env, "TMPDIR", workdir)) {
+		if (ex_env_add(&env, "TMPDIR", workdir)) {
 			vd_err("lease %s: out of memory", l->id);
 			goto out;
 		}
-		unit_limits(&spec, wrap, x, l, codepath.data, workdir);
+		ex_unit_limits(&spec, wrap, x, l, codepath.data, workdir);
 		spec.env = (const char *const *)env.v;
 		spec.in = in;
 		spec.nin = nin;

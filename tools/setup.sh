@@ -47,11 +47,15 @@ done
 # drive the dashboard in headless Chromium through chromedriver.
 # libzstd-dev: chunks and results travel as zstd frames (lib/zframe.c); zstd
 # (the command): t_transfer_zstd decodes a chunk the daemon sends so.
+# clang, libclang-rt-14-dev (libFuzzer and the sanitizers' runtimes for
+# clang 14, Debian 12's): tools/fuzz.sh and t_fuzz_smoke build the
+# harnesses in fuzz/ with them.
 packages=(libfuse3-dev fuse3 librocksdb-dev libxxhash-dev libcurl4-openssl-dev
 	libmicrohttpd-dev libjansson-dev libcmocka-dev cmake pkg-config gcc make curl
 	libgnutls28-dev bubblewrap openssl libpari-dev pari-gp
 	graphviz time rsync nano vim-tiny man-db libarchive-dev unzip
-	libjs-cryptojs chromium chromium-driver python3-selenium libzstd-dev zstd)
+	libjs-cryptojs chromium chromium-driver python3-selenium libzstd-dev zstd
+	clang libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do

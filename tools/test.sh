@@ -74,9 +74,11 @@ if [ "$sanitize" != 0 ]; then
 	export VD_INCR_MB="${VD_INCR_MB:-64}"
 	# The benchmark tools' smokes (label bench-smoke) check shell and
 	# python scripts, which the normal pass has run; under the sanitizers
-	# they would only drive again daemon paths the other tests drive.
+	# they would only drive again daemon paths the other tests drive. The
+	# fuzzing smoke (fuzz-smoke) builds its own ASan + UBSan harnesses with
+	# clang: the normal pass ran it.
 	if [ "$failed" = 0 ]; then
-		run_pass "asan+ubsan" "$build_san" -LE bench-smoke
+		run_pass "asan+ubsan" "$build_san" -LE 'bench-smoke|fuzz-smoke'
 	else
 		echo "=== the normal pass failed: the sanitized pass runs the unit tests only"
 		run_pass "asan+ubsan (unit only)" "$build_san" -L unit

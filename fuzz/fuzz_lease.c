@@ -17,7 +17,10 @@
  * timeout_overflow; with the clamp taken out this harness found
  * 2147483 s, timeout_over_a_week, in 640 runs), the CPU limit
  * behind it, the memory limit within --max-memory, and the sandbox's argv
- * NULL-terminated within its 32 entries.
+ * NULL-terminated within its 32 entries. And each chunk's inline `data`
+ * (exec_inline.c): taken only when it decodes to exactly `len` bytes that
+ * hash to the chunk's ID under the key (all zero here), at most
+ * EX_INLINE_MAX of them; else refused, so that the chunk is fetched.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -90,6 +93,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		memset(&l, 0, sizeof(l));
 		l.j = o;
+		const json_t *c;
+		size_t k;
+		json_array_foreach(json_object_get(o, "chunks"), k, c) {
+			struct vd_buf got = VD_BUF_INIT(EX_INLINE_MAX);
+			struct vd_key key;
+			char id[VD_ID_SIZE];
+			int rc;
+
+			memset(&key, 0, sizeof(key));
+			rc = ex_inline_chunk(&got, c, &key);
+			assert(rc == 0 || rc == -ENOENT || rc == -EBADMSG);
+			if (rc == 0) {
+				assert(got.len <= EX_INLINE_MAX);
+				assert((json_int_t)got.len == jint(c, "len", -1));
+				vd_id_of(id, &key, got.data, got.len);
+				assert(!strcmp(id, jstr(c, "id")));
+			}
+			vd_buf_release(&got);
+		}
 		assert(ex_unit_env(&env, o) == 0);
 		check_env(&env);
 		vd_strv_release(&env);

@@ -79,10 +79,13 @@
 #define EX_BATCH_RESULTS 256
 #define EX_BATCH_BYTES ((size_t)16 << 20)
 #define EX_OUTBOX_BYTES ((size_t)64 << 20)
-/* Chunks of at most this many bytes are asked for inside the lease
- * (exec_inline.c): a round trip and a cache file cost more than they do.
- * The default chunker's chunks are larger, and come by GET, cached. */
-#define EX_INLINE_MAX ((size_t)16 << 10)
+/* Chunks of at most EX_INLINE_DEFAULT bytes (--inline-max) are asked for
+ * inside the lease (exec_inline.c): a round trip and a cache file cost
+ * more than they do. The default chunker's chunks are larger, and come by
+ * GET, cached. EX_INLINE_MAX is the most --inline-max may say (the
+ * daemon's cap too). */
+#define EX_INLINE_DEFAULT ((size_t)16 << 10)
+#define EX_INLINE_MAX ((size_t)64 << 10)
 
 /* What became of one try at sending a result. */
 enum sent {
@@ -118,6 +121,7 @@ struct exec {
 	uint64_t nofile_limit;/* --max-open-files */
 	size_t out_cap;       /* --stdout-cap */
 	uint64_t cache_cap;   /* --cache-size */
+	size_t inline_max;    /* --inline-max: chunks asked for inside the lease */
 	struct vd_cache *store; /* the cache of code and chunks */
 	int cores;
 	int level;

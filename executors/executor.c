@@ -516,7 +516,7 @@ static int dispatch(struct exec *x, struct vd_client *c)
 		}
 
 		req = json_pack("{s:s, s:i, s:i, s:I}", "executor", x->name, "max", nfree,
-				"wait_ms", poll_ms, "inline_max", (json_int_t)EX_INLINE_MAX);
+				"wait_ms", poll_ms, "inline_max", (json_int_t)x->inline_max);
 		e = req ? vd_client_json(&status, &reply, &why, c, "POST", "/v1/leases",
 					 req, EX_LEASE_TIMEOUT_MS)
 			: -ENOMEM;
@@ -694,6 +694,9 @@ static const struct vd_doc_opt opt_doc[] = {
 	  "~/.cache, then vdfs-executor/<server>)", 0 },
 	{ "cache-size", 'C', "SIZE", "a cap on the cache: the least recently used files go "
 	  "first (default 10G; suffixes K, M, G)", 0 },
+	{ "inline-max", 'L', "SIZE", "chunks of at most SIZE come inside the lease, not by a "
+	  "download of their own, and are not cached (default 16K, at most 64K; 0: every "
+	  "chunk downloaded and cached)", 0 },
 	{ "spool-size", 'B', "SIZE", "a cap on the results kept under the cache directory "
 	  "while the daemon cannot take them (default 2G): at the cap no new work is "
 	  "taken until it takes them; nothing is dropped", 0 },
@@ -784,6 +787,7 @@ int main(int argc, char **argv)
 	x.level = 1;
 	x.slots = 1;
 	x.cache_cap = 10ull << 30;
+	x.inline_max = EX_INLINE_DEFAULT;
 	x.spool_cap = EX_SPOOL_CAP;
 	x.fsize_limit = 4ull << 30;
 	x.nofile_limit = 1024;
@@ -850,6 +854,17 @@ int main(int argc, char **argv)
 				x.fsize_limit = sz;
 			else
 				x.out_cap = (size_t)sz;
+			break;
+		case 'L':
+			if (!strcmp(optarg, "0")) {
+				x.inline_max = 0;
+			} else if (vd_ex_parse_size(&sz, optarg) || sz > EX_INLINE_MAX) {
+				fprintf(stderr, "vdfs-executor: --inline-max wants a size from 0 "
+					"to 64K\n");
+				return 2;
+			} else {
+				x.inline_max = (size_t)sz;
+			}
 			break;
 		case 'I':
 			if (vd_ex_parse_int(&x.idle_exit_s, optarg, 1, 86400 * 365)) {

@@ -82,7 +82,9 @@ printf '#!/bin/sh\nexec wc -l\n' >"$VD_MNT/tasks/cache/function"
 printf 'unit_size = 4K\nreduce = concat\n' >"$VD_MNT/tasks/cache/config"
 vd_gen_text "$IN/many.txt" 400000 9 300
 cp "$IN/many.txt" "$VD_MNT/tasks/cache/data/many.txt"
-vd_start_executor cachey --cache-size 64K
+# --inline-max 0: chunks this small would otherwise come inside the
+# lease, and never be cached.
+vd_start_executor cachey --cache-size 64K --inline-max 0
 vd_wait_status "$VD_MNT/tasks/cache/latest" done
 total="$(awk -F, '{ s += $1 } END { print s }' "$VD_MNT/tasks/cache/latest/result.csv")"
 [ "$total" = "$(wc -l <"$IN/many.txt")" ] || vd_fail "the per-unit line counts add up to $total"
@@ -92,7 +94,7 @@ vd_note "cache holds $bytes bytes after a run over $(stat -c %s "$IN/many.txt") 
 grep -q 'cache: evicted' "$VD_WORK/exec-cachey.log" || vd_fail "the executor never evicted"
 vd_ok "the cache stayed within --cache-size 64K ($bytes bytes), evicting as it went"
 vd_kill_executor cachey
-vd_start_executor cachey --cache-size 64K
+vd_start_executor cachey --cache-size 64K --inline-max 0
 start=$SECONDS
 until grep -q 'executor cachey registered (level 1, 1 slots, [1-9][0-9]* chunks cached' "$VD_WORK/vdfsd.log"; do
 	((SECONDS - start < 30)) || vd_fail "the restarted executor did not report its cached chunks"

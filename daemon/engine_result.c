@@ -321,7 +321,7 @@ struct item {
 	char ex[VD_EXEC_NAME_MAX + 1], task[256], data[VD_ID_SIZE], code[VD_ID_SIZE];
 	size_t unit;
 	char blob[VD_ID_SIZE];
-	struct vd_run *r;         /* phase 3 only (the lock held throughout) */
+	struct vd_run *r;         /* step 3: found again after the unlocked commit */
 };
 
 static void item_end(struct item *it, int rc, const char *why)
